@@ -1,0 +1,50 @@
+// swift-tools-version: 6.2
+//
+// DMABufKit: an executable model of the Linux DMA-BUF and DMA-mapping machinery, a real layer over
+// the kernel, and a conformance suite for DMA ops. The module map is in DESIGN.md section 2.
+
+import PackageDescription
+
+/// Every target of this package is built in Swift 6 language mode with all warnings as errors.
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+]
+
+let package = Package(
+    name: "DMABufKit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "DMACore", targets: ["DMACore"]),
+        .library(name: "DMAMapping", targets: ["DMAMapping"]),
+        .executable(name: "dmabuf", targets: ["dmabuf"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Value types for addresses, ranges, scatter-lists, directions, masks and errors, plus the
+        // simulated physical memory every rule is checked against. No I/O.
+        .target(name: "DMACore", swiftSettings: strict),
+        // The DMA-mapping API: the DMAOps protocol and registry, devices, the built-in ops
+        // (direct, IOMMU, swiotlb, virt), the DMA-API debug layer and the simulated DMA engine.
+        .target(name: "DMAMapping", dependencies: ["DMACore"], swiftSettings: strict),
+        // The command-line tool's commands, as a library so that tests can run them in-process.
+        .target(
+            name: "DMABufCLI",
+            dependencies: [
+                "DMACore", "DMAMapping",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "dmabuf", dependencies: ["DMABufCLI"], swiftSettings: strict),
+
+        .testTarget(name: "DMACoreTests", dependencies: ["DMACore"], swiftSettings: strict),
+        .testTarget(name: "DMAMappingTests", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
+        .testTarget(
+            name: "DMABufCLITests",
+            dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,92 @@
+/// A Linux error number, as the kernel returns it negated and user space reads it from `errno`.
+///
+/// This is an extensible struct, not an enum (the swift-system way): any value can be carried,
+/// including kernel-internal numbers that leak to user space such as `ENOTSUPP` (524), which
+/// `nv_dmabuf` returns from `mmap`. The numbers are Linux's (`include/uapi/asm-generic/errno-base.h`,
+/// `errno.h`, and `include/linux/errno.h` for the kernel-internal ones), whatever machine runs the
+/// model, because the model is of Linux.
+@frozen
+public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The positive error number.
+    public var rawValue: Int32
+
+    /// Wraps a positive error number.
+    @inlinable
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// Operation not permitted.
+    public static let EPERM = Errno(rawValue: 1)
+    /// No such file or directory (also: no such registered name).
+    public static let ENOENT = Errno(rawValue: 2)
+    /// Interrupted system call.
+    public static let EINTR = Errno(rawValue: 4)
+    /// I/O error; `dma_map_sgtable` returns it when a segment cannot be mapped.
+    public static let EIO = Errno(rawValue: 5)
+    /// Argument list too long.
+    public static let E2BIG = Errno(rawValue: 7)
+    /// Bad file descriptor.
+    public static let EBADF = Errno(rawValue: 9)
+    /// Try again.
+    public static let EAGAIN = Errno(rawValue: 11)
+    /// Out of memory, or out of a resource such as IOVA space.
+    public static let ENOMEM = Errno(rawValue: 12)
+    /// Bad address; the model's IOMMU faults carry it.
+    public static let EFAULT = Errno(rawValue: 14)
+    /// Device or resource busy.
+    public static let EBUSY = Errno(rawValue: 16)
+    /// File exists (a duplicate registration).
+    public static let EEXIST = Errno(rawValue: 17)
+    /// No such device (a revoked or absent device).
+    public static let ENODEV = Errno(rawValue: 19)
+    /// Invalid argument.
+    public static let EINVAL = Errno(rawValue: 22)
+    /// No space left on device.
+    public static let ENOSPC = Errno(rawValue: 28)
+    /// Result out of range.
+    public static let ERANGE = Errno(rawValue: 34)
+    /// Value too large for the type (an address that wraps past 2^64).
+    public static let EOVERFLOW = Errno(rawValue: 75)
+    /// Operation not supported.
+    public static let EOPNOTSUPP = Errno(rawValue: 95)
+    /// Remote I/O error: the kernel's answer when a peer-to-peer mapping is impossible.
+    public static let EREMOTEIO = Errno(rawValue: 121)
+    /// Kernel-internal "operation is not supported" (`include/linux/errno.h`), which some drivers
+    /// leak to user space; `nv_dmabuf`'s `mmap` does.
+    public static let ENOTSUPP = Errno(rawValue: 524)
+
+    private static let names: [Int32: (String, String)] = [
+        1: ("EPERM", "operation not permitted"),
+        2: ("ENOENT", "no such file, device or name"),
+        4: ("EINTR", "interrupted system call"),
+        5: ("EIO", "input/output error"),
+        7: ("E2BIG", "argument list too long"),
+        9: ("EBADF", "bad file descriptor"),
+        11: ("EAGAIN", "resource temporarily unavailable"),
+        12: ("ENOMEM", "out of memory or address space"),
+        14: ("EFAULT", "bad address"),
+        16: ("EBUSY", "device or resource busy"),
+        17: ("EEXIST", "already exists"),
+        19: ("ENODEV", "no such device"),
+        22: ("EINVAL", "invalid argument"),
+        28: ("ENOSPC", "no space left"),
+        34: ("ERANGE", "result out of range"),
+        75: ("EOVERFLOW", "value too large"),
+        95: ("EOPNOTSUPP", "operation not supported"),
+        121: ("EREMOTEIO", "remote I/O error (peer-to-peer not possible)"),
+        524: ("ENOTSUPP", "operation not supported (a kernel-internal errno leaked by the driver)"),
+    ]
+
+    /// The symbolic name (`"EINVAL"`), or `"errno N"` for a number this table does not know.
+    public var name: String { Self.names[rawValue]?.0 ?? "errno \(rawValue)" }
+
+    /// A short human sentence for the number.
+    public var summary: String { Self.names[rawValue]?.1 ?? "unknown error \(rawValue)" }
+
+    /// Looks up an error number by its symbolic name (`"EREMOTEIO"`); `nil` when unknown.
+    public init?(name: String) {
+        guard let entry = Self.names.first(where: { $0.value.0 == name }) else { return nil }
+        self.rawValue = entry.key
+    }
+
+    public var description: String { "\(name) (\(rawValue))" }
+}

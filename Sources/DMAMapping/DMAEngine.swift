@@ -1,0 +1,72 @@
+import DMACore
+
+/// The simulated DMA engine of a device: it reads and writes memory *by DMA address*, resolving
+/// each address the way the hardware would, so tests prove what a mapping means with bytes.
+///
+/// Resolution, per page touched:
+/// 1. the device cannot drive an address beyond its DMA mask;
+/// 2. an address in the bus window of a P2P provider's BAR that the device reaches by bus address
+///    is routed to the BAR by the switch, without the IOMMU (`PCI_P2PDMA_MAP_BUS_ADDR`);
+/// 3. otherwise the device's ops translate it (IOMMU page table, bus offset, CPU address), and a
+///    stale or unmapped address faults.
+extension DMADevice {
+    /// The device reads `count` bytes at `address` (a transmit).
+    /// - Throws: ``DMAError/Code/iommuFault`` (`EFAULT`) for an untranslated or read-protected
+    ///   page, or an address past the mask; ``DMAError/Code/busError`` (`EIO`) where nothing backs
+    ///   the resolved address.
+    public func dmaRead(at address: DMAAddress, count: Int) throws(DMAError) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        try forEachChunk(address, count, .read) { (phys, length) throws(DMAError) in
+            out += try memory.read(phys, count: length)
+        }
+        return out
+    }
+
+    /// The device writes `bytes` at `address` (a receive).
+    /// - Throws: as ``dmaRead(at:count:)``. Pages before the faulting one are already written, as
+    ///   on hardware.
+    public func dmaWrite(_ bytes: [UInt8], at address: DMAAddress) throws(DMAError) {
+        var done = 0
+        try forEachChunk(address, bytes.count, .write) { (phys, length) throws(DMAError) in
+            try memory.write(Array(bytes[done..<(done + length)]), at: phys)
+            done += length
+        }
+    }
+
+    /// Resolves one DMA address to the physical address it reaches, without moving data.
+    public func resolve(_ address: DMAAddress, access: DMAAccess) throws(DMAError) -> PhysicalAddress {
+        guard mask.isCapable(address, length: 1) else {
+            throw DMAError(.iommuFault, .EFAULT, "\(name) cannot drive \(address): beyond its \(mask) DMA mask")
+        }
+        if let region = memory.barRegion(containingBusAddress: address), case .bar(let provider) = region.kind,
+            provider.owner == name || topology?.mapType(provider: provider, client: name) == .busAddress,
+            let phys = provider.physicalAddress(ofBus: address)
+        {
+            return phys
+        }
+        return try ops.translate(address, access: access, device: self)
+    }
+
+    private func forEachChunk(
+        _ address: DMAAddress, _ count: Int, _ access: DMAAccess,
+        _ body: (PhysicalAddress, Int) throws(DMAError) -> Void
+    ) throws(DMAError) {
+        guard count > 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "a DMA transfer of 0 bytes")
+        }
+        guard mask.isCapable(address, length: UInt64(count)) else {
+            throw DMAError(
+                .iommuFault, .EFAULT,
+                "\(name) cannot drive \(count) bytes at \(address): beyond its \(mask) DMA mask")
+        }
+        var done = 0
+        while done < count {
+            let at = DMAAddress(address.rawValue + UInt64(done))
+            let chunk = min(count - done, Int(pageSize - (at.rawValue & (pageSize - 1))))
+            let phys = try resolve(at, access: access)
+            try body(phys, chunk)
+            done += chunk
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import DMACore
+
+/// Direct mapping (`kernel/dma/direct.c`, `kernel/dma/direct.h`): the DMA address is the physical
+/// address plus the device's bus offset (`phys_to_dma`), with no translation in between.
+///
+/// Rules, from `dma_direct_map_phys`, `dma_direct_map_sg` and `dma_direct_unmap_phys`:
+/// - RAM beyond the device's mask (`dma_capable`: `addr + size - 1 <= mask`) is bounced through
+///   the device's swiotlb pool when it has one, and is an error otherwise;
+/// - `DMA_ATTR_MMIO` memory is used at its physical address as it is (no bus offset, as the
+///   kernel copies from `dma_direct_map_resource`), never bounced and never synced; beyond the mask
+///   it is an error;
+/// - with forced bouncing (`swiotlb=force`, confidential guests: ``swiotlb``) every RAM mapping is
+///   bounced and MMIO cannot be mapped at all;
+/// - P2P scatter-lists: bus-address segments get the provider's bus address and are marked
+///   (`sg_dma_mark_bus_address`); through-host-bridge segments are mapped as MMIO; a failed
+///   segment unwinds the ones before it and the list fails with `EIO` (`EREMOTEIO` for P2P).
+/// Direct mapping supports P2P (`dma_pci_p2pdma_supported` is true for a device with no ops).
+public struct DirectDMAOps: DMAOps {
+    public let name: String
+    public var p2pSupported: Bool { true }
+    /// Whether every RAM mapping is bounced (`is_swiotlb_force_bounce`).
+    public let forceBounce: Bool
+
+    /// Direct mapping that bounces only what the device cannot reach.
+    public init() {
+        self.name = "direct"
+        self.forceBounce = false
+    }
+
+    /// Direct mapping with every RAM mapping bounced through the device's swiotlb pool
+    /// (`swiotlb=force`, as in confidential-computing guests), registered as `swiotlb`.
+    public static let swiotlb = DirectDMAOps(name: "swiotlb", forceBounce: true)
+
+    private init(name: String, forceBounce: Bool) {
+        self.name = name
+        self.forceBounce = forceBounce
+    }
+
+    public var summary: String {
+        forceBounce
+            ? "swiotlb: every RAM mapping is bounced through 2 KiB slots (kernel/dma/swiotlb.c, swiotlb=force)"
+            : "direct: DMA address = physical + bus offset; bounces beyond the mask when a pool exists (kernel/dma/direct.c)"
+    }
+
+    public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAAddress
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
+        try checkMemoryKind(range, attributes: attributes, device: device)
+        if attributes.contains(.mmio) {
+            if forceBounce {
+                throw DMAError(
+                    .notDMACapable, .ENOMEM, "\(device.name): MMIO \(range) cannot be mapped while every mapping is bounced (swiotlb=force)")
+            }
+            let address = DMAAddress(range.start.rawValue)
+            guard device.mask.isCapable(address, length: range.length) else {
+                throw overflow(address, range.length, device)
+            }
+            return address
+        }
+        if forceBounce { return try bounce(range, direction: direction, device: device) }
+        let address = try DMAAddress(range.start.rawValue).advanced(by: device.dmaOffset)
+        if device.mask.isCapable(address, length: range.length) { return address }
+        if device.swiotlb != nil { return try bounce(range, direction: direction, device: device) }
+        throw overflow(address, range.length, device)
+    }
+
+    private func overflow(_ address: DMAAddress, _ length: UInt64, _ device: DMADevice) -> DMAError {
+        DMAError(
+            .notDMACapable, .ENOMEM,
+            "\(device.name): DMA addr \(address)+\(length) overflow (mask \(hex(device.mask.value))) and the device has no bounce pool")
+    }
+
+    /// `swiotlb_map`: bounce, then check that the device can reach the bounce buffer.
+    private func bounce(_ range: PhysicalRange, direction: DMADirection, device: DMADevice) throws(DMAError) -> DMAAddress {
+        guard let pool = device.swiotlb else {
+            throw DMAError(.notDMACapable, .ENOMEM, "\(device.name): bouncing is needed but the device has no swiotlb pool")
+        }
+        let slot = try pool.map(range, minAlignMask: device.minAlignMask)
+        let address = DMAAddress(slot.rawValue &+ device.dmaOffset)
+        guard device.mask.isCapable(address, length: range.length) else {
+            try? pool.unmap(slot, length: range.length, direction: direction, attributes: .skipCPUSync)
+            throw DMAError(
+                .notDMACapable, .ENOMEM,
+                "\(device.name): swiotlb addr \(address)+\(range.length) overflow (mask \(hex(device.mask.value)))")
+        }
+        return address
+    }
+
+    private func physical(_ address: DMAAddress, _ device: DMADevice) -> PhysicalAddress {
+        PhysicalAddress(address.rawValue &- device.dmaOffset)
+    }
+
+    public func unmapPhys(
+        _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
+        if attributes.contains(.mmio) { return }
+        let phys = physical(address, device)
+        // dma_direct_unmap_phys: sync for the CPU unless told not to, then free any bounce slots.
+        if let pool = device.swiotlb, pool.contains(phys) {
+            try pool.unmap(phys, length: length, direction: direction, attributes: attributes)
+        }
+    }
+
+    public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAScatterTable
+    {
+        let type = try checkScatterList(list, direction: direction, device: device)
+        var segments: [DMASegment] = []
+        segments.reserveCapacity(list.count)
+        for range in list {
+            switch type {
+            case .busAddress?:
+                segments.append(DMASegment(address: list.provider!.busAddress(of: range.start), length: range.length, isBusAddress: true))
+                continue
+            case .notSupported?:
+                preconditionFailure("checkScatterList refuses not-supported lists")
+            case .throughHostBridge?, nil:
+                break
+            }
+            let attrs = type == .throughHostBridge ? attributes.union(.mmio) : attributes
+            do {
+                let address = try mapPhys(range, direction: direction, attributes: attrs, device: device)
+                segments.append(DMASegment(address: address, length: range.length))
+            } catch {
+                // dma_direct_map_sg: unwind what was mapped, without syncing, and fail with EIO.
+                unwind(segments, direction: direction, attributes: attrs, device: device)
+                throw DMAError(error.code, .EIO, "segment \(segments.count) of \(list.count): \(error.message)")
+            }
+        }
+        return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
+    }
+
+    private func unwind(_ segments: [DMASegment], direction: DMADirection, attributes: DMAAttributes, device: DMADevice) {
+        for segment in segments where !segment.isBusAddress {
+            try? unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attributes.union(.skipCPUSync), device: device)
+        }
+    }
+
+    public func unmapScatterList(
+        _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
+        guard table.segments.count == table.list.count else {
+            throw DMAError(
+                .notMapped, .EINVAL,
+                "\(name) maps one segment per entry: the table has \(table.segments.count) segments for \(table.list.count) entries")
+        }
+        let attrs = table.p2pMapType == .throughHostBridge ? attributes.union(.mmio) : attributes
+        var firstError: DMAError?
+        for segment in table.segments where !segment.isBusAddress {
+            do {
+                try unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attrs, device: device)
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        if let firstError { throw firstError }
+    }
+
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
+        let phys = physical(address, device)
+        if let pool = device.swiotlb, pool.contains(phys) {
+            try pool.syncForCPU(phys, length: length, direction: direction)
+        }
+    }
+
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
+        let phys = physical(address, device)
+        if let pool = device.swiotlb, pool.contains(phys) {
+            try pool.syncForDevice(phys, length: length, direction: direction)
+        }
+    }
+
+    public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
+        // MMIO was handed out at its physical address; everything else carries the bus offset.
+        let asPhysical = PhysicalAddress(address.rawValue)
+        if let region = device.memory.region(containing: asPhysical), case .bar = region.kind { return asPhysical }
+        guard address.rawValue >= device.dmaOffset else {
+            throw DMAError(.busError, .EIO, "\(device.name): \(address) is below the bus offset \(hex(device.dmaOffset))")
+        }
+        return physical(address, device)
+    }
+}
+
+extension DMAOps {
+    /// Refuses a range that is not what the attributes say: RAM without `DMA_ATTR_MMIO` must be RAM
+    /// (a BAR would be handed to the CPU cache paths), and nothing may be unbacked.
+    /// - Throws: `EINVAL` naming the range.
+    public func checkMemoryKind(_ range: PhysicalRange, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
+        guard let region = device.memory.region(containing: range.start), region.range.contains(range) else {
+            throw DMAError(.invalidArgument, .EINVAL, "\(device.name): \(range) is not backed by one RAM or BAR region")
+        }
+        if case .bar = region.kind, !attributes.contains(.mmio) {
+            throw DMAError(
+                .invalidArgument, .EINVAL,
+                "\(device.name): \(range) is MMIO (\(region.name)); map it with DMA_ATTR_MMIO or as a P2P scatter-list")
+        }
+    }
+}

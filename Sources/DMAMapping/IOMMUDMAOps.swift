@@ -1,0 +1,307 @@
+import DMACore
+
+/// Mapping through an IOMMU (`drivers/iommu/dma-iommu.c` over `drivers/iommu/iova.c`): the device
+/// sees IOVAs, which the IOMMU translates page by page.
+///
+/// Rules, from `iommu_dma_map_phys`, `iommu_dma_map_sg`, `__finalise_sg` and `iommu_dma_unmap_sg`:
+/// - a single range keeps its offset inside the first page (`iova_offset`) and takes whole pages;
+/// - a scatter-list of discontiguous pages gets **one** IOVA allocation; each entry keeps its
+///   in-page offset, is widened to whole pages, and is padded so that no entry crosses the device's
+///   segment boundary; then adjacent entries are merged into DMA segments when the next one starts
+///   on a page, the join is not on a segment boundary, and the result stays within the maximum
+///   segment size;
+/// - bus-address P2P entries get the provider's bus address and never touch the IOMMU; through-host-
+///   bridge entries are mapped by the IOMMU with `IOMMU_MMIO`;
+/// - IOVA exhaustion fails the whole list with `ENOMEM` and leaves nothing mapped;
+/// - the device may access a page only as the direction allows (`dma_info_to_prot`).
+/// It also implements the two-step IOVA API (6.16, `Documentation/core-api/dma-api.rst`).
+/// IOMMU-backed DMA supports P2P (`dma_pci_p2pdma_supported`).
+public struct IOMMUDMAOps: DMAOps {
+    public var name: String { "iommu" }
+    public var p2pSupported: Bool { true }
+    public var summary: String {
+        "iommu: IOVAs from a size-aligned allocator, one contiguous IOVA range per scatter-list (drivers/iommu/dma-iommu.c)"
+    }
+
+    /// Creates the ops; the per-device state lives in the device's ``IOMMUDomain``.
+    public init() {}
+
+    private static let granule = IOMMUDomain.granule
+
+    private func domain(_ device: DMADevice) throws(DMAError) -> IOMMUDomain {
+        guard let domain = device.iommu else {
+            throw DMAError(.noDevice, .ENODEV, "\(device.name) is not attached to an IOMMU domain; iommu ops cannot map for it")
+        }
+        return domain
+    }
+
+    private static func align(_ value: UInt64) -> UInt64 { (value + granule - 1) / granule * granule }
+
+    public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAAddress
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
+        try checkMemoryKind(range, attributes: attributes, device: device)
+        let domain = try domain(device)
+        let offset = range.start.rawValue % Self.granule
+        let size = Self.align(range.length + offset)
+        let iova = try domain.allocateIOVA(pages: size / Self.granule, limit: device.mask.value, device: device.name)
+        do {
+            try domain.map(
+                iova, physical: PhysicalAddress(range.start.rawValue - offset), length: size,
+                protection: IOMMUDomain.Protection(direction: direction, attributes: attributes))
+        } catch {
+            try? domain.freeIOVA(iova)
+            throw error
+        }
+        return DMAAddress(iova.rawValue + offset)
+    }
+
+    public func unmapPhys(
+        _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
+        try unmapRange(address, length: length, device: device)
+    }
+
+    /// `__iommu_dma_unmap`: unmap the pages and free the IOVA allocation that holds them.
+    private func unmapRange(_ address: DMAAddress, length: UInt64, device: DMADevice) throws(DMAError) {
+        let domain = try domain(device)
+        let offset = address.rawValue % Self.granule
+        let start = DMAAddress(address.rawValue - offset)
+        guard let allocation = domain.iovaAllocation(containing: start), allocation.start == start else {
+            throw DMAError(.notMapped, .EINVAL, "\(device.name): \(address) is not the start of a live IOVA mapping")
+        }
+        domain.unmap(start, length: Self.align(length + offset))
+        try domain.freeIOVA(start)
+    }
+
+    public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAScatterTable
+    {
+        let type = try checkScatterList(list, direction: direction, device: device)
+        if type == .busAddress {
+            let provider = list.provider!
+            let segments = list.map { DMASegment(address: provider.busAddress(of: $0.start), length: $0.length, isBusAddress: true) }
+            return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
+        }
+        let attrs = type == .throughHostBridge ? attributes.union(.mmio) : attributes
+        for range in list { try checkMemoryKind(range, attributes: attrs, device: device) }
+        let domain = try domain(device)
+
+        // Lay the entries out in one IOVA range, as iommu_dma_map_sg does.
+        let boundary = device.segmentBoundaryMask
+        var layout: [(offset: UInt64, widened: UInt64)] = []  // in-page offset, page-aligned length
+        var padded: [UInt64] = []  // each entry's length in IOVA space, after padding
+        var iovaLength: UInt64 = 0
+        for range in list {
+            let offset = range.start.rawValue % Self.granule
+            let widened = Self.align(range.length + offset)
+            let pad = (boundary &- iovaLength &+ 1) & boundary
+            if pad != 0 && pad < widened - 1, !padded.isEmpty {
+                padded[padded.count - 1] += pad
+                iovaLength += pad
+            }
+            layout.append((offset, widened))
+            padded.append(widened)
+            iovaLength += widened
+        }
+        let base = try domain.allocateIOVA(pages: iovaLength / Self.granule, limit: device.mask.value, device: device.name)
+        let prot = IOMMUDomain.Protection(direction: direction, attributes: attrs)
+        var cursor = base.rawValue
+        for (index, range) in list.enumerated() {
+            do {
+                try domain.map(
+                    DMAAddress(cursor), physical: PhysicalAddress(range.start.rawValue - layout[index].offset),
+                    length: layout[index].widened, protection: prot)
+            } catch {
+                domain.unmap(base, length: cursor - base.rawValue)
+                try? domain.freeIOVA(base)
+                throw DMAError(error.code, .EINVAL, "segment \(index) of \(list.count): \(error.message)")
+            }
+            cursor += padded[index]
+        }
+
+        // __finalise_sg: merge entries into DMA segments.
+        var segments: [DMASegment] = []
+        var current: UInt64 = 0  // length of the open output segment, 0 when none may be appended to
+        var dma = base.rawValue
+        for (index, range) in list.enumerated() {
+            let (offset, _) = layout[index]
+            if current != 0 && offset == 0 && dma & boundary != 0 && device.maxSegmentSize - current >= range.length {
+                current += range.length
+                segments[segments.count - 1].length = current
+            } else {
+                segments.append(DMASegment(address: DMAAddress(dma + offset), length: range.length))
+                current = range.length
+            }
+            dma += padded[index]
+            if range.length + offset < padded[index] { current = 0 }
+        }
+        return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
+    }
+
+    public func unmapScatterList(
+        _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
+        // iommu_dma_unmap_sg: the IOVA-backed segments form one range from the first to the last.
+        let mapped = table.segments.filter { !$0.isBusAddress && $0.length > 0 }
+        guard let first = mapped.first, let last = mapped.last else { return }
+        try unmapRange(first.address, length: last.address.rawValue + last.length - first.address.rawValue, device: device)
+    }
+
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
+        // A coherent device behind an IOMMU needs no CPU cache work and no bounce.
+    }
+
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
+    }
+
+    public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
+        try domain(device).translate(address, access: access, device: device.name)
+    }
+
+    // MARK: Two-step IOVA API (6.16)
+
+    /// `dma_iova_try_alloc`: reserves IOVA space for `size` bytes starting at the in-page offset of
+    /// `physical`; `nil` when the device has no IOMMU domain, for a zero size, or when IOVA space
+    /// is exhausted (the caller then maps range by range).
+    public func iovaTryAlloc(_ physical: PhysicalAddress, size: UInt64, device: DMADevice) throws(DMAError) -> DMAIOVAState? {
+        guard let domain = device.iommu, size > 0, size < 1 << 63 else { return nil }
+        let offset = physical.rawValue % Self.granule
+        guard let iova = try? domain.allocateIOVA(pages: Self.align(size + offset) / Self.granule, limit: device.mask.value, device: device.name) else {
+            return nil
+        }
+        return DMAIOVAState(address: DMAAddress(iova.rawValue + offset), size: size, offset: offset)
+    }
+
+    /// `dma_iova_link`: maps `length` bytes of `physical` at `offset` into the reservation, without
+    /// an IOTLB sync. Every link after the first must start on a granule (the merge boundary).
+    /// - Throws: `EIO` when a link after the first is not granule-aligned; `EINVAL` when it does
+    ///   not fit in the reservation; `EEXIST` when it overlaps an earlier link.
+    public func iovaLink(
+        _ state: DMAIOVAState, physical: PhysicalAddress, offset: UInt64, length: UInt64, direction: DMADirection,
+        attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_iova_link") }
+        let domain = try domain(device)
+        let pad = physical.rawValue % Self.granule
+        guard pad == 0 || offset == 0 else {
+            throw DMAError(
+                .invalidArgument, .EIO,
+                "dma_iova_link at offset \(hex(offset)): \(physical) is not granule-aligned; only the first link may start inside a page")
+        }
+        guard length > 0, offset <= state.size, length <= state.size - offset else {
+            throw DMAError(.invalidArgument, .EINVAL, "dma_iova_link of \(length) bytes at offset \(hex(offset)) does not fit the \(state.size)-byte reservation")
+        }
+        let range = try PhysicalRange(start: physical, length: length)
+        try checkMemoryKind(range, attributes: attributes, device: device)
+        let iova = DMAAddress(state.address.rawValue + offset - pad)
+        try domain.map(
+            iova, physical: PhysicalAddress(physical.rawValue - pad), length: Self.align(length + pad),
+            protection: IOMMUDomain.Protection(direction: direction, attributes: attributes), synced: false)
+    }
+
+    /// `dma_iova_sync`: one IOTLB sync for the links in `offset ..< offset + length`.
+    public func iovaSync(_ state: DMAIOVAState, offset: UInt64, length: UInt64, device: DMADevice) throws(DMAError) {
+        let domain = try domain(device)
+        let start = state.address.rawValue + offset
+        let pad = start % Self.granule
+        domain.sync(DMAAddress(start - pad), length: Self.align(length + pad))
+    }
+
+    /// `dma_iova_destroy`: unlinks the first `mappedLength` bytes and frees the reservation.
+    public func iovaDestroy(
+        _ state: DMAIOVAState, mappedLength: UInt64, direction: DMADirection, attributes: DMAAttributes,
+        device: DMADevice
+    ) throws(DMAError) {
+        let domain = try domain(device)
+        let base = DMAAddress(state.address.rawValue - state.offset)
+        if mappedLength > 0 { domain.unmap(base, length: Self.align(mappedLength + state.offset)) }
+        try domain.freeIOVA(base)
+    }
+}
+
+/// HFI-style "virt" ops (`dma_virt_ops`, once `lib/dma-virt.c`, removed in 5.11 in favour of
+/// `ib_uses_virt_dma` in `include/rdma/ib_verbs.h`): for software devices (rdmavt, hfi1, rxe) that
+/// "DMA" with the CPU, the DMA address is the kernel virtual address of the page
+/// (`page_address(page) + offset`, the direct map at `PAGE_OFFSET`).
+///
+/// Such ops cannot carry P2P: MMIO has no direct-map address. They refuse a P2P scatter-list or an
+/// MMIO range with `EREMOTEIO`, map nothing, and never crash. The mask does not limit them (they
+/// hand out CPU addresses); unmap and sync have nothing to do.
+public struct VirtDMAOps: DMAOps {
+    public var name: String { "virt" }
+    public var p2pSupported: Bool { false }
+    public var summary: String {
+        "virt: DMA address = CPU virtual address (HFI/rdmavt-style dma_virt_ops); not P2P capable"
+    }
+
+    /// The base of the x86-64 direct map (`__PAGE_OFFSET_BASE_L4` without KASLR).
+    public static let pageOffset: UInt64 = 0xffff_8880_0000_0000
+
+    /// Creates the ops.
+    public init() {}
+
+    public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAAddress
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
+        if attributes.contains(.mmio) {
+            throw DMAError(
+                .peerToPeerNotSupported, .EREMOTEIO,
+                "virt ops hand out CPU virtual addresses and MMIO \(range) has none; \(device.name) cannot map it")
+        }
+        try checkMemoryKind(range, attributes: attributes, device: device)
+        return try DMAAddress(range.start.rawValue).advanced(by: Self.pageOffset)
+    }
+
+    public func unmapPhys(
+        _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
+    }
+
+    public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
+        throws(DMAError) -> DMAScatterTable
+    {
+        _ = try checkScatterList(list, direction: direction, device: device)
+        var segments: [DMASegment] = []
+        for range in list {
+            segments.append(DMASegment(address: try mapPhys(range, direction: direction, attributes: attributes, device: device), length: range.length))
+        }
+        return DMAScatterTable(list: list, segments: segments)
+    }
+
+    public func unmapScatterList(
+        _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
+    }
+
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
+    }
+
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
+        throws(DMAError)
+    {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
+    }
+
+    public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
+        guard address.rawValue >= Self.pageOffset else {
+            throw DMAError(.iommuFault, .EFAULT, "\(device.name): \(address) is not a direct-map virtual address")
+        }
+        return PhysicalAddress(address.rawValue - Self.pageOffset)
+    }
+}

@@ -1,0 +1,257 @@
+import DMACore
+import Synchronization
+
+/// An IOMMU translation domain: an IOVA allocator and a page table, shared by the devices attached
+/// to it (`struct iommu_domain` with its `iova_domain`, `drivers/iommu/iova.c` and
+/// `drivers/iommu/dma-iommu.c`).
+///
+/// The rules modelled:
+/// - IOVAs are allocated top-down below the device's limit, size-aligned to the next power of two
+///   of the allocation (`alloc_iova` with `size_aligned`: `align_mask = ~0 << fls_long(size - 1)`),
+///   and allocations below 32 granules are first rounded up to a power of two (`alloc_iova_fast`);
+/// - a device is first given an address below 4 GiB, and only when that space is exhausted does it
+///   get full-width addresses from then on (`iommu_dma_alloc_iova`, `pci_32bit_workaround`);
+/// - the page table is page-granular with read/write/MMIO permissions (`dma_info_to_prot`), and a
+///   device access without a present, permitted, synced entry is a fault that is recorded.
+/// - IOVA 0 is never handed out (the domain starts at pfn 1, as `init_iova_domain` is called).
+public final class IOMMUDomain: Sendable {
+    /// Page permissions (`IOMMU_READ`, `IOMMU_WRITE`, `IOMMU_MMIO`).
+    public struct Protection: OptionSet, Hashable, Sendable {
+        public var rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        /// The device may read.
+        public static let read = Protection(rawValue: 1)
+        /// The device may write.
+        public static let write = Protection(rawValue: 2)
+        /// The page is MMIO (a BAR reached through the host bridge).
+        public static let mmio = Protection(rawValue: 4)
+
+        /// `dma_info_to_prot`: the direction gives read and/or write; `DMA_ATTR_MMIO` adds MMIO.
+        public init(direction: DMADirection, attributes: DMAAttributes) {
+            var prot: Protection = []
+            if direction.deviceReads { prot.insert(.read) }
+            if direction.deviceWrites { prot.insert(.write) }
+            if attributes.contains(.mmio) { prot.insert(.mmio) }
+            self = prot
+        }
+    }
+
+    /// A device access the IOMMU refused, as a real IOMMU logs a DMAR fault.
+    public struct Fault: Hashable, Sendable, CustomStringConvertible {
+        /// The device that made the access.
+        public let device: String
+        /// The IOVA it used.
+        public let address: DMAAddress
+        /// Read or write.
+        public let access: DMAAccess
+        /// Why it faulted.
+        public let reason: String
+        public var description: String { "DMAR fault: \(device) \(access) at \(address): \(reason)" }
+    }
+
+    private struct Entry: Hashable {
+        var pfn: UInt64
+        var prot: Protection
+        var synced: Bool
+    }
+
+    private struct Extent: Hashable {
+        var start: UInt64  // pfn
+        var pages: UInt64
+        var end: UInt64 { start + pages - 1 }
+    }
+
+    private struct State {
+        var extents: [Extent] = []  // sorted by start
+        var table: [UInt64: Entry] = [:]  // IOVA pfn → entry
+        var faults: [Fault] = []
+        var fullWidth: Set<String> = []  // devices whose 32-bit-first workaround is off
+    }
+
+    /// The domain's name, for traces.
+    public let name: String
+    /// The last IOVA the domain can translate (`geometry.aperture_end`).
+    public let apertureEnd: UInt64
+    /// Whether devices are first given addresses below 4 GiB (`pci_32bit_workaround`, on unless
+    /// `iommu.forcedac=1`).
+    public let tryBelow4GiBFirst: Bool
+    private let state = Mutex(State())
+
+    /// The IOMMU page size and IOVA granule: 4 KiB.
+    public static let granule: UInt64 = pageSize
+
+    /// Creates a domain.
+    /// - Parameters:
+    ///   - apertureEnd: the last translatable IOVA; 48 bits by default. A small aperture makes
+    ///     exhaustion easy to test.
+    /// - Throws: `EINVAL` when the aperture holds no page above IOVA 0.
+    public init(name: String = "iommu", apertureEnd: UInt64 = 0xffff_ffff_ffff, tryBelow4GiBFirst: Bool = true)
+        throws(DMAError)
+    {
+        guard apertureEnd >= 2 * Self.granule - 1 else {
+            throw DMAError(.invalidArgument, .EINVAL, "IOMMU aperture ending at \(hex(apertureEnd)) has no usable page")
+        }
+        self.name = name
+        self.apertureEnd = apertureEnd
+        self.tryBelow4GiBFirst = tryBelow4GiBFirst
+    }
+
+    // MARK: IOVA allocation
+
+    /// Allocates `pages` IOVA pages below `limit` (the device's mask) for `device`
+    /// (`iommu_dma_alloc_iova`).
+    /// - Returns: the first IOVA (page-aligned).
+    /// - Throws: ``DMAError/Code/resourceExhausted`` (`ENOMEM`) when no gap fits.
+    public func allocateIOVA(pages: UInt64, limit: UInt64, device: String) throws(DMAError) -> DMAAddress {
+        guard pages > 0 else { throw DMAError(.invalidArgument, .EINVAL, "an IOVA allocation of 0 pages") }
+        // alloc_iova_fast: small sizes are rounded up to a power of two for the range caches.
+        let size = pages < 32 ? Self.roundUpPowerOfTwo(pages) : pages
+        return try state.withLock { (state) throws(DMAError) -> DMAAddress in
+            let limit = min(limit, apertureEnd)
+            if tryBelow4GiBFirst, limit > 0xffff_ffff, !state.fullWidth.contains(device) {
+                if let pfn = Self.findGap(state.extents, size: size, limitPfn: 0xffff_ffff / Self.granule) {
+                    Self.insert(&state.extents, Extent(start: pfn, pages: size))
+                    return DMAAddress(pfn * Self.granule)
+                }
+                state.fullWidth.insert(device)  // "Using 64-bit DMA addresses" from now on
+            }
+            guard let pfn = Self.findGap(state.extents, size: size, limitPfn: limit / Self.granule) else {
+                throw DMAError(
+                    .resourceExhausted, .ENOMEM,
+                    "IOMMU domain \(name): no free IOVA range of \(formatBytes(size * Self.granule)) below \(hex(limit))")
+            }
+            Self.insert(&state.extents, Extent(start: pfn, pages: size))
+            return DMAAddress(pfn * Self.granule)
+        }
+    }
+
+    /// Frees the IOVA allocation that holds `address` (`free_iova_fast` finds it by pfn).
+    /// - Throws: ``DMAError/Code/notMapped`` (`EINVAL`) when no allocation holds it.
+    public func freeIOVA(_ address: DMAAddress) throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in
+            let pfn = address.rawValue / Self.granule
+            guard let index = state.extents.firstIndex(where: { $0.start <= pfn && pfn <= $0.end }) else {
+                throw DMAError(.notMapped, .EINVAL, "IOMMU domain \(name): \(address) is not an allocated IOVA")
+            }
+            state.extents.remove(at: index)
+        }
+    }
+
+    /// The allocated IOVA range that holds `address`, if any: (first IOVA, bytes).
+    public func iovaAllocation(containing address: DMAAddress) -> (start: DMAAddress, length: UInt64)? {
+        state.withLock { state in
+            let pfn = address.rawValue / Self.granule
+            guard let extent = state.extents.first(where: { $0.start <= pfn && pfn <= $0.end }) else { return nil }
+            return (DMAAddress(extent.start * Self.granule), extent.pages * Self.granule)
+        }
+    }
+
+    private static func roundUpPowerOfTwo(_ value: UInt64) -> UInt64 {
+        value <= 1 ? 1 : UInt64(1) << UInt64(64 - (value - 1).leadingZeroBitCount)
+    }
+
+    /// Top-down search for `size` pfns, size-aligned, at or below `limitPfn`, at or above pfn 1.
+    private static func findGap(_ extents: [Extent], size: UInt64, limitPfn: UInt64) -> UInt64? {
+        let alignment = roundUpPowerOfTwo(size)
+        var high = limitPfn + 1  // exclusive
+        func fits(_ low: UInt64) -> UInt64? {
+            guard high >= size else { return nil }
+            let candidate = (high - size) & ~(alignment - 1)
+            return candidate >= low ? candidate : nil
+        }
+        for extent in extents.reversed() {
+            if extent.start >= high { continue }
+            if extent.end >= high {
+                high = extent.start
+                continue
+            }
+            if let found = fits(extent.end + 1) { return found }
+            high = extent.start
+        }
+        return fits(1)
+    }
+
+    private static func insert(_ extents: inout [Extent], _ extent: Extent) {
+        let index = extents.firstIndex { $0.start > extent.start } ?? extents.endIndex
+        extents.insert(extent, at: index)
+    }
+
+    // MARK: Page table
+
+    /// Maps `length` bytes (page multiples) at page-aligned `iova` to `physical` (`iommu_map`).
+    /// - Parameter synced: `false` for `iommu_map_nosync` (the two-step API's links), which the
+    ///   device cannot use until ``sync(_:length:)``.
+    /// - Throws: `EINVAL` for unaligned arguments; `EEXIST` when a page is already mapped (nothing
+    ///   is mapped then).
+    public func map(_ iova: DMAAddress, physical: PhysicalAddress, length: UInt64, protection: Protection, synced: Bool = true)
+        throws(DMAError)
+    {
+        guard iova.rawValue % Self.granule == 0, physical.isPageAligned, length > 0, length % Self.granule == 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "iommu_map of \(length) bytes at \(iova) → \(physical) is not page-aligned")
+        }
+        try state.withLock { (state) throws(DMAError) in
+            let first = iova.rawValue / Self.granule
+            let count = length / Self.granule
+            for i in 0..<count where state.table[first + i] != nil {
+                throw DMAError(.alreadyExists, .EEXIST, "IOMMU domain \(name): IOVA \(hex((first + i) * Self.granule)) is already mapped")
+            }
+            for i in 0..<count {
+                state.table[first + i] = Entry(pfn: physical.pfn + i, prot: protection, synced: synced)
+            }
+        }
+    }
+
+    /// Makes mapped pages usable by devices (`iommu_sync_map`, the IOTLB sync of `dma_iova_sync`).
+    public func sync(_ iova: DMAAddress, length: UInt64) {
+        state.withLock { state in
+            let first = iova.rawValue / Self.granule
+            let last = (iova.rawValue + max(length, 1) - 1) / Self.granule
+            for pfn in first...last where state.table[pfn] != nil { state.table[pfn]!.synced = true }
+        }
+    }
+
+    /// Unmaps the pages of `length` bytes at page-aligned `iova` (`iommu_unmap`).
+    /// - Returns: the number of bytes that were mapped and are now unmapped.
+    @discardableResult
+    public func unmap(_ iova: DMAAddress, length: UInt64) -> UInt64 {
+        state.withLock { state in
+            let first = iova.rawValue / Self.granule
+            let count = (length + Self.granule - 1) / Self.granule
+            var unmapped: UInt64 = 0
+            for i in 0..<count where state.table.removeValue(forKey: first + i) != nil { unmapped += Self.granule }
+            return unmapped
+        }
+    }
+
+    /// What a device access at `iova` reaches (`iommu_iova_to_phys` plus the permission check).
+    /// - Throws: ``DMAError/Code/iommuFault`` (`EFAULT`), and records a ``Fault``, when the page is
+    ///   not mapped, not yet synced, or mapped without the permission the access needs.
+    public func translate(_ iova: DMAAddress, access: DMAAccess, device: String) throws(DMAError) -> PhysicalAddress {
+        try state.withLock { (state) throws(DMAError) -> PhysicalAddress in
+            let reason: String
+            if let entry = state.table[iova.rawValue / Self.granule] {
+                if !entry.synced {
+                    reason = "mapped but not yet synced to the IOTLB (dma_iova_sync missing)"
+                } else if access == .read && !entry.prot.contains(.read) {
+                    reason = "page is not readable by the device (mapped DMA_FROM_DEVICE)"
+                } else if access == .write && !entry.prot.contains(.write) {
+                    reason = "page is not writable by the device (mapped DMA_TO_DEVICE)"
+                } else {
+                    return PhysicalAddress(entry.pfn * Self.granule + (iova.rawValue % Self.granule))
+                }
+            } else {
+                reason = "no translation (never mapped, or already unmapped)"
+            }
+            let fault = Fault(device: device, address: iova, access: access, reason: reason)
+            state.faults.append(fault)
+            throw DMAError(.iommuFault, .EFAULT, fault.description)
+        }
+    }
+
+    /// Every fault recorded so far, oldest first.
+    public var faults: [Fault] { state.withLock { $0.faults } }
+    /// The number of live IOVA allocations.
+    public var liveAllocations: Int { state.withLock { $0.extents.count } }
+    /// The number of mapped pages.
+    public var mappedPages: Int { state.withLock { $0.table.count } }
+}

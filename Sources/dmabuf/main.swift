@@ -1,0 +1,4 @@
+import DMABufCLI
+import Foundation
+
+exit(dmabufMain())
