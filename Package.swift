@@ -16,10 +16,12 @@ let package = Package(
     products: [
         .library(name: "DMACore", targets: ["DMACore"]),
         .library(name: "DMAMapping", targets: ["DMAMapping"]),
+        .library(name: "PCITopology", targets: ["PCITopology"]),
         .executable(name: "dmabuf", targets: ["dmabuf"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
     ],
     targets: [
         // Value types for addresses, ranges, scatter-lists, directions, masks and errors, plus the
@@ -28,11 +30,18 @@ let package = Package(
         // The DMA-mapping API: the DMAOps protocol and registry, devices, the built-in ops
         // (direct, IOMMU, swiotlb, virt), the DMA-API debug layer and the simulated DMA engine.
         .target(name: "DMAMapping", dependencies: ["DMACore"], swiftSettings: strict),
+        // PCI topology: host bridges, ports, endpoints, BARs and ACS; the P2P distance and map-type
+        // rules of drivers/pci/p2pdma.c; loaders from YAML and from a sysfs tree.
+        .target(
+            name: "PCITopology",
+            dependencies: ["DMACore", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
-                "DMACore", "DMAMapping",
+                "DMACore", "DMAMapping", "PCITopology",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -41,6 +50,12 @@ let package = Package(
 
         .testTarget(name: "DMACoreTests", dependencies: ["DMACore"], swiftSettings: strict),
         .testTarget(name: "DMAMappingTests", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
+        .testTarget(
+            name: "PCITopologyTests",
+            dependencies: ["PCITopology", "DMACore", "DMAMapping"],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],

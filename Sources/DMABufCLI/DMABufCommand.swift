@@ -16,7 +16,7 @@ public struct DMABufCommand: ParsableCommand {
               dmabuf ops list --json
             """,
         subcommands: [
-            Demo.self, Ops.self,
+            Demo.self, Ops.self, Topo.self,
         ]
     )
 
@@ -45,6 +45,9 @@ public func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropF
         try command.run()
         return 0
     } catch let failure as ModelFailure {
+        FileHandle.standardError.write(Data((failure.description + "\n").utf8))
+        return 2
+    } catch let failure as CLIError {
         FileHandle.standardError.write(Data((failure.description + "\n").utf8))
         return 2
     } catch {

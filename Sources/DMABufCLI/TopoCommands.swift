@@ -1,0 +1,260 @@
+import ArgumentParser
+import DMACore
+import Foundation
+import PCITopology
+
+/// Where a topology comes from: `--sysfs DIR` (default `/sys`) or `--file F`, and the CPU.
+struct TopologySource: ParsableArguments {
+    @Option(name: .customLong("sysfs"), help: ArgumentHelp("Read the PCI topology from a sysfs tree or a copy of one.", valueName: "DIR"))
+    var sysfs: String?
+
+    @Option(name: .customLong("file"), help: ArgumentHelp("Read the PCI topology from a YAML topology file (docs/topology.md).", valueName: "F"))
+    var file: String?
+
+    @Option(help: ArgumentHelp("The CPU as VENDOR:FAMILY (intel:0x6, amd:0x19); default: /proc/cpuinfo, or the file's cpu: key.", valueName: "VENDOR:FAMILY"))
+    var cpu: String?
+
+    func validate() throws {
+        if sysfs != nil && file != nil { throw ValidationError("give --sysfs or --file, not both") }
+    }
+
+    /// Loads the topology, mapping every failure to a ``CLIError`` that names the file.
+    func load() throws -> PCITopology {
+        let explicitCPU: CPUInfo?
+        do { explicitCPU = try cpu.map { try CPUInfo(parsing: $0) } } catch let error as DMAError {
+            throw CLIError(error.message + " (--cpu)")
+        }
+        let hostCPU = explicitCPU ?? Self.hostCPU()
+        do {
+            if let file {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw CLIError("\(file): cannot read the topology file")
+                }
+                return try YAMLTopology.load(String(decoding: data, as: UTF8.self), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
+            }
+            return try SysfsTopologyLoader.load(root: sysfs ?? "/sys", cpu: hostCPU)
+        } catch let error as TopologyLoadError {
+            throw CLIError(error.description)
+        } catch let error as DMAError {
+            throw CLIError(error.message)
+        }
+    }
+
+    static func hostCPU() -> CPUInfo {
+        guard let data = FileManager.default.contents(atPath: "/proc/cpuinfo"),
+            let cpu = CPUInfo.parse(procCPUInfo: String(decoding: data, as: UTF8.self))
+        else { return CPUInfo(vendor: .other, family: 0) }
+        return cpu
+    }
+}
+
+/// A bad-input error for the CLI: printed as `error: …`, exit code 2.
+struct CLIError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { "error: \(message)" }
+}
+
+extension DMABufCommand {
+    /// `dmabuf topo`: the PCI topology and the kernel's P2P verdicts.
+    public struct Topo: ParsableCommand {
+        public static let configuration = CommandConfiguration(
+            abstract: "Show the PCI topology and the kernel's P2P verdicts (drivers/pci/p2pdma.c).",
+            discussion: """
+                Examples:
+                  dmabuf topo                                   # this machine's /sys
+                  dmabuf topo --sysfs Tests/PCITopologyTests/Fixtures/h200-vm --cpu intel:0x6 --pairs
+                  dmabuf topo --file topo.yaml --json
+                  dmabuf topo --sysfs /sys --export-yaml > topo.yaml
+                  dmabuf topo explain 0000:04:00.0 0000:05:00.0 --file topo.yaml
+                """,
+            subcommands: [Show.self, Explain.self],
+            defaultSubcommand: Show.self
+        )
+        public init() {}
+
+        /// `dmabuf topo [show]`.
+        public struct Show: ParsableCommand {
+            public static let configuration = CommandConfiguration(
+                commandName: "show",
+                abstract: "Print the topology as a tree (and with --pairs, every P2P verdict).",
+                discussion: """
+                    Examples:
+                      dmabuf topo show --sysfs /sys --pairs
+                      dmabuf topo --file topo.yaml --cpu amd:0x19 --json
+                    """
+            )
+            @OptionGroup var source: TopologySource
+            @Flag(help: "Also print every ordered pair of non-bridge devices: map type, distance, nvidia-smi link class.")
+            var pairs = false
+            @Flag(help: "Print the JSON report (always with pairs).")
+            var json = false
+            @Flag(name: .customLong("export-yaml"), help: "Print the topology as a YAML topology file instead.")
+            var exportYAML = false
+
+            public init() {}
+
+            public func run() throws {
+                let topology = try source.load()
+                if exportYAML {
+                    print(YAMLTopology.export(topology), terminator: "")
+                } else if json {
+                    try printJSON(TopologyReport(topology))
+                } else {
+                    print(renderTopology(topology, pairs: pairs), terminator: "")
+                }
+            }
+        }
+
+        /// `dmabuf topo explain PROVIDER CLIENT`.
+        public struct Explain: ParsableCommand {
+            public static let configuration = CommandConfiguration(
+                abstract: "Explain the P2P verdict for one provider and one client, hop by hop, with the remedy.",
+                discussion: """
+                    Examples:
+                      dmabuf topo explain 0000:00:06.0 0000:00:05.0 --sysfs Tests/PCITopologyTests/Fixtures/h200-vm
+                      dmabuf topo explain 04:00.0 05:00.0 --file topo.yaml --json
+                    """
+            )
+            @Argument(help: "The device whose memory is shared (BDF).") var provider: String
+            @Argument(help: "The device that does the DMA (BDF).") var client: String
+            @OptionGroup var source: TopologySource
+            @Flag(help: "Print the explanation as JSON.") var json = false
+
+            public init() {}
+
+            public func run() throws {
+                let topology = try source.load()
+                let explanation: P2PExplanation
+                do {
+                    explanation = try topology.explain(provider: try PCIAddress(parsing: provider), client: try PCIAddress(parsing: client))
+                } catch {
+                    throw CLIError(error.message)
+                }
+                if json {
+                    try printJSON(explanation)
+                } else {
+                    print(renderExplanation(explanation, topology: topology), terminator: "")
+                }
+            }
+        }
+    }
+}
+
+/// The topology as a tree like `lspci -t`, then the verdict matrix when asked.
+func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
+    var out = "CPU \(topology.cpu): "
+    out += topology.cpu.supportsP2PThroughHostBridge
+        ? "AMD Zen or newer, so P2P through the host bridge is allowed (cpu_supports_p2pdma)\n"
+        : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
+    for bridge in topology.hostBridges {
+        out += "\n\(bridge)"
+        if let device = topology.hostBridgeDevice(bridge) {
+            let entry = P2PHostBridgeWhitelist.entry(vendor: device.vendor, device: device.device)
+            out += "  host bridge \(device.address.short) [\(device.ids)]: "
+            out += entry.map { "whitelisted (\($0.comment)\($0.sameHostBridgeOnly ? ", same host bridge only" : ""))" } ?? "not on the P2PDMA whitelist"
+        } else {
+            out += "  no identity device (nothing at 00.0, no root port first): cannot be whitelisted"
+        }
+        out += "\n"
+        let roots = topology.functions.filter { $0.hostBridge == bridge && $0.parent == nil }
+        for (i, root) in roots.enumerated() {
+            out += renderSubtree(root, topology, prefix: "", last: i == roots.count - 1)
+        }
+    }
+    if pairs {
+        let endpoints = topology.functions.filter { !$0.isBridge }
+        out += "\nP2P verdicts (rows: provider, columns: client): B = bus address, H = through the host bridge,\n"
+        out += "- = not supported; the number is the kernel's distance; in brackets the nvidia-smi link class.\n\n"
+        out += pad("", 10) + endpoints.map { pad($0.address.short, 12) }.joined() + "\n"
+        for provider in endpoints {
+            out += pad(provider.address.short, 10)
+            for client in endpoints {
+                if client.address == provider.address {
+                    out += pad("X", 12)
+                    continue
+                }
+                let verdict = try? topology.verdict(provider: provider.address, client: client.address)
+                let code: String
+                switch verdict?.mapType {
+                case .busAddress?: code = "B\(verdict!.distance)"
+                case .throughHostBridge?: code = "H\(verdict!.distance)"
+                default: code = "-"
+                }
+                out += pad(code + (verdict?.acsUnknown == true ? "?" : "") + " [\(topology.link(provider, client).rawValue)]", 12)
+            }
+            out += "\n"
+        }
+        if topology.functions.contains(where: { $0.acs == .unknown }) {
+            out += "? = ACS state unknown on the path, taken as redirecting (conservative)\n"
+        }
+    }
+    if !topology.warnings.isEmpty {
+        out += "\nWarnings:\n" + topology.warnings.map { "  - \($0)\n" }.joined()
+    }
+    return out
+}
+
+private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, prefix: String, last: Bool) -> String {
+    let branch = last ? "\\-" : "+-"
+    var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
+    if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
+    var facts: [String] = []
+    if let driver = function.driver { facts.append(driver) }
+    if let bits = function.dmaMaskBits { facts.append("\(bits)-bit DMA") }
+    if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
+    facts.append(function.acs.description)
+    line += "  " + facts.joined(separator: ", ") + "\n"
+    let childPrefix = prefix + (last ? "   " : "|  ")
+    for bar in function.bars {
+        line += childPrefix + "   BAR\(bar.index) \(formatBytes(bar.size)) at \(bar.cpuStart)"
+        if bar.busStart.rawValue != bar.cpuStart.rawValue { line += " (bus \(bar.busStart))" }
+        line += bar.is64Bit ? ", 64-bit" : ", 32-bit"
+        line += bar.prefetchable ? ", prefetchable\n" : "\n"
+    }
+    let children = topology.functions.filter { $0.parent == function.address }
+    for (i, child) in children.enumerated() {
+        line += renderSubtree(child, topology, prefix: childPrefix, last: i == children.count - 1)
+    }
+    return line
+}
+
+/// `dmabuf topo explain` in words.
+func renderExplanation(_ e: P2PExplanation, topology: PCITopology) -> String {
+    func name(_ address: PCIAddress) -> String {
+        guard let f = topology.function(address) else { return address.description }
+        return "\(address) (\(f.className) [\(f.ids)])"
+    }
+    func hops(_ list: [P2PExplanation.Hop]) -> String {
+        list.map { "  \($0.bdf)  \(pad($0.role, 22))\($0.acs)\n" }.joined()
+    }
+    var out = "P2P from provider \(name(e.provider))\n      to client   \(name(e.client))\n\n"
+    out += "Provider's walk up (pci_upstream_bridge), ACS checked at every step:\n" + hops(e.providerPath)
+    if let common = e.commonUpstream {
+        let fromProvider = e.providerPath.count - 1
+        out += "Client's devices below the common one, ACS checked:\n" + (e.clientPath.isEmpty ? "  (none: the client is the common device)\n" : hops(e.clientPath))
+        out += "\nCommon upstream device: \(common), \(fromProvider) hop(s) up from the provider and \(e.clientPath.count) from the client.\n"
+        out += "ACS redirect (RR|CR|EC) on the path: "
+        out += e.acsRedirect.isEmpty ? "none, so the switch routes P2P by bus address.\n" : e.acsRedirect.map(\.description).joined(separator: ", ") + " — traffic is sent up to the host bridge.\n"
+        if !e.acsUnknown.isEmpty {
+            out += "ACS unknown (config space not readable; taken as redirecting): \(e.acsUnknown.map(\.description).joined(separator: ", "))\n"
+        }
+    } else {
+        out += "Client's walk up:\n" + hops(e.clientPath)
+        out += "\nCommon upstream device: none, so the route is through the host bridge.\n"
+    }
+    if e.commonUpstream == nil || !e.acsRedirect.isEmpty {
+        func facts(_ h: P2PExplanation.HostBridgeFacts) -> String {
+            guard let device = h.device, let ids = h.ids else { return "\(h.name): no identity device (nothing at 00.0, no root port first on the root bus)" }
+            let standing = h.whitelisted ? "on the whitelist (\(h.whitelistEntry ?? "")\(h.sameHostBridgeOnly ? ", same host bridge only" : ""))" : "not on the whitelist"
+            return "\(h.name): identity device \(device) [\(ids)], \(standing)"
+        }
+        out += "Host bridge of the provider: \(facts(e.providerHostBridge))\n"
+        if !e.sameHostBridge { out += "Host bridge of the client:   \(facts(e.clientHostBridge))\n" }
+        out += "CPU \(e.cpu): " + (e.cpuSupportsP2P ? "AMD Zen or newer, P2P through the host bridge allowed.\n" : "not an AMD Zen or newer (cpu_supports_p2pdma is false).\n")
+    }
+    out += "\nVerdict: \(e.verdict.mapType.rawValue), distance \(e.verdict.distance)"
+    out += " (nvidia-smi link class: \(e.link.rawValue))\n"
+    if let remedy = e.remedy { out += "Remedy: \(remedy)\n" }
+    return out
+}

@@ -1,0 +1,406 @@
+import DMACore
+import Synchronization
+
+/// The answer for one (provider, client) pair: how P2P traffic travels and how far
+/// (`calc_map_type_and_dist`, `drivers/pci/p2pdma.c`).
+public struct P2PVerdict: Hashable, Sendable {
+    /// How the client reaches the provider.
+    public let mapType: P2PMapType
+    /// The kernel's hop count (0 same function, 2 two functions of one device, 4 two ports of one
+    /// switch, …); -1 when not supported (`pci_p2pdma_distance`).
+    public let distance: Int
+    /// Whether an unknown ACS state (config space not readable) was taken as redirecting, so the
+    /// verdict is conservative.
+    public let acsUnknown: Bool
+
+    /// Creates a verdict.
+    public init(mapType: P2PMapType, distance: Int, acsUnknown: Bool) {
+        self.mapType = mapType
+        self.distance = distance
+        self.acsUnknown = acsUnknown
+    }
+}
+
+/// The link class people know from `nvidia-smi topo -m`, for lining the two tools up.
+public enum LinkClass: String, Hashable, Sendable, Codable {
+    /// The same function.
+    case same = "X"
+    /// At most one PCIe bridge (a switch counts as one).
+    case pix = "PIX"
+    /// Several bridges, no host bridge.
+    case pxb = "PXB"
+    /// Through a PCIe host bridge (the root complex).
+    case phb = "PHB"
+    /// Across host bridges within one NUMA node.
+    case node = "NODE"
+    /// Across NUMA nodes.
+    case sys = "SYS"
+}
+
+/// A machine's PCI topology: host bridges, bridges and endpoints with their BARs and ACS state, the
+/// CPU, and the P2P rules of `drivers/pci/p2pdma.c` over them.
+///
+/// A reference type because it has identity (one machine) and a verdict cache: as the kernel keeps
+/// each provider's verdicts in an xarray indexed by client (`map_types`), a pair is computed once
+/// and answered from the cache after. Everything else is immutable; the cache is behind a `Mutex`.
+public final class PCITopology: P2PTopology, Sendable {
+    /// The CPU the host-bridge rule reads.
+    public let cpu: CPUInfo
+    /// Every function, sorted by address.
+    public let functions: [PCIFunction]
+    /// Things a reader should know: unreadable config spaces, assumptions made.
+    public let warnings: [String]
+    private let byAddress: [PCIAddress: PCIFunction]
+    /// Every memory BAR as a P2P provider, sorted by CPU address.
+    public let providers: [P2PProvider]
+    private let cache = Mutex<[Pair: P2PVerdict]>([:])
+
+    private struct Pair: Hashable {
+        let provider: PCIAddress
+        let client: PCIAddress
+    }
+
+    /// Builds a topology and checks it.
+    /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
+    ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap.
+    public init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
+        var byAddress: [PCIAddress: PCIFunction] = [:]
+        for function in functions {
+            guard byAddress[function.address] == nil else {
+                throw DMAError(.invalidArgument, .EINVAL, "PCI address \(function.address) appears twice")
+            }
+            byAddress[function.address] = function
+        }
+        for function in functions {
+            var seen: Set<PCIAddress> = [function.address]
+            var current = function
+            while let parentAddress = current.parent {
+                guard let parent = byAddress[parentAddress] else {
+                    throw DMAError(.invalidArgument, .EINVAL, "the parent \(parentAddress) of \(current.address) is not in the topology")
+                }
+                guard parent.hostBridge == current.hostBridge else {
+                    throw DMAError(
+                        .invalidArgument, .EINVAL,
+                        "\(current.address) is below host bridge \(current.hostBridge) but its parent \(parentAddress) is below \(parent.hostBridge)")
+                }
+                guard seen.insert(parentAddress).inserted else {
+                    throw DMAError(.invalidArgument, .EINVAL, "the parents of \(function.address) form a loop through \(parentAddress)")
+                }
+                current = parent
+            }
+        }
+        var providers: [P2PProvider] = []
+        for function in functions {
+            for bar in function.bars {
+                providers.append(
+                    try P2PProvider(owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart))
+            }
+        }
+        providers.sort { $0.cpuRange.start < $1.cpuRange.start }
+        for (a, b) in zip(providers, providers.dropFirst()) where a.cpuRange.overlaps(b.cpuRange) {
+            throw DMAError(.invalidArgument, .EINVAL, "BARs overlap: \(a) and \(b)")
+        }
+        self.cpu = cpu
+        self.functions = functions.sorted { $0.address < $1.address }
+        self.byAddress = byAddress
+        self.providers = providers
+        self.warnings = warnings
+    }
+
+    /// The function at `address`, if any.
+    public func function(_ address: PCIAddress) -> PCIFunction? { byAddress[address] }
+
+    /// The function at `address`.
+    /// - Throws: ``DMAError/Code/notFound`` (`ENODEV`) naming the address.
+    public func require(_ address: PCIAddress) throws(DMAError) -> PCIFunction {
+        guard let function = byAddress[address] else {
+            throw DMAError(.notFound, .ENODEV, "no PCI device \(address) in this topology")
+        }
+        return function
+    }
+
+    /// The bridge above a function (`pci_upstream_bridge`): `nil` on a root bus.
+    public func upstreamBridge(of function: PCIFunction) -> PCIFunction? {
+        function.parent.flatMap { byAddress[$0] }
+    }
+
+    /// The host bridges, by sysfs name, sorted.
+    public var hostBridges: [String] { Array(Set(functions.map(\.hostBridge))).sorted() }
+
+    /// The device that stands for a host bridge in the whitelist (`pci_host_bridge_dev`): the first
+    /// device on the root bus if it is devfn 00.0 or a PCIe root port, else none.
+    public func hostBridgeDevice(_ hostBridge: String) -> PCIFunction? {
+        let rootBus = functions.filter { $0.hostBridge == hostBridge && $0.parent == nil }
+        guard let first = rootBus.min(by: { $0.address < $1.address }) else { return nil }
+        if first.address.devfn == 0 || first.portType == .rootPort { return first }
+        return nil
+    }
+
+    /// The P2P provider whose BAR holds `address`.
+    /// - Complexity: O(log n) in the number of BARs.
+    public func provider(containing address: PhysicalAddress) -> P2PProvider? {
+        var low = 0
+        var high = providers.count
+        while low < high {
+            let mid = (low + high) / 2
+            if providers[mid].cpuRange.last < address { low = mid + 1 } else { high = mid }
+        }
+        return low < providers.count && providers[low].cpuRange.contains(address) ? providers[low] : nil
+    }
+
+    /// The providers (memory BARs) of one function.
+    public func providers(of address: PCIAddress) -> [P2PProvider] {
+        providers.filter { $0.owner == address.description }.sorted { $0.barIndex < $1.barIndex }
+    }
+
+    // MARK: The P2P rules
+
+    /// The verdict for a pair, computed once and then answered from the cache.
+    /// - Throws: `ENODEV` when either address is not in the topology.
+    public func verdict(provider: PCIAddress, client: PCIAddress) throws(DMAError) -> P2PVerdict {
+        let key = Pair(provider: provider, client: client)
+        if let cached = cache.withLock({ $0[key] }) { return cached }
+        let verdict = try explain(provider: provider, client: client).verdict
+        cache.withLock { $0[key] = verdict }
+        return verdict
+    }
+
+    /// The number of pairs in the verdict cache.
+    public var cachedVerdicts: Int { cache.withLock { $0.count } }
+
+    /// `pci_p2pdma_map_type` for the mapping layer: a provider's owner and a client by name.
+    /// Anything that is not a PCI device of this topology is not supported.
+    public func mapType(provider: P2PProvider, client: String) -> P2PMapType {
+        guard let owner = try? PCIAddress(parsing: provider.owner), let client = try? PCIAddress(parsing: client),
+            let verdict = try? verdict(provider: owner, client: client)
+        else { return .notSupported }
+        return verdict.mapType
+    }
+
+    /// Works the pair out step by step, exactly as `calc_map_type_and_dist` does, keeping every
+    /// step for a person to read.
+    /// - Throws: `ENODEV` when either address is not in the topology.
+    public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
+        let provider = try require(providerAddress)
+        let client = try require(clientAddress)
+
+        // Walk up from the provider; at each step look for that device on the client's chain.
+        // ACS is checked on every device of the provider's walk up to and including the common
+        // one, and on the client's chain below the common one (the kernel's two loops).
+        var acsList: [PCIAddress] = []
+        var acsUnknown: [PCIAddress] = []
+        func checkACS(_ function: PCIFunction) {
+            switch function.acs.redirects {
+            case true?: acsList.append(function.address)
+            case nil:
+                acsUnknown.append(function.address)
+                acsList.append(function.address)  // conservative: unknown counts as redirecting
+            case false?: break
+            }
+        }
+        var providerPath: [PCIFunction] = []
+        var clientChain: [PCIFunction] = []
+        var c: PCIFunction? = client
+        while let step = c {
+            clientChain.append(step)
+            c = upstreamBridge(of: step)
+        }
+        var a: PCIFunction? = provider
+        var distA = 0
+        var distB = 0
+        var common: PCIFunction?
+        while let current = a {
+            distB = 0
+            providerPath.append(current)
+            checkACS(current)
+            if let index = clientChain.firstIndex(where: { $0.address == current.address }) {
+                common = current
+                distB = index
+                break
+            }
+            distB = clientChain.count
+            a = upstreamBridge(of: current)
+            distA += 1
+        }
+        var clientPath: [PCIFunction] = []
+        if let common {
+            for step in clientChain {
+                if step.address == common.address { break }
+                clientPath.append(step)
+                checkACS(step)
+            }
+        } else {
+            clientPath = clientChain
+        }
+        let distance = distA + distB
+
+        let hostA = provider.hostBridge
+        let hostB = client.hostBridge
+        let devA = hostBridgeDevice(hostA)
+        let devB = hostBridgeDevice(hostB)
+        func whitelisted(_ device: PCIFunction?, same: Bool) -> Bool {
+            guard let device, let entry = P2PHostBridgeWhitelist.entry(vendor: device.vendor, device: device.device) else { return false }
+            return !(entry.sameHostBridgeOnly && !same)
+        }
+        let hostBridgeOK: Bool =
+            hostA == hostB ? whitelisted(devA, same: true) : whitelisted(devA, same: false) && whitelisted(devB, same: false)
+
+        var mapType: P2PMapType
+        if common != nil && acsList.isEmpty {
+            mapType = .busAddress
+        } else if cpu.supportsP2PThroughHostBridge || hostBridgeOK {
+            mapType = .throughHostBridge
+        } else {
+            mapType = .notSupported
+        }
+        let verdict = P2PVerdict(
+            mapType: mapType, distance: mapType == .notSupported ? -1 : distance,
+            acsUnknown: !acsUnknown.isEmpty && common != nil)
+
+        func hostBridgeFacts(_ name: String, _ device: PCIFunction?) -> P2PExplanation.HostBridgeFacts {
+            let entry = device.flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
+            return .init(
+                name: name, device: device?.address.description, ids: device?.ids, whitelisted: entry != nil,
+                sameHostBridgeOnly: entry?.sameHostBridgeOnly ?? false, whitelistEntry: entry?.comment)
+        }
+
+        var remedy: String?
+        switch mapType {
+        case .busAddress:
+            remedy = nil
+        case .throughHostBridge, .notSupported:
+            if common != nil, !acsList.isEmpty {
+                let unknown = acsUnknown.isEmpty ? "" : " (ACS state unknown for \(acsUnknown.map(\.description).joined(separator: ", ")): read config space as root)"
+                remedy = "ACS redirect is set between the client and provider; to disable it for this path, add the kernel parameter: pci=disable_acs_redir=\(acsList.map(\.description).joined(separator: ";"))" + unknown
+            } else if mapType == .notSupported {
+                let culprits = [devA, devB].compactMap { $0 }.filter { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) == nil }
+                if let first = culprits.first {
+                    remedy = "host bridge \(first.ids) is not whitelisted for P2PDMA (pci_p2pdma_whitelist in drivers/pci/p2pdma.c), and the CPU (\(cpu)) is not an AMD Zen or newer"
+                } else if devA == nil || devB == nil {
+                    remedy = "the host bridge has no identity device (no device at 00.0 and no root port first on the root bus), so it cannot be whitelisted"
+                } else {
+                    remedy = "host bridges \(hostA) and \(hostB) are whitelisted only for traffic below one host bridge (REQ_SAME_HOST_BRIDGE)"
+                }
+            }
+        }
+
+        return P2PExplanation(
+            provider: provider.address, client: client.address,
+            providerPath: providerPath.map { hop($0) }, clientPath: clientPath.map { hop($0) },
+            commonUpstream: common?.address, acsRedirect: acsList, acsUnknown: acsUnknown,
+            providerHostBridge: hostBridgeFacts(hostA, devA), clientHostBridge: hostBridgeFacts(hostB, devB),
+            sameHostBridge: hostA == hostB, cpu: cpu.description, cpuSupportsP2P: cpu.supportsP2PThroughHostBridge,
+            verdict: verdict, link: link(provider, client), remedy: remedy)
+    }
+
+    private func hop(_ function: PCIFunction) -> P2PExplanation.Hop {
+        P2PExplanation.Hop(
+            bdf: function.address, role: function.portType?.name ?? function.className, acs: function.acs.description,
+            redirects: function.acs.redirects)
+    }
+
+    /// The `nvidia-smi topo -m` link class of a pair: with a common upstream device, PIX when the
+    /// path crosses at most one bridge (a switch, upstream port and downstream ports, counts as
+    /// one) and PXB otherwise; without one, PHB below one host bridge, NODE across host bridges in
+    /// one NUMA node (or where the node is unknown), SYS across NUMA nodes.
+    public func link(_ a: PCIFunction, _ b: PCIFunction) -> LinkClass {
+        if a.address == b.address { return .same }
+        func chain(_ f: PCIFunction) -> [PCIFunction] {
+            var out: [PCIFunction] = []
+            var c = upstreamBridge(of: f)
+            while let step = c {
+                out.append(step)
+                c = upstreamBridge(of: step)
+            }
+            return out
+        }
+        let chainA = chain(a)
+        let chainB = chain(b)
+        guard let common = chainA.first(where: { x in chainB.contains { $0.address == x.address } }) else {
+            if a.hostBridge == b.hostBridge { return .phb }
+            let nodeA = a.numaNode ?? -1
+            let nodeB = b.numaNode ?? -1
+            return nodeA == nodeB || nodeA < 0 || nodeB < 0 ? .node : .sys
+        }
+        func bridges(_ chain: [PCIFunction]) -> [PCIAddress] {
+            chain.prefix { $0.address != common.address }.map { step in
+                step.portType == .downstreamPort ? (step.parent ?? step.address) : step.address
+            }
+        }
+        let switchKey = common.portType == .downstreamPort ? (common.parent ?? common.address) : common.address
+        let traversed = Set(bridges(chainA) + bridges(chainB) + [switchKey])
+        return traversed.count <= 1 ? .pix : .pxb
+    }
+}
+
+/// Every step of one pair's verdict, for `dmabuf topo explain`.
+public struct P2PExplanation: Sendable, Encodable {
+    /// One device on a path.
+    public struct Hop: Sendable, Encodable {
+        /// Its address.
+        public let bdf: PCIAddress
+        /// Its port type or class.
+        public let role: String
+        /// Its ACS state in words.
+        public let acs: String
+        /// Whether its ACS redirects P2P (`nil`: unknown).
+        public let redirects: Bool?
+    }
+
+    /// What the whitelist says of a host bridge.
+    public struct HostBridgeFacts: Sendable, Encodable {
+        /// `pci0000:00`.
+        public let name: String
+        /// Its identity device (`pci_host_bridge_dev`), if any.
+        public let device: String?
+        /// That device's `vendor:device`.
+        public let ids: String?
+        /// Whether it is in `pci_p2pdma_whitelist`.
+        public let whitelisted: Bool
+        /// Whether the entry has `REQ_SAME_HOST_BRIDGE`.
+        public let sameHostBridgeOnly: Bool
+        /// The entry's comment.
+        public let whitelistEntry: String?
+    }
+
+    /// The provider.
+    public let provider: PCIAddress
+    /// The client.
+    public let client: PCIAddress
+    /// The provider's walk upwards, ending at the common device when there is one.
+    public let providerPath: [Hop]
+    /// The client's devices below the common device (its whole chain when there is none).
+    public let clientPath: [Hop]
+    /// The common upstream device, if any.
+    public let commonUpstream: PCIAddress?
+    /// Devices on the path whose ACS redirects P2P, in the kernel's order.
+    public let acsRedirect: [PCIAddress]
+    /// Devices on the path whose ACS state is unknown (counted as redirecting).
+    public let acsUnknown: [PCIAddress]
+    /// The provider's host bridge.
+    public let providerHostBridge: HostBridgeFacts
+    /// The client's host bridge.
+    public let clientHostBridge: HostBridgeFacts
+    /// Whether both hang below one host bridge.
+    public let sameHostBridge: Bool
+    /// The CPU.
+    public let cpu: String
+    /// Whether the CPU rule alone allows the host-bridge route (`cpu_supports_p2pdma`).
+    public let cpuSupportsP2P: Bool
+    /// The outcome.
+    public let verdict: P2PVerdict
+    /// The `nvidia-smi` link class.
+    public let link: LinkClass
+    /// What the kernel itself suggests, when P2P is not on the bus-address path.
+    public let remedy: String?
+}
+
+extension P2PVerdict: Encodable {
+    enum CodingKeys: String, CodingKey { case mapType, distance, acsUnknown }
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(mapType.rawValue, forKey: .mapType)
+        try container.encode(distance, forKey: .distance)
+        try container.encode(acsUnknown, forKey: .acsUnknown)
+    }
+}

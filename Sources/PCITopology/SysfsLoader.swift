@@ -1,0 +1,194 @@
+import DMACore
+import Foundation
+
+/// A problem in a topology source, naming the file (and line, for YAML and `resource`).
+public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The file that is wrong.
+    public let file: String
+    /// The 1-based line, when known.
+    public let line: Int?
+    /// The 1-based column, when known.
+    public let column: Int?
+    /// What is wrong and what to do.
+    public let message: String
+
+    /// Creates an error.
+    public init(file: String, line: Int? = nil, column: Int? = nil, _ message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
+    public var description: String {
+        var place = file
+        if let line { place += ":\(line)" }
+        if let column { place += ":\(column)" }
+        return "\(place): \(message)"
+    }
+}
+
+/// Reads a PCI topology from a sysfs tree: `/sys`, or a copy of it with `bus/pci/devices/*` links
+/// into `devices/pci*/...` (`drivers/pci/pci-sysfs.c` writes the files read here).
+///
+/// The parent of a device is the PCI device whose folder encloses it; its host bridge is the
+/// `pciDDDD:BB` folder. A link may be a real symbolic link or, in copies made by tools that do not
+/// keep links, a file holding the link's text. Per device: `vendor`, `device`, `class`, `config`
+/// and `resource` are required; `dma_mask_bits`, `numa_node` and the driver are read when there.
+public enum SysfsTopologyLoader {
+    /// Loads the tree under `root`.
+    /// - Throws: ``TopologyLoadError`` naming the file for a missing or unparseable file, a link out
+    ///   of the tree, or an inconsistent tree; a 64-byte `config` (a non-root read) is a warning
+    ///   in the topology instead, with ACS taken as unknown.
+    public static func load(root: String, cpu: CPUInfo) throws -> PCITopology {
+        let fm = FileManager.default
+        let rootURL = URL(fileURLWithPath: root).standardizedFileURL
+        let devicesDir = rootURL.appendingPathComponent("bus/pci/devices")
+        let treeDir = rootURL.appendingPathComponent("devices").path
+        guard let entries = try? fm.contentsOfDirectory(atPath: devicesDir.path) else {
+            throw TopologyLoadError(file: devicesDir.path, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
+        }
+        var functions: [PCIFunction] = []
+        var warnings: [String] = []
+        for entry in entries.sorted() {
+            let entryPath = devicesDir.appendingPathComponent(entry).path
+            let address: PCIAddress
+            do { address = try PCIAddress(parsing: entry) } catch {
+                throw TopologyLoadError(file: entryPath, "'\(entry)' is not a PCI address")
+            }
+            let linkText: String
+            if let target = try? fm.destinationOfSymbolicLink(atPath: entryPath) {
+                linkText = target
+            } else if let text = try? String(contentsOfFile: entryPath, encoding: .utf8), !text.isEmpty, !text.contains("\0") {
+                linkText = text.trimmingCharacters(in: " \n\t")
+            } else {
+                throw TopologyLoadError(file: entryPath, "neither a link nor a file holding a link into devices/")
+            }
+            let target = URL(fileURLWithPath: linkText, relativeTo: devicesDir).standardizedFileURL.path
+            guard target.hasPrefix(treeDir + "/") else {
+                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' points outside the tree (\(target))")
+            }
+            let components = target.dropFirst(treeDir.count + 1).split(separator: "/").map(String.init)
+            guard let hostIndex = components.firstIndex(where: isHostBridgeName) else {
+                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' does not lead through a pciDDDD:BB host bridge folder")
+            }
+            guard components.last == entry else {
+                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' ends in '\(components.last ?? "")', not in \(entry)")
+            }
+            let enclosing = components[(hostIndex + 1)..<(components.count - 1)].compactMap { try? PCIAddress(parsing: $0) }
+            let dir = target
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' leads to \(dir), which is not a folder")
+            }
+            let function = try readFunction(
+                address: address, dir: dir, parent: enclosing.last, hostBridge: components[hostIndex], warnings: &warnings)
+            functions.append(function)
+        }
+        do {
+            return try PCITopology(cpu: cpu, functions: functions, warnings: warnings)
+        } catch {
+            throw TopologyLoadError(file: rootURL.path, error.message)
+        }
+    }
+
+    static func isHostBridgeName(_ name: String) -> Bool {
+        let parts = name.split(separator: ":")
+        return name.hasPrefix("pci") && parts.count == 2 && parts[0].count == 7 && parts[1].count == 2
+            && UInt32(parts[0].dropFirst(3), radix: 16) != nil && UInt8(parts[1], radix: 16) != nil
+    }
+
+    private static func readText(_ dir: String, _ name: String, required: Bool = true) throws -> String? {
+        let path = dir + "/" + name
+        guard let data = FileManager.default.contents(atPath: path) else {
+            if required { throw TopologyLoadError(file: path, "missing or unreadable") }
+            return nil
+        }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: " \n\t")
+    }
+
+    private static func readHex(_ dir: String, _ name: String, max: UInt64) throws -> UInt64 {
+        let text = try readText(dir, name)!
+        let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
+        guard let value = UInt64(digits, radix: 16), value <= max else {
+            throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(text)' is not a hexadecimal value up to \(hex(max))")
+        }
+        return value
+    }
+
+    private static func readFunction(
+        address: PCIAddress, dir: String, parent: PCIAddress?, hostBridge: String, warnings: inout [String]
+    ) throws -> PCIFunction {
+        let vendor = UInt16(try readHex(dir, "vendor", max: 0xffff))
+        let device = UInt16(try readHex(dir, "device", max: 0xffff))
+        let classCode = UInt32(try readHex(dir, "class", max: 0xff_ffff))
+        let configPath = dir + "/config"
+        guard let configData = FileManager.default.contents(atPath: configPath) else {
+            throw TopologyLoadError(file: configPath, "missing or unreadable: the config space is needed for BARs, PCIe port type and ACS")
+        }
+        let config = ConfigSpace([UInt8](configData))
+        guard config.bytes.count >= 64 else {
+            throw TopologyLoadError(file: configPath, "only \(config.bytes.count) bytes; a config space has at least 64")
+        }
+        if config.bytes.count < ConfigSpace.standardSize {
+            warnings.append("config space of \(address) is \(config.bytes.count) bytes: ACS and port type unknown (run as root to read them); its verdicts are conservative")
+        }
+        let (acs, acsNote) = config.acs
+        if let acsNote { warnings.append("\(configPath): \(acsNote)") }
+        let capabilityNote = config.capability(ConfigSpace.pcieCapabilityID).note
+        if let capabilityNote { warnings.append("\(configPath): \(capabilityNote)") }
+        let isBridgeHeader = config.headerType == 1
+        let bars = try readBARs(dir + "/resource", config: config, count: isBridgeHeader ? 2 : 6)
+        let maskText = try readText(dir, "dma_mask_bits", required: false)
+        let numaText = try readText(dir, "numa_node", required: false)
+        var driver = try readText(dir, "driver_name", required: false)
+        if driver == nil, let link = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/driver") {
+            driver = URL(fileURLWithPath: link).lastPathComponent
+        }
+        return PCIFunction(
+            address: address, vendor: vendor, device: device, classCode: classCode, parent: parent, hostBridge: hostBridge,
+            portType: config.portType, acs: acs, bars: bars, dmaMaskBits: maskText.flatMap { Int($0) },
+            numaNode: numaText.flatMap { Int($0) }, driver: driver)
+    }
+
+    /// `IORESOURCE_MEM`, `IORESOURCE_PREFETCH`, `IORESOURCE_MEM_64` (`include/linux/ioport.h`).
+    static let resourceMem: UInt64 = 0x200
+    static let resourcePrefetch: UInt64 = 0x2000
+    static let resourceMem64: UInt64 = 0x10_0000
+
+    private static func readBARs(_ path: String, config: ConfigSpace, count: Int) throws -> [PCIBAR] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TopologyLoadError(file: path, "missing or unreadable: the BARs are read from it")
+        }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.isEmpty }
+        guard lines.count >= 6 else {
+            throw TopologyLoadError(file: path, line: lines.count + 1, "truncated: \(lines.count) lines, at least 6 expected (one per BAR)")
+        }
+        var bars: [PCIBAR] = []
+        for index in 0..<count {
+            let fields = lines[index].split(separator: " ")
+            let values = fields.compactMap { field -> UInt64? in
+                field.hasPrefix("0x") ? UInt64(field.dropFirst(2), radix: 16) : nil
+            }
+            guard fields.count == 3, values.count == 3 else {
+                throw TopologyLoadError(file: path, line: index + 1, "'\(lines[index])' is not three hexadecimal fields (start end flags)")
+            }
+            let (start, end, flags) = (values[0], values[1], values[2])
+            guard flags & resourceMem != 0, end > start || (end == start && start != 0) else { continue }
+            guard end >= start else {
+                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) ends before it starts")
+            }
+            do {
+                bars.append(
+                    try PCIBAR(
+                        index: index, cpuStart: PhysicalAddress(start), size: end - start + 1,
+                        busStart: config.barBusAddress(index) ?? DMAAddress(start), is64Bit: flags & resourceMem64 != 0,
+                        prefetchable: flags & resourcePrefetch != 0))
+            } catch {
+                throw TopologyLoadError(file: path, line: index + 1, error.message)
+            }
+        }
+        return bars
+    }
+}

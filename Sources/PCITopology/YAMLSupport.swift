@@ -1,0 +1,109 @@
+import DMACore
+import Yams
+
+/// A checked view of a YAML document for the package's file formats: every lookup names the file,
+/// line and column of the node it complains about, unknown keys are refused, and numbers may be
+/// written in decimal, `0x` hexadecimal, or with a `KiB`/`MiB`/`GiB`/`TiB` suffix.
+public struct YAMLReader {
+    /// The file name used in errors.
+    public let file: String
+
+    /// Creates a reader for errors about `file`.
+    public init(file: String) { self.file = file }
+
+    /// Parses `text` into its root node.
+    /// - Throws: ``TopologyLoadError`` with the parser's line and column.
+    public func root(_ text: String) throws -> Node {
+        do {
+            guard let node = try Yams.compose(yaml: text) else {
+                throw TopologyLoadError(file: file, line: 1, "the file is empty")
+            }
+            return node
+        } catch let error as YamlError {
+            throw TopologyLoadError(file: file, line: Self.line(of: error), "YAML syntax error: \(error)")
+        }
+    }
+
+    static func line(of error: YamlError) -> Int? {
+        switch error {
+        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
+        default: nil
+        }
+    }
+
+    /// An error at `node`.
+    public func error(_ node: Node?, _ message: String) -> TopologyLoadError {
+        TopologyLoadError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
+    }
+
+    /// The node as a mapping whose keys are all in `allowed`.
+    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws -> Node.Mapping {
+        guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
+        for key in mapping.keys {
+            guard let name = key.string, allowed.contains(name) else {
+                throw error(key, "unknown key '\(key.string ?? "?")' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
+            }
+        }
+        return mapping
+    }
+
+    /// The node as a sequence.
+    public func sequence(_ node: Node, what: String) throws -> [Node] {
+        guard let sequence = node.sequence else { throw error(node, "\(what) must be a list") }
+        return Array(sequence)
+    }
+
+    /// The node as a string.
+    public func string(_ node: Node, what: String) throws -> String {
+        guard let scalar = node.scalar else { throw error(node, "\(what) must be a single value") }
+        return scalar.string
+    }
+
+    /// Whether the node is YAML null (`null`, `~` or empty).
+    public func isNull(_ node: Node) -> Bool {
+        guard let scalar = node.scalar else { return false }
+        return scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
+    }
+
+    /// The node as an unsigned number up to `max`.
+    public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws -> UInt64 {
+        let text = try string(node, what: what).replacingUnderscores()
+        guard let value = Self.parseNumber(text), value <= max else {
+            throw error(node, "\(what) '\(text)' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
+        }
+        return value
+    }
+
+    /// The node as a signed integer.
+    public func integer(_ node: Node, what: String) throws -> Int {
+        let text = try string(node, what: what)
+        guard let value = Int(text) else { throw error(node, "\(what) '\(text)' is not an integer") }
+        return value
+    }
+
+    /// The node as a boolean.
+    public func bool(_ node: Node, what: String) throws -> Bool {
+        switch try string(node, what: what).lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default: throw error(node, "\(what) must be true or false")
+        }
+    }
+
+    /// Parses `4096`, `0x1000`, `4KiB`, `16 MiB`.
+    public static func parseNumber(_ text: String) -> UInt64? {
+        let trimmed = text.filter { $0 != " " }
+        let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
+        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
+            guard let base = parseNumber(String(trimmed.dropLast(suffix.count))) else { return nil }
+            let (product, overflow) = base.multipliedReportingOverflow(by: scale)
+            return overflow ? nil : product
+        }
+        if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") { return UInt64(trimmed.dropFirst(2), radix: 16) }
+        return UInt64(trimmed)
+    }
+}
+
+extension String {
+    func replacingUnderscores() -> String { filter { $0 != "_" } }
+}
