@@ -17,6 +17,9 @@ let package = Package(
         .library(name: "DMACore", targets: ["DMACore"]),
         .library(name: "DMAMapping", targets: ["DMAMapping"]),
         .library(name: "PCITopology", targets: ["PCITopology"]),
+        .library(name: "DMABuf", targets: ["DMABuf"]),
+        .library(name: "DMADevices", targets: ["DMADevices"]),
+        .library(name: "DMAScenario", targets: ["DMAScenario"]),
         .executable(name: "dmabuf", targets: ["dmabuf"]),
     ],
     dependencies: [
@@ -37,11 +40,23 @@ let package = Package(
             dependencies: ["DMACore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // DMA-BUF: buffers, the exporter's and importer's ops, attachments, pin, map/unmap,
+        // invalidate_mappings, the reservation object (drivers/dma-buf/dma-buf.c).
+        .target(name: "DMABuf", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
+        // Exporters and importers users recognise: GPU VRAM, VFIO BAR, the system heap; RDMA NIC
+        // MRs, GPU and HFI-style importers.
+        .target(name: "DMADevices", dependencies: ["DMACore", "DMAMapping", "DMABuf"], swiftSettings: strict),
+        // Scenario files and the simulated machine: `dmabuf simulate`, the built-in stories.
+        .target(
+            name: "DMAScenario",
+            dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCITopology", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
-                "DMACore", "DMAMapping", "PCITopology",
+                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -4,14 +4,15 @@ import DMAMapping
 import Foundation
 
 extension DMABufCommand {
-    /// `dmabuf demo`: the first demo (every built-in ops maps a host and a P2P list).
-    public struct Demo: ParsableCommand {
+    /// `dmabuf ops demo`: every built-in ops maps a host and a P2P list.
+    public struct OpsDemo: ParsableCommand {
         public static let configuration = CommandConfiguration(
+            commandName: "demo",
             abstract: "Map a host and a P2P scatter-list through every built-in DMA ops and show what each did.",
             discussion: """
                 Examples:
-                  dmabuf demo
-                  dmabuf demo --json
+                  dmabuf ops demo
+                  dmabuf ops demo --json
                 """
         )
 
@@ -47,8 +48,9 @@ extension DMABufCommand {
                 Examples:
                   dmabuf ops list
                   dmabuf ops list --json
+                  dmabuf ops demo
                 """,
-            subcommands: [List.self]
+            subcommands: [List.self, OpsDemo.self]
         )
         public init() {}
 

@@ -40,6 +40,7 @@ public final class SimulatedMemory: Sendable {
         var regions: [MemoryRegion] = []  // sorted by start, never overlapping
         var pages: [UInt64: [UInt8]] = [:]  // pfn → 4 KiB
         var free: [PhysicalAddress: [PhysicalRange]] = [:]  // RAM region start → free extents, sorted
+        var disabled: Set<PhysicalAddress> = []  // BAR regions whose memory decoding is off
     }
 
     private let state = Mutex(State())
@@ -76,6 +77,24 @@ public final class SimulatedMemory: Sendable {
     /// Adds the BAR of a provider as device memory. See ``addRegion(name:kind:range:)``.
     public func addBAR(name: String, provider: P2PProvider) throws(DMAError) {
         try addRegion(name: name, kind: .bar(provider), range: provider.cpuRange)
+    }
+
+    /// Turns a BAR's memory decoding on or off (`PCI_COMMAND_MEMORY` of its function): while off,
+    /// every access to it is a bus error, as a device reset, a cleared memory-enable bit or a
+    /// low-power state makes it on hardware.
+    /// - Throws: `EINVAL` when `provider`'s BAR is not a region of this memory.
+    public func setDecoding(_ provider: P2PProvider, enabled: Bool) throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in
+            guard let region = Self.find(provider.cpuRange.start, in: state.regions), region.kind == .bar(provider) else {
+                throw DMAError(.invalidArgument, .EINVAL, "\(provider) is not a BAR region of this memory")
+            }
+            if enabled { state.disabled.remove(region.range.start) } else { state.disabled.insert(region.range.start) }
+        }
+    }
+
+    /// Whether a BAR decodes (see ``setDecoding(_:enabled:)``).
+    public func isDecoding(_ provider: P2PProvider) -> Bool {
+        state.withLock { !$0.disabled.contains(provider.cpuRange.start) }
     }
 
     /// Every region, sorted by address.
@@ -125,6 +144,11 @@ public final class SimulatedMemory: Sendable {
         while true {
             guard let region = find(cursor, in: state.regions) else {
                 throw DMAError(.busError, .EIO, "physical address \(cursor) is not backed by RAM or a BAR")
+            }
+            if state.disabled.contains(region.range.start) {
+                throw DMAError(
+                    .busError, .EIO,
+                    "\(region.name) at \(cursor) does not decode: memory decoding of its BAR is off (revoked, reset or in low power)")
             }
             if region.range.last >= range.last { return }
             cursor = PhysicalAddress(region.range.last.rawValue + 1)

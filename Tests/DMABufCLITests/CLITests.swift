@@ -46,9 +46,9 @@ struct CLITests {
         #expect(virt.p2p.errno == "EREMOTEIO")
     }
 
-    @Test("dmabuf demo exits 0 and explains each ops in plain text")
+    @Test("dmabuf ops demo exits 0 and explains each ops in plain text")
     func demoBinary() throws {
-        let result = try runDMABuf(["demo"])
+        let result = try runDMABuf(["ops", "demo"])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("bounced through swiotlb slots"))
         #expect(result.stdout.contains("refused with EREMOTEIO"))

@@ -1,0 +1,368 @@
+import DMACore
+import DMAMapping
+import Synchronization
+
+/// Where a buffer's memory is now, as the simulator reports it.
+public enum DMABufPlacement: String, Hashable, Sendable, Codable, CustomStringConvertible {
+    /// Device memory of a GPU (VRAM).
+    case vram
+    /// System RAM (the GTT domain of a GPU, a heap buffer).
+    case system
+    /// A device BAR exported as it is (a VFIO BAR).
+    case bar
+
+    public var description: String { rawValue }
+}
+
+/// The exporter's side of a buffer (`struct dma_buf_ops`, `include/linux/dma-buf.h`): the driver
+/// that owns the memory. The DMA-BUF core calls these; importers never do.
+///
+/// A *dynamic* exporter (one with `pin`/`unpin`) may move its memory while it is not pinned and
+/// must then tell dynamic importers (``DMABuffer/invalidateMappings()``).
+public protocol DMABufExporter: AnyObject, Sendable {
+    /// `exp_name`, as `fdinfo` shows it.
+    var exporterName: String { get }
+    /// Whether the exporter can move the memory (`dma_buf_is_dynamic`: it has `pin`).
+    var isDynamic: Bool { get }
+    /// Where the memory is now.
+    var placement: DMABufPlacement { get }
+
+    /// `attach`: may refuse the importer (VFIO refuses one without P2P with `EOPNOTSUPP`) or clear
+    /// ``DMABufAttachment/peerToPeer`` when P2P cannot work for this device.
+    func attach(_ attachment: DMABufAttachment) throws(DMAError)
+    /// `detach`.
+    func detach(_ attachment: DMABufAttachment)
+    /// `pin`: the memory stays where it is until `unpin` (a GPU first moves it where every
+    /// pinning importer can reach it).
+    func pin(_ attachment: DMABufAttachment) throws(DMAError)
+    /// `unpin`.
+    func unpin(_ attachment: DMABufAttachment)
+    /// `map_dma_buf`: a mapped scatter-list for the attachment's device, one homogeneous list.
+    func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping
+    /// `unmap_dma_buf`.
+    func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError)
+    /// `begin_cpu_access`: the CPU is about to touch the memory.
+    func beginCPUAccess(direction: DMADirection) throws(DMAError)
+    /// `end_cpu_access`.
+    func endCPUAccess(direction: DMADirection) throws(DMAError)
+    /// The CPU physical ranges of the memory now, for CPU access in the simulator.
+    func cpuRanges() throws(DMAError) -> [PhysicalRange]
+}
+
+extension DMABufExporter {
+    public func attach(_ attachment: DMABufAttachment) throws(DMAError) {}
+    public func detach(_ attachment: DMABufAttachment) {}
+    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {}
+    public func unpin(_ attachment: DMABufAttachment) {}
+    public func beginCPUAccess(direction: DMADirection) throws(DMAError) {}
+    public func endCPUAccess(direction: DMADirection) throws(DMAError) {}
+}
+
+/// The importer's side (`struct dma_buf_attach_ops`): what a dynamic importer gives at attach.
+/// A static importer gives none (`dma_buf_attach`), so it can never have P2P and its mappings
+/// pin the buffer.
+public protocol DMABufImporter: AnyObject, Sendable {
+    /// `allow_peer2peer`: the importer can handle P2P addresses (no `struct page` behind them).
+    var allowPeerToPeer: Bool { get }
+    /// Whether the importer has `invalidate_mappings` (optional since 7.1: a pinned RDMA MR has
+    /// none, so it cannot be revoked and is never told).
+    var canInvalidate: Bool { get }
+    /// `invalidate_mappings` (`move_notify` before 7.1): the exporter is moving or revoking the
+    /// memory; the importer must stop using its mappings of `attachment` and map again later.
+    /// Called with the reservation lock held.
+    func invalidateMappings(_ attachment: DMABufAttachment)
+}
+
+extension DMABufImporter {
+    public var canInvalidate: Bool { true }
+}
+
+/// One mapping of an attachment: the table the importer's device uses, and how it was made.
+public struct DMABufMapping: Hashable, Sendable {
+    /// The mapped scatter-list.
+    public let table: DMAScatterTable
+    /// Where the memory was when it was mapped.
+    public let placement: DMABufPlacement
+    /// Bytes copied into bounce buffers by the map.
+    public let bouncedBytes: UInt64
+    /// Bytes the exporter migrated to make the map possible.
+    public let migratedBytes: UInt64
+
+    /// Creates a mapping record.
+    public init(table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0) {
+        self.table = table
+        self.placement = placement
+        self.bouncedBytes = bouncedBytes
+        self.migratedBytes = migratedBytes
+    }
+
+    /// Whether the device got P2P addresses.
+    public var peerToPeer: Bool { table.list.isPeerToPeer }
+
+    /// `bus-address`, `through-host-bridge` or `host`.
+    public var mapTypeName: String { table.p2pMapType?.rawValue ?? "host" }
+}
+
+/// A device's attachment to a buffer (`struct dma_buf_attachment`).
+public final class DMABufAttachment: Sendable, CustomStringConvertible {
+    /// The buffer.
+    public let buffer: DMABuffer
+    /// The importing device.
+    public let device: DMADevice
+    /// The importer's ops; `nil` for a static importer.
+    public let importer: (any DMABufImporter)?
+    private struct State {
+        var peerToPeer: Bool
+        var mappings: [DMABufMapping] = []
+        var pinCount = 0
+        var pinnedForMap = 0
+        var detached = false
+    }
+
+    private let state: Mutex<State>
+
+    init(buffer: DMABuffer, device: DMADevice, importer: (any DMABufImporter)?) {
+        self.buffer = buffer
+        self.device = device
+        self.importer = importer
+        // dma_buf_dynamic_attach: peer2peer comes from the importer's ops, so a static importer
+        // never has it.
+        self.state = Mutex(State(peerToPeer: importer?.allowPeerToPeer ?? false))
+    }
+
+    /// Whether the importer has `invalidate_mappings` (`dma_buf_attachment_is_dynamic`).
+    public var isDynamic: Bool { importer != nil }
+
+    /// `attach->peer2peer`: the importer allows P2P and the exporter has not cleared it.
+    public var peerToPeer: Bool {
+        get { state.withLock { $0.peerToPeer } }
+    }
+
+    /// Lets the exporter clear P2P during `attach` (`attach->peer2peer = false`, as amdgpu does when
+    /// `pci_p2pdma_distance` says no).
+    public func disablePeerToPeer() { state.withLock { $0.peerToPeer = false } }
+
+    /// The live mappings.
+    public var mappings: [DMABufMapping] { state.withLock { $0.mappings } }
+
+    /// Whether the buffer is pinned for this attachment.
+    public var isPinned: Bool { state.withLock { $0.pinCount + $0.pinnedForMap > 0 } }
+
+    /// Whether the attachment has been detached.
+    public var isDetached: Bool { state.withLock { $0.detached } }
+
+    func record(_ mapping: DMABufMapping, pinned: Bool) {
+        state.withLock {
+            $0.mappings.append(mapping)
+            if pinned { $0.pinnedForMap += 1 }
+        }
+    }
+
+    /// Removes the mapping; returns whether it had pinned the buffer, `nil` when it is not live.
+    func remove(_ mapping: DMABufMapping) -> Bool? {
+        state.withLock { state -> Bool? in
+            guard let index = state.mappings.firstIndex(of: mapping) else { return nil }
+            state.mappings.remove(at: index)
+            if state.pinnedForMap > 0 {
+                state.pinnedForMap -= 1
+                return true
+            }
+            return false
+        }
+    }
+
+    func adjustPin(_ delta: Int) -> Int { state.withLock { $0.pinCount += delta; return $0.pinCount } }
+    func markDetached() { state.withLock { $0.detached = true } }
+
+    public var description: String { "\(device.name) → \(buffer.name)" }
+}
+
+/// A shared buffer (`struct dma_buf`, `drivers/dma-buf/dma-buf.c`): its size, its exporter, its
+/// reservation object, and its attachments.
+///
+/// The core's rules, which hold whatever the exporter:
+/// - a static importer's attachment never has P2P; its maps pin a dynamic exporter's buffer for as
+///   long as they live (`dma_buf_pin_on_map`, 6.15: no more sg-table cache at attach);
+/// - mapping, unmapping, pinning and invalidating for a dynamic attachment need the reservation
+///   lock held (`dma_resv_assert_held`); the `…Unlocked` calls take it themselves;
+/// - an unmap must name a live mapping of that attachment; a detach with live mappings is refused
+///   with `EBUSY` and changes nothing; every call on a detached attachment is `ENODEV`;
+/// - a move or revoke calls `invalidate_mappings` on every dynamic attachment
+///   (``invalidateMappings()``).
+public final class DMABuffer: Sendable, CustomStringConvertible {
+    /// A name for traces and `DMA_BUF_SET_NAME`.
+    public let name: String
+    /// The size in bytes (page-aligned).
+    public let size: UInt64
+    /// The exporter.
+    public let exporter: any DMABufExporter
+    /// The reservation object.
+    public let resv = ReservationObject()
+    private let attachmentList = Mutex<[DMABufAttachment]>([])
+
+    /// `dma_buf_export`.
+    /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
+    public init(name: String, size: UInt64, exporter: any DMABufExporter) throws(DMAError) {
+        guard size > 0, size % pageSize == 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "dma_buf_export of '\(name)': size \(size) is not a positive multiple of \(pageSize)")
+        }
+        self.name = name
+        self.size = size
+        self.exporter = exporter
+    }
+
+    /// The live attachments.
+    public var attachments: [DMABufAttachment] { attachmentList.withLock { $0 } }
+
+    /// `dma_buf_attach` (static, `importer` `nil`) or `dma_buf_dynamic_attach`.
+    /// - Throws: whatever the exporter's `attach` throws; nothing is attached then.
+    public func attach(_ device: DMADevice, importer: (any DMABufImporter)? = nil) throws(DMAError) -> DMABufAttachment {
+        let attachment = DMABufAttachment(buffer: self, device: device, importer: importer)
+        try exporter.attach(attachment)
+        attachmentList.withLock { $0.append(attachment) }
+        return attachment
+    }
+
+    /// `dma_buf_detach`. The kernel does not check for live mappings here (it warns only when the
+    /// buffer is released with attachments left); the model refuses instead, so the mistake is
+    /// reported where it is made.
+    /// - Throws: `ENODEV` for an attachment already detached or of another buffer; `EBUSY` while
+    ///   it has live mappings or pins (nothing changes: unmap and unpin first).
+    public func detach(_ attachment: DMABufAttachment) throws(DMAError) {
+        try checkLive(attachment, "dma_buf_detach")
+        guard attachment.mappings.isEmpty else {
+            throw DMAError(
+                .busy, .EBUSY,
+                "dma_buf_detach of \(attachment) with \(attachment.mappings.count) live mapping(s): unmap them first")
+        }
+        guard !attachment.isPinned else {
+            throw DMAError(.busy, .EBUSY, "dma_buf_detach of \(attachment) while it pins the buffer: unpin first")
+        }
+        exporter.detach(attachment)
+        attachment.markDetached()
+        attachmentList.withLock { $0.removeAll { $0 === attachment } }
+    }
+
+    private func checkLive(_ attachment: DMABufAttachment, _ call: String) throws(DMAError) {
+        guard attachment.buffer === self, !attachment.isDetached else {
+            throw DMAError(.noDevice, .ENODEV, "\(call): \(attachment) is not attached to \(name)")
+        }
+    }
+
+    /// Whether mapping this attachment pins the buffer (`dma_buf_pin_on_map`): a dynamic exporter
+    /// and a static importer.
+    public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool { exporter.isDynamic && !attachment.isDynamic }
+
+    /// `dma_buf_map_attachment`: the reservation lock must be held, whatever the importer. A
+    /// static importer of a dynamic exporter pins first; a static importer then waits for the
+    /// kernel fences (a migration copy) before it may use the mapping, which the model cannot do
+    /// for a fence nobody will signal, so it fails with `ETIMEDOUT` instead.
+    /// - Throws: ``DMAError/Code/lockNotHeld``; `ENODEV` for a detached attachment; whatever the
+    ///   exporter's pin or map throws (nothing stays pinned or mapped then).
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+        try resv.assertHeld("dma_buf_map_attachment")
+        try checkLive(attachment, "dma_buf_map_attachment")
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
+        let pin = pinsOnMap(attachment)
+        if pin { try exporter.pin(attachment) }
+        let mapping: DMABufMapping
+        do {
+            mapping = try exporter.map(attachment, direction: direction)
+        } catch {
+            if pin { exporter.unpin(attachment) }
+            throw error
+        }
+        if !attachment.isDynamic, !resv.isIdle(for: .kernel) {
+            try? exporter.unmap(attachment, mapping, direction: direction)
+            if pin { exporter.unpin(attachment) }
+            throw DMAError(
+                .busy, Errno(rawValue: 110),
+                "dma_buf_map_attachment: \(attachment) would wait for an unsignalled kernel fence (ETIMEDOUT in the model)")
+        }
+        attachment.record(mapping, pinned: pin)
+        return mapping
+    }
+
+    /// `dma_buf_map_attachment_unlocked`: takes the lock around ``map(_:direction:)`` (for static
+    /// importers, which do not hold it).
+    public func mapUnlocked(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+        try resv.withLock { () throws(DMAError) in try map(attachment, direction: direction) }
+    }
+
+    /// `dma_buf_unmap_attachment`: the reservation lock must be held; the mapping must be live.
+    /// - Throws: ``DMAError/Code/lockNotHeld``; ``DMAError/Code/notMapped`` (`EINVAL`) for a
+    ///   mapping that is not live (an unmap twice).
+    public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
+        try resv.assertHeld("dma_buf_unmap_attachment")
+        try checkLive(attachment, "dma_buf_unmap_attachment")
+        guard attachment.mappings.contains(mapping) else {
+            throw DMAError(.notMapped, .EINVAL, "dma_buf_unmap_attachment: \(attachment) has no such live mapping (unmapped twice?)")
+        }
+        try exporter.unmap(attachment, mapping, direction: direction)
+        if attachment.remove(mapping) == true { exporter.unpin(attachment) }
+    }
+
+    /// `dma_buf_unmap_attachment_unlocked`.
+    public func unmapUnlocked(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
+        try resv.withLock { () throws(DMAError) in try unmap(attachment, mapping, direction: direction) }
+    }
+
+    /// `dma_buf_pin`: a dynamic importer keeps the memory where it is (RDMA pinned MRs).
+    /// - Throws: ``DMAError/Code/lockNotHeld``; `EINVAL` for a static attachment (it pins on map);
+    ///   whatever the exporter's pin throws.
+    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
+        try resv.assertHeld("dma_buf_pin")
+        try checkLive(attachment, "dma_buf_pin")
+        guard attachment.isDynamic else {
+            throw DMAError(.invalidArgument, .EINVAL, "dma_buf_pin is for dynamic importers; \(attachment) is static and pins when it maps")
+        }
+        try exporter.pin(attachment)
+        _ = attachment.adjustPin(1)
+    }
+
+    /// `dma_buf_unpin`.
+    /// - Throws: ``DMAError/Code/lockNotHeld``; `EINVAL` when it is not pinned.
+    public func unpin(_ attachment: DMABufAttachment) throws(DMAError) {
+        try resv.assertHeld("dma_buf_unpin")
+        try checkLive(attachment, "dma_buf_unpin")
+        guard attachment.isDynamic, attachment.adjustPin(0) > 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "dma_buf_unpin: \(attachment) is not pinned")
+        }
+        _ = attachment.adjustPin(-1)
+        exporter.unpin(attachment)
+    }
+
+    /// Whether any attachment pins the buffer now.
+    public var isPinned: Bool { attachments.contains { $0.isPinned } }
+
+    /// `dma_buf_invalidate_mappings` (`dma_buf_move_notify` before 7.1): tells every dynamic
+    /// importer that its mappings are about to become invalid. The reservation lock must be held.
+    /// - Returns: the attachments that were told.
+    /// - Throws: ``DMAError/Code/lockNotHeld``.
+    @discardableResult
+    public func invalidateMappings() throws(DMAError) -> [DMABufAttachment] {
+        try resv.assertHeld("dma_buf_invalidate_mappings")
+        let told = attachments.filter { $0.importer?.canInvalidate == true }
+        for attachment in told { attachment.importer?.invalidateMappings(attachment) }
+        return told
+    }
+
+    /// `dma_buf_attach_revocable` (7.1): whether the importer of `attachment` can have its access
+    /// revoked (it has `invalidate_mappings`), which exporters such as VFIO require.
+    public func isRevocable(_ attachment: DMABufAttachment) -> Bool { attachment.importer?.canInvalidate == true }
+
+    /// `dma_buf_begin_cpu_access`.
+    /// - Throws: `EINVAL` for `DMA_NONE`; whatever the exporter throws.
+    public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_begin_cpu_access") }
+        try exporter.beginCPUAccess(direction: direction)
+    }
+
+    /// `dma_buf_end_cpu_access`.
+    public func endCPUAccess(direction: DMADirection) throws(DMAError) {
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_end_cpu_access") }
+        try exporter.endCPUAccess(direction: direction)
+    }
+
+    public var description: String { "\(name) (\(formatBytes(size)), \(exporter.exporterName), \(exporter.placement))" }
+}

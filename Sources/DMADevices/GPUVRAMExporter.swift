@@ -1,0 +1,179 @@
+import DMABuf
+import DMACore
+import DMAMapping
+import Synchronization
+
+/// A GPU's VRAM buffer exported as a dma-buf, modelled on amdgpu (`amdgpu_dma_buf.c`): a dynamic
+/// exporter whose buffer lives in VRAM (its VRAM BAR, a P2P provider) or in system memory (the GTT
+/// domain), and moves between them.
+///
+/// Negotiation (DESIGN.md §3):
+/// - `attach` keeps `peer2peer` only when the importer's device reaches the VRAM BAR
+///   (`pci_p2pdma_distance` ≥ 0 in amdgpu; here the topology's map type) and its DMA ops can carry
+///   P2P;
+/// - `pin` for an attachment without P2P first moves the buffer to system memory (a static
+///   importer pins when it maps, so it gets system memory at that moment); pinned memory does not
+///   move, and a buffer pinned in VRAM cannot be pinned for an importer that cannot reach it
+///   (`EBUSY`);
+/// - `map` gives P2P segments of VRAM when the attachment has P2P; otherwise a buffer in VRAM is
+///   moved to system memory first (the GTT fallback), every dynamic importer being told, and the
+///   importer maps system pages (bounced if its mask needs it);
+/// - ``evict()`` moves an unpinned VRAM buffer to system memory and tells every dynamic importer
+///   (`amdgpu_bo_move_notify` → `dma_buf_invalidate_mappings`).
+/// Bytes are copied for real on every move.
+public final class GPUVRAMExporter: DMABufExporter {
+    private enum Backing {
+        case vram(PhysicalRange)
+        case system([PhysicalRange])
+    }
+
+    private struct State {
+        var backing: Backing
+        var pins = 0
+        var migratedBytes: UInt64 = 0
+        var released = false
+    }
+
+    /// The GPU's name (a BDF).
+    public let gpu: String
+    /// The VRAM heap the buffer came from.
+    public let heap: VRAMHeap
+    /// The machine's memory.
+    public let memory: SimulatedMemory
+    /// The buffer's size.
+    public let size: UInt64
+    public let exporterName: String
+    private let state: Mutex<State>
+    private let bufferBox = Mutex<DMABuffer?>(nil)
+
+    /// Allocates `size` bytes of VRAM and exports them.
+    /// - Returns: the exporter; its ``buffer`` is the dma-buf.
+    /// - Throws: `EINVAL` for a size that is not a positive page multiple; `ENOMEM` when VRAM is full.
+    public init(name: String, gpu: String, heap: VRAMHeap, memory: SimulatedMemory, size: UInt64, exporterName: String = "amdgpu")
+        throws(DMAError)
+    {
+        guard size > 0, size % pageSize == 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "GPU buffer '\(name)': size \(size) is not a positive multiple of \(pageSize)")
+        }
+        let range = try heap.allocate(size)
+        self.gpu = gpu
+        self.heap = heap
+        self.memory = memory
+        self.size = size
+        self.exporterName = exporterName
+        self.state = Mutex(State(backing: .vram(range)))
+        do {
+            let buffer = try DMABuffer(name: name, size: size, exporter: self)
+            bufferBox.withLock { $0 = buffer }
+        } catch {
+            heap.release(range)
+            throw error
+        }
+    }
+
+    /// The dma-buf.
+    public var buffer: DMABuffer { bufferBox.withLock { $0! } }
+
+    public var isDynamic: Bool { true }
+
+    public var placement: DMABufPlacement {
+        state.withLock { if case .vram = $0.backing { .vram } else { .system } }
+    }
+
+    /// Bytes moved from VRAM to system memory so far.
+    public var migratedBytes: UInt64 { state.withLock { $0.migratedBytes } }
+
+    /// Whether the buffer is pinned.
+    public var isPinned: Bool { state.withLock { $0.pins > 0 } }
+
+    public func cpuRanges() throws(DMAError) -> [PhysicalRange] {
+        state.withLock {
+            switch $0.backing {
+            case .vram(let range): [range]
+            case .system(let pages): pages
+            }
+        }
+    }
+
+    public func attach(_ attachment: DMABufAttachment) throws(DMAError) {
+        if attachment.peerToPeer && attachment.device.p2pMapType(to: heap.provider) == .notSupported {
+            attachment.disablePeerToPeer()
+        }
+    }
+
+    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
+        // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P.
+        let everyoneP2P = buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
+        if !everyoneP2P, placement == .vram {
+            guard !isPinned else {
+                throw DMAError(
+                    .busy, .EBUSY,
+                    "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach VRAM peer-to-peer: it cannot be moved to system memory")
+            }
+            try migrateToSystem(notify: true)
+        }
+        state.withLock { $0.pins += 1 }
+    }
+
+    public func unpin(_ attachment: DMABufAttachment) {
+        state.withLock { $0.pins = max(0, $0.pins - 1) }
+    }
+
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+        var migrated: UInt64 = 0
+        if case .vram(let range) = state.withLock({ $0.backing }) {
+            if attachment.peerToPeer {
+                let list = try ScatterList.peerToPeer([range], provider: heap.provider)
+                return try mapForDevice(list, attachment, direction, placement: .vram)
+            }
+            guard !isPinned else {
+                throw DMAError(
+                    .busy, .EBUSY,
+                    "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
+            }
+            migrated = try migrateToSystem(notify: true)
+        }
+        let pages = try cpuRanges()
+        return try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system, migratedBytes: migrated)
+    }
+
+    public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
+        try attachment.device.unmapScatterList(mapping.table, direction: direction)
+    }
+
+    /// Moves a VRAM buffer to system memory (TTM eviction): the reservation lock must be held
+    /// by the caller; every dynamic importer is told first.
+    /// - Returns: the importers told.
+    /// - Throws: `EBUSY` when the buffer is pinned; ``DMAError/Code/lockNotHeld``.
+    @discardableResult
+    public func evict() throws(DMAError) -> [DMABufAttachment] {
+        try buffer.resv.assertHeld("evict")
+        guard !isPinned else {
+            throw DMAError(.busy, .EBUSY, "\(buffer.name) is pinned: pinned memory cannot move")
+        }
+        guard placement == .vram else { return [] }
+        let told = try buffer.invalidateMappings()
+        try migrateToSystem(notify: false)
+        return told
+    }
+
+    /// Copies VRAM to fresh system pages and frees the VRAM.
+    @discardableResult
+    private func migrateToSystem(notify: Bool) throws(DMAError) -> UInt64 {
+        guard case .vram(let range) = state.withLock({ $0.backing }) else { return 0 }
+        if notify { try buffer.invalidateMappings() }
+        let pages = try allocateSystemPages(memory, size: size)
+        do {
+            try copyRanges(memory, from: [range], to: pages)
+        } catch {
+            for page in pages { try? memory.free(page) }
+            throw error
+        }
+        heap.release(range)
+        state.withLock {
+            $0.backing = .system(pages)
+            $0.migratedBytes += size
+        }
+        return size
+    }
+}

@@ -1,0 +1,192 @@
+import DMABuf
+import DMACore
+import DMAMapping
+import Synchronization
+
+/// An importing device as drivers use one: it attaches to buffers (statically, or dynamically with
+/// `invalidate_mappings`), maps them, and lets its simulated DMA engine move bytes through the
+/// mapping. A well-behaved dynamic importer unmaps when told (`invalidate_mappings`) and remembers
+/// the dead mapping, so that a device that still uses it can be shown to fault.
+///
+/// Models the GPU importer, the HFI-style NIC (custom ops that cannot carry P2P) and the 32-bit
+/// device that bounces, by the device and ops given.
+public final class DeviceImporter: DMABufImporter {
+    /// The importer's name in traces.
+    public let name: String
+    /// The device.
+    public let device: DMADevice
+    /// Whether it attaches dynamically (with `invalidate_mappings`).
+    public let dynamic: Bool
+    public let allowPeerToPeer: Bool
+
+    private struct State {
+        var attachments: [ObjectIdentifier: DMABufAttachment] = [:]
+        var live: [ObjectIdentifier: (mapping: DMABufMapping, direction: DMADirection)] = [:]
+        var dead: [ObjectIdentifier: DMABufMapping] = [:]
+        var invalidations = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Creates an importer.
+    public init(name: String, device: DMADevice, dynamic: Bool, allowPeerToPeer: Bool) {
+        self.name = name
+        self.device = device
+        self.dynamic = dynamic
+        self.allowPeerToPeer = allowPeerToPeer
+    }
+
+    /// How many times an exporter told it to drop its mappings.
+    public var invalidations: Int { state.withLock { $0.invalidations } }
+
+    /// Attaches to `buffer`.
+    /// - Throws: `EBUSY` when already attached; whatever the buffer's attach throws.
+    @discardableResult
+    public func attach(_ buffer: DMABuffer) throws(DMAError) -> DMABufAttachment {
+        if attachment(of: buffer) != nil {
+            throw DMAError(.busy, .EBUSY, "\(name) is already attached to \(buffer.name)")
+        }
+        let attachment = try buffer.attach(device, importer: dynamic ? self : nil)
+        state.withLock { $0.attachments[ObjectIdentifier(buffer)] = attachment }
+        return attachment
+    }
+
+    /// The attachment to `buffer`, if any.
+    public func attachment(of buffer: DMABuffer) -> DMABufAttachment? {
+        state.withLock { $0.attachments[ObjectIdentifier(buffer)] }
+    }
+
+    /// The live mapping of `buffer`, if any.
+    public func mapping(of buffer: DMABuffer) -> DMABufMapping? { state.withLock { $0.live[ObjectIdentifier(buffer)]?.mapping } }
+
+    /// The last mapping of `buffer` an exporter invalidated, if any.
+    public func deadMapping(of buffer: DMABuffer) -> DMABufMapping? { state.withLock { $0.dead[ObjectIdentifier(buffer)] } }
+
+    private func requireAttachment(_ buffer: DMABuffer, _ call: String) throws(DMAError) -> DMABufAttachment {
+        guard let attachment = attachment(of: buffer) else {
+            throw DMAError(.noDevice, .ENODEV, "\(call): \(name) is not attached to \(buffer.name); attach first")
+        }
+        return attachment
+    }
+
+    /// Maps `buffer`: a dynamic importer holds the reservation lock around the map (as
+    /// `ib_umem_dmabuf_map_pages` does), a static one uses the unlocked call.
+    /// - Throws: `ENODEV` when not attached; `EBUSY` when already mapped; whatever the map throws.
+    @discardableResult
+    public func map(_ buffer: DMABuffer, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+        let attachment = try requireAttachment(buffer, "map")
+        if mapping(of: buffer) != nil {
+            throw DMAError(.busy, .EBUSY, "\(name) already has \(buffer.name) mapped; unmap it first")
+        }
+        let mapping = dynamic
+            ? try buffer.resv.withLock { () throws(DMAError) in try buffer.map(attachment, direction: direction) }
+            : try buffer.mapUnlocked(attachment, direction: direction)
+        state.withLock {
+            $0.live[ObjectIdentifier(buffer)] = (mapping, direction)
+            $0.dead[ObjectIdentifier(buffer)] = nil
+        }
+        return mapping
+    }
+
+    /// Unmaps `buffer`.
+    /// - Throws: `ENODEV` when not attached; `EINVAL` when not mapped (an unmap twice).
+    public func unmap(_ buffer: DMABuffer, direction: DMADirection) throws(DMAError) {
+        let attachment = try requireAttachment(buffer, "unmap")
+        guard let mapping = mapping(of: buffer) else {
+            throw DMAError(.notMapped, .EINVAL, "\(name) has no live mapping of \(buffer.name) (unmapped twice, or invalidated by the exporter)")
+        }
+        if dynamic {
+            try buffer.resv.withLock { () throws(DMAError) in try buffer.unmap(attachment, mapping, direction: direction) }
+        } else {
+            try buffer.unmapUnlocked(attachment, mapping, direction: direction)
+        }
+        state.withLock { $0.live[ObjectIdentifier(buffer)] = nil }
+    }
+
+    /// Detaches from `buffer`.
+    /// - Throws: `ENODEV` when not attached; `EBUSY` while mapped.
+    public func detach(_ buffer: DMABuffer) throws(DMAError) {
+        let attachment = try requireAttachment(buffer, "detach")
+        try buffer.detach(attachment)
+        state.withLock {
+            $0.attachments[ObjectIdentifier(buffer)] = nil
+            $0.dead[ObjectIdentifier(buffer)] = nil
+        }
+    }
+
+    /// `invalidate_mappings`: drop the mapping now (the lock is held by the exporter), remember it
+    /// as dead.
+    public func invalidateMappings(_ attachment: DMABufAttachment) {
+        let buffer = attachment.buffer
+        let live = state.withLock { state -> (mapping: DMABufMapping, direction: DMADirection)? in
+            state.invalidations += 1
+            return state.live.removeValue(forKey: ObjectIdentifier(buffer))
+        }
+        guard let live else { return }
+        // Called with the reservation lock held, as the exporter holds it while it notifies.
+        try? buffer.unmap(attachment, live.mapping, direction: live.direction)
+        state.withLock { $0.dead[ObjectIdentifier(buffer)] = live.mapping }
+    }
+
+    /// The DMA address and length for `length` bytes at `offset` of a mapped buffer: the device's
+    /// view of the buffer through its segments.
+    public static func locate(_ mapping: DMABufMapping, offset: UInt64, length: UInt64) throws(DMAError) -> [(DMAAddress, Int)] {
+        var out: [(DMAAddress, Int)] = []
+        var skip = offset
+        var remaining = length
+        for segment in mapping.table.segments where remaining > 0 {
+            if skip >= segment.length {
+                skip -= segment.length
+                continue
+            }
+            let chunk = min(segment.length - skip, remaining)
+            out.append((DMAAddress(segment.address.rawValue + skip), Int(chunk)))
+            remaining -= chunk
+            skip = 0
+        }
+        guard remaining == 0, length > 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "\(length) bytes at offset \(offset) do not fit the \(mapping.table.mappedLength)-byte mapping")
+        }
+        return out
+    }
+
+    /// The device writes `bytes` at `offset` of `buffer` through its live mapping — or, when the
+    /// exporter invalidated it, through the dead one, as a device that was not stopped in time.
+    /// - Throws: `ENODEV` without any mapping; the engine's faults.
+    public func deviceWrite(_ bytes: [UInt8], to buffer: DMABuffer, offset: UInt64) throws(DMAError) {
+        let mapping = try usableMapping(buffer)
+        var done = 0
+        for (address, count) in try Self.locate(mapping, offset: offset, length: UInt64(bytes.count)) {
+            try device.dmaWrite(Array(bytes[done..<(done + count)]), at: address)
+            done += count
+        }
+    }
+
+    /// The device reads `count` bytes at `offset` of `buffer` (see ``deviceWrite(_:to:offset:)``).
+    public func deviceRead(from buffer: DMABuffer, offset: UInt64, count: Int) throws(DMAError) -> [UInt8] {
+        let mapping = try usableMapping(buffer)
+        var out: [UInt8] = []
+        for (address, length) in try Self.locate(mapping, offset: offset, length: UInt64(count)) {
+            out += try device.dmaRead(at: address, count: length)
+        }
+        return out
+    }
+
+    private func usableMapping(_ buffer: DMABuffer) throws(DMAError) -> DMABufMapping {
+        if let live = mapping(of: buffer) { return live }
+        if let dead = deadMapping(of: buffer) { return dead }
+        throw DMAError(.noDevice, .ENODEV, "\(name) has no mapping of \(buffer.name); map it first")
+    }
+
+    /// Syncs the live mapping for the CPU or the device.
+    public func sync(_ buffer: DMABuffer, forCPU: Bool, direction: DMADirection) throws(DMAError) {
+        guard let mapping = mapping(of: buffer) else {
+            throw DMAError(.notMapped, .EINVAL, "\(name) has no live mapping of \(buffer.name) to sync")
+        }
+        if forCPU {
+            try device.syncForCPU(mapping.table, direction: direction)
+        } else {
+            try device.syncForDevice(mapping.table, direction: direction)
+        }
+    }
+}

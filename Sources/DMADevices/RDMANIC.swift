@@ -1,0 +1,156 @@
+import DMABuf
+import DMACore
+import DMAMapping
+import Synchronization
+
+/// An RDMA memory region over a dma-buf (`struct ib_umem_dmabuf`,
+/// `drivers/infiniband/core/umem_dmabuf.c`), as mlx5 uses it.
+///
+/// - A dynamic MR (`ib_umem_dmabuf_get`) attaches dynamically with `allow_peer2peer` and maps only
+///   when the NIC first touches the memory (an ODP-style page fault: `ib_umem_dmabuf_map_pages`
+///   under the reservation lock). When the exporter moves or revokes the memory, the MR is
+///   invalidated (`invalidate_mappings` → the driver zaps its translation and calls
+///   `ib_umem_dmabuf_unmap_pages`); the next access faults in again and re-maps.
+/// - A pinned MR (`ib_umem_dmabuf_get_pinned`) attaches the same way, then pins and maps at once,
+///   so the memory never moves; it has no `invalidate_mappings` (7.1), so exporters that must be
+///   able to revoke (VFIO) refuse it at attach.
+public final class RDMAMemoryRegion: DMABufImporter {
+    /// The NIC's device.
+    public let device: DMADevice
+    /// The buffer.
+    public let buffer: DMABuffer
+    /// Whether it is a pinned MR.
+    public let pinned: Bool
+    /// The access the MR was registered for.
+    public let direction: DMADirection
+    public var allowPeerToPeer: Bool { true }
+    /// A pinned MR has no `invalidate_mappings` (7.1 removed the warning stub), so it cannot be
+    /// revoked; a dynamic MR has mlx5's callback.
+    public var canInvalidate: Bool { !pinned }
+
+    private struct State {
+        var attachment: DMABufAttachment?
+        var mapping: DMABufMapping?
+        var faults = 0
+        var invalidations = 0
+        var deregistered = false
+    }
+
+    private let state = Mutex(State())
+
+    init(device: DMADevice, buffer: DMABuffer, pinned: Bool, direction: DMADirection) throws(DMAError) {
+        self.device = device
+        self.buffer = buffer
+        self.pinned = pinned
+        self.direction = direction
+        let attachment = try buffer.attach(device, importer: self)
+        state.withLock { $0.attachment = attachment }
+        guard pinned else { return }
+        do throws(DMAError) {
+            try buffer.resv.withLock { () throws(DMAError) in
+                try buffer.pin(attachment)
+                do throws(DMAError) {
+                    let mapping = try buffer.map(attachment, direction: direction)
+                    state.withLock { $0.mapping = mapping }
+                } catch {
+                    try? buffer.unpin(attachment)
+                    throw error
+                }
+            }
+        } catch {
+            try? buffer.detach(attachment)
+            throw error
+        }
+    }
+
+    /// The live mapping, if any.
+    public var mapping: DMABufMapping? { state.withLock { $0.mapping } }
+    /// How many times the NIC faulted the MR in (mapped it on access).
+    public var faultIns: Int { state.withLock { $0.faults } }
+    /// How many times the exporter invalidated it.
+    public var invalidations: Int { state.withLock { $0.invalidations } }
+
+    public func invalidateMappings(_ attachment: DMABufAttachment) {
+        let mapping = state.withLock { state -> DMABufMapping? in
+            state.invalidations += 1
+            defer { state.mapping = nil }
+            return state.mapping
+        }
+        if let mapping { try? buffer.unmap(attachment, mapping, direction: direction) }
+    }
+
+    /// Faults the MR in when it has no mapping: lock, map, unlock.
+    private func ensureMapped() throws(DMAError) -> DMABufMapping {
+        let (attachment, current, gone) = state.withLock { ($0.attachment, $0.mapping, $0.deregistered) }
+        guard !gone, let attachment else { throw DMAError(.noDevice, .ENODEV, "the MR of \(buffer.name) is deregistered") }
+        if let current { return current }
+        let mapping = try buffer.resv.withLock { () throws(DMAError) in try buffer.map(attachment, direction: direction) }
+        state.withLock {
+            $0.mapping = mapping
+            $0.faults += 1
+        }
+        return mapping
+    }
+
+    /// The NIC writes `bytes` at `offset` of the MR (an RDMA write landing in it).
+    /// - Throws: the fault-in's errors (`ENODEV` after a revoke), the engine's faults.
+    public func write(_ bytes: [UInt8], offset: UInt64) throws(DMAError) {
+        let mapping = try ensureMapped()
+        var done = 0
+        for (address, count) in try DeviceImporter.locate(mapping, offset: offset, length: UInt64(bytes.count)) {
+            try device.dmaWrite(Array(bytes[done..<(done + count)]), at: address)
+            done += count
+        }
+    }
+
+    /// The NIC reads `count` bytes at `offset` (an RDMA read or send from it).
+    public func read(offset: UInt64, count: Int) throws(DMAError) -> [UInt8] {
+        let mapping = try ensureMapped()
+        var out: [UInt8] = []
+        for (address, length) in try DeviceImporter.locate(mapping, offset: offset, length: UInt64(count)) {
+            out += try device.dmaRead(at: address, count: length)
+        }
+        return out
+    }
+
+    /// `ib_umem_dmabuf_release`: unmap, unpin, detach.
+    public func deregister() throws(DMAError) {
+        let (attachment, mapping) = state.withLock { state -> (DMABufAttachment?, DMABufMapping?) in
+            defer {
+                state.deregistered = true
+                state.mapping = nil
+                state.attachment = nil
+            }
+            return (state.attachment, state.mapping)
+        }
+        guard let attachment else { return }
+        try buffer.resv.withLock { () throws(DMAError) in
+            if let mapping { try buffer.unmap(attachment, mapping, direction: direction) }
+            if pinned { try buffer.unpin(attachment) }
+        }
+        try buffer.detach(attachment)
+    }
+}
+
+/// An RDMA NIC: a device that registers dma-bufs as memory regions.
+public final class RDMANIC: Sendable {
+    /// Its name.
+    public let name: String
+    /// Its device.
+    public let device: DMADevice
+
+    /// Creates the NIC.
+    public init(name: String, device: DMADevice) {
+        self.name = name
+        self.device = device
+    }
+
+    /// Registers `buffer` as an MR: dynamic by default (`ib_umem_dmabuf_get`), pinned on request
+    /// (`ib_umem_dmabuf_get_pinned`).
+    /// - Throws: whatever attach, pin or map throw; nothing stays attached then.
+    public func registerMR(_ buffer: DMABuffer, pinned: Bool = false, direction: DMADirection = .bidirectional) throws(DMAError)
+        -> RDMAMemoryRegion
+    {
+        try RDMAMemoryRegion(device: device, buffer: buffer, pinned: pinned, direction: direction)
+    }
+}

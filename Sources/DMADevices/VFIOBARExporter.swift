@@ -1,0 +1,182 @@
+import DMABuf
+import DMACore
+import DMAMapping
+import Synchronization
+
+/// A VFIO device's BAR exported as a dma-buf (`VFIO_DEVICE_FEATURE_DMA_BUF`,
+/// `drivers/vfio/pci/vfio_pci_dmabuf.c`, 6.19, with 7.1's revoke): page-aligned (offset, length)
+/// ranges of one memory BAR, reached only peer-to-peer.
+///
+/// Rules:
+/// - creation checks, in the kernel's order: no ranges or flags set → `EINVAL`; a region index
+///   that is not a BAR (≥ the ROM region, 6) → `ENODEV`; a zero or unaligned range, or a total
+///   that overflows → `EINVAL`; a BAR that is not memory → `EINVAL`; `start + offset + length`
+///   overflowing → `EOVERFLOW`; a range past the end of the BAR → `EINVAL`;
+/// - `attach` refuses an importer without P2P (`EOPNOTSUPP`), any attach while revoked (`ENODEV`),
+///   and an importer that cannot be revoked (`dma_buf_attach_revocable`, `EOPNOTSUPP`);
+/// - `map` fails with `ENODEV` while revoked, and with `EINVAL` when the device cannot reach the
+///   BAR (`dma_buf_phys_vec_to_sgt`: `PCI_P2PDMA_MAP_NOT_SUPPORTED`); nothing is half-mapped;
+/// - a reset, a cleared memory-enable bit or low-power entry revokes it: memory decoding stops (the
+///   simulated device faults), every importer is told (`invalidate_mappings`), maps fail until
+///   ``restore()``; closing the device revokes for good.
+/// VFIO has no `pin`: it is not a moving exporter.
+public final class VFIOBARExporter: DMABufExporter {
+    /// One requested range (`struct vfio_region_dma_range`).
+    public struct Range: Hashable, Sendable {
+        /// Offset into the BAR.
+        public let offset: UInt64
+        /// Length in bytes.
+        public let length: UInt64
+        /// Creates a range.
+        public init(offset: UInt64, length: UInt64) {
+            self.offset = offset
+            self.length = length
+        }
+    }
+
+    /// Why memory was revoked.
+    public enum RevokeReason: String, Sendable, CaseIterable {
+        /// `VFIO_DEVICE_RESET`, FLR, hot reset.
+        case reset
+        /// `PCI_COMMAND_MEMORY` cleared by a config write.
+        case memoryDisabled = "memory-disabled"
+        /// Runtime-PM / D3 entry.
+        case lowPower = "low-power"
+        /// The device was closed (`vfio_pci_dma_buf_cleanup`): for good.
+        case closed
+    }
+
+    private struct State {
+        var revoked: Bool
+        var closed = false
+    }
+
+    public let exporterName = "vfio_pci_core"
+    /// The BAR's provider.
+    public let provider: P2PProvider
+    /// The physical ranges of the buffer, in order (`phys_vec`).
+    public let physicalRanges: [PhysicalRange]
+    /// The machine's memory.
+    public let memory: SimulatedMemory
+    private let state: Mutex<State>
+    private let bufferBox = Mutex<DMABuffer?>(nil)
+
+    /// `VFIO_DEVICE_FEATURE_DMA_BUF`.
+    /// - Parameters:
+    ///   - regionIndex: the VFIO region (BAR index, 0…5).
+    ///   - bars: the device's BARs by index (only memory BARs are P2P providers).
+    ///   - flags: must be 0.
+    /// - Throws: the kernel's errors listed in the type's documentation; nothing is exported then.
+    public init(
+        name: String, regionIndex: Int, bars: [Int: P2PProvider], ranges: [Range], memory: SimulatedMemory, flags: UInt32 = 0
+    ) throws(DMAError) {
+        guard !ranges.isEmpty, flags == 0 else {
+            throw DMAError(.invalidArgument, .EINVAL, "VFIO_DEVICE_FEATURE_DMA_BUF needs at least one range and flags 0")
+        }
+        guard regionIndex >= 0, regionIndex < 6 else {
+            throw DMAError(.noDevice, .ENODEV, "VFIO region \(regionIndex) is not a BAR (regions 0…5; 6 is the ROM)")
+        }
+        var total: UInt64 = 0
+        for range in ranges {
+            guard range.length > 0, range.offset % pageSize == 0, range.length % pageSize == 0 else {
+                throw DMAError(
+                    .invalidArgument, .EINVAL,
+                    "range at offset \(hex(range.offset)) of \(range.length) bytes is empty or not page-aligned")
+            }
+            let (sum, overflow) = total.addingReportingOverflow(range.length)
+            guard !overflow, sum & (1 << 63) == 0 else {
+                throw DMAError(.invalidArgument, .EINVAL, "the ranges add up past what a dma-buf can hold")
+            }
+            total = sum
+        }
+        guard let provider = bars[regionIndex] else {
+            throw DMAError(.invalidArgument, .EINVAL, "BAR \(regionIndex) is not a memory BAR: it cannot be a P2P provider")
+        }
+        var physical: [PhysicalRange] = []
+        for range in ranges {
+            let (start, o1) = provider.cpuRange.start.rawValue.addingReportingOverflow(range.offset)
+            let (_, o2) = start.addingReportingOverflow(range.length)
+            guard !o1, !o2 else {
+                throw DMAError(.addressOverflow, .EOVERFLOW, "BAR \(regionIndex) + \(hex(range.offset)) + \(hex(range.length)) overflows")
+            }
+            guard range.offset < provider.cpuRange.length, range.length <= provider.cpuRange.length - range.offset else {
+                throw DMAError(
+                    .invalidArgument, .EINVAL,
+                    "range \(hex(range.offset))+\(hex(range.length)) runs past the end of BAR \(regionIndex) (\(formatBytes(provider.cpuRange.length)))")
+            }
+            physical.append(try PhysicalRange(start: PhysicalAddress(start), length: range.length))
+        }
+        self.provider = provider
+        self.physicalRanges = physical
+        self.memory = memory
+        self.state = Mutex(State(revoked: !memory.isDecoding(provider)))
+        let buffer = try DMABuffer(name: name, size: total, exporter: self)
+        bufferBox.withLock { $0 = buffer }
+    }
+
+    /// The dma-buf.
+    public var buffer: DMABuffer { bufferBox.withLock { $0! } }
+    public var isDynamic: Bool { false }
+    public var placement: DMABufPlacement { .bar }
+    /// Whether access is revoked now.
+    public var isRevoked: Bool { state.withLock { $0.revoked } }
+    public func cpuRanges() throws(DMAError) -> [PhysicalRange] { physicalRanges }
+
+    public func attach(_ attachment: DMABufAttachment) throws(DMAError) {
+        guard attachment.peerToPeer else {
+            throw DMAError(
+                .notSupported, .EOPNOTSUPP,
+                "a VFIO BAR can only be reached peer-to-peer: \(attachment.device.name) must attach dynamically with allow_peer2peer")
+        }
+        guard !isRevoked else { throw DMAError(.noDevice, .ENODEV, "\(buffer.name) is revoked (device reset, memory disabled or closed)") }
+        guard attachment.buffer.isRevocable(attachment) else {
+            throw DMAError(
+                .notSupported, .EOPNOTSUPP,
+                "\(attachment.device.name) cannot be revoked (no invalidate_mappings, e.g. a pinned RDMA MR): VFIO refuses it (dma_buf_attach_revocable)")
+        }
+    }
+
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+        guard !isRevoked else { throw DMAError(.noDevice, .ENODEV, "\(buffer.name) is revoked: map again after the device's memory is enabled") }
+        let list = try ScatterList.peerToPeer(physicalRanges, provider: provider)
+        guard attachment.device.p2pMapType(to: provider) != .notSupported else {
+            throw DMAError(
+                .invalidArgument, .EINVAL,
+                "\(attachment.device.name) cannot reach \(provider) peer-to-peer (dma_buf_phys_vec_to_sgt: PCI_P2PDMA_MAP_NOT_SUPPORTED)")
+        }
+        return try mapForDevice(list, attachment, direction, placement: .bar)
+    }
+
+    public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
+        try attachment.device.unmapScatterList(mapping.table, direction: direction)
+    }
+
+    /// `vfio_pci_dma_buf_move(vdev, true)`: stop memory decoding, tell every importer, refuse maps.
+    /// Takes the reservation lock itself, as VFIO does.
+    /// - Returns: the importers told (empty when it was already revoked).
+    @discardableResult
+    public func revoke(_ reason: RevokeReason) throws(DMAError) -> [DMABufAttachment] {
+        let changed = state.withLock { state -> Bool in
+            defer {
+                state.revoked = true
+                if reason == .closed { state.closed = true }
+            }
+            return !state.revoked
+        }
+        try memory.setDecoding(provider, enabled: false)
+        guard changed else { return [] }
+        return try buffer.resv.withLock { () throws(DMAError) in try buffer.invalidateMappings() }
+    }
+
+    /// `vfio_pci_dma_buf_move(vdev, false)` once memory is enabled again: maps work again.
+    /// - Throws: `ENODEV` after the device was closed (revoked for good).
+    public func restore() throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in
+            guard !state.closed else {
+                throw DMAError(.noDevice, .ENODEV, "\(buffer.name) was revoked for good when the VFIO device was closed")
+            }
+            state.revoked = false
+        }
+        try memory.setDecoding(provider, enabled: true)
+    }
+}

@@ -1,0 +1,75 @@
+import DMACore
+
+/// One story's line in `dmabuf demo`: `{"story", "title", "ok", "placement", "mapType",
+/// "bouncedBytes", "migratedBytes", "errno", "notified"}` plus what the kernel would do.
+public struct StoryOutcome: Sendable, Encodable {
+    public let story: Int
+    public let title: String
+    /// Every step as expected and no debug report.
+    public let ok: Bool
+    public let kernel: String
+    public let placement: String?
+    public let mapType: String?
+    public let bouncedBytes: UInt64
+    public let migratedBytes: UInt64
+    public let errno: String?
+    public let notified: [String]?
+    /// The whole trace.
+    public let result: ScenarioResult
+
+    enum CodingKeys: String, CodingKey {
+        case story, title, ok, kernel, placement, mapType, bouncedBytes, migratedBytes, errno, notified
+    }
+
+    /// Encodes every summary key (`null` where a story has no such fact).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(story, forKey: .story)
+        try c.encode(title, forKey: .title)
+        try c.encode(ok, forKey: .ok)
+        try c.encode(kernel, forKey: .kernel)
+        try c.encode(placement, forKey: .placement)
+        try c.encode(mapType, forKey: .mapType)
+        try c.encode(bouncedBytes, forKey: .bouncedBytes)
+        try c.encode(migratedBytes, forKey: .migratedBytes)
+        try c.encode(errno, forKey: .errno)
+        try c.encode(notified, forKey: .notified)
+    }
+
+    /// What the model did, in a few words.
+    public var modelDid: String {
+        var parts: [String] = []
+        if let errno { parts.append("\(errno) where the kernel refuses") }
+        if let notified { parts.append("told \(notified.joined(separator: ", "))") }
+        if let mapType {
+            if mapType != "host" {
+                parts.append("\(mapType) P2P from \(placement ?? "?")")
+            } else {
+                parts.append("\(placement ?? "system") pages mapped" + (bouncedBytes > 0 ? " through swiotlb bounce slots" : ""))
+            }
+        }
+        return parts.joined(separator: "; ")
+    }
+
+    /// `zero-copy`, or the bytes copied.
+    public var copies: String {
+        var parts: [String] = []
+        if migratedBytes > 0 { parts.append("\(formatBytes(migratedBytes)) migrated") }
+        if bouncedBytes > 0 { parts.append("\(formatBytes(bouncedBytes)) bounced") }
+        return parts.isEmpty ? "zero-copy" : parts.joined(separator: ", ")
+    }
+}
+
+extension Story {
+    /// Runs the story and sums it up from its key steps.
+    public func run() throws -> StoryOutcome {
+        let result = try ScenarioRunner.run(try scenario())
+        let steps = result.steps.filter { !$0.op.hasPrefix("create-") }
+        let keys = keySteps.compactMap { $0 < steps.count ? steps[$0] : nil }
+        return StoryOutcome(
+            story: number, title: title, ok: result.ok, kernel: kernelBehaviour,
+            placement: keys.lazy.compactMap(\.placement).first, mapType: keys.lazy.compactMap(\.mapType).first,
+            bouncedBytes: keys.lazy.compactMap(\.bouncedBytes).first ?? 0, migratedBytes: keys.lazy.compactMap(\.migratedBytes).first ?? 0,
+            errno: keys.lazy.compactMap(\.errno).first, notified: keys.lazy.compactMap(\.notified).first, result: result)
+    }
+}
