@@ -72,6 +72,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DMABufTests",
+            dependencies: ["DMABuf", "DMADevices", "DMAScenario", "DMACore", "DMAMapping", "PCITopology"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],
             swiftSettings: strict
