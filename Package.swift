@@ -77,6 +77,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DMAScenarioTests",
+            dependencies: ["DMAScenario", "DMACore", "PCITopology"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],
             swiftSettings: strict

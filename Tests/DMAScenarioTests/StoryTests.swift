@@ -1,0 +1,196 @@
+import DMACore
+import DMAScenario
+import Foundation
+import PCITopology
+import Testing
+
+/// The steps of a run without the setup entries.
+func steps(_ result: ScenarioResult) -> [StepResult] { result.steps.filter { !$0.op.hasPrefix("create-") } }
+
+@Suite("The six stories, asserted on bytes and verdicts")
+struct StoryTests {
+    static func run(_ n: Int) throws -> ScenarioResult {
+        let result = try ScenarioRunner.run(try Story.all[n - 1].scenario())
+        #expect(result.ok, "story \(n): \(result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.errno ?? "") \($0.message) \($0.expectation ?? "")" }) \(result.debugReports)")
+        #expect(result.debugReports.isEmpty)
+        return result
+    }
+
+    @Test("Story 1: GPU→NIC under one switch moves data with bus addresses, nothing bounced or migrated")
+    func story1() throws {
+        let s = steps(try Self.run(1))
+        let fault = s[1]
+        #expect(fault.op == "device-read" && fault.ok && fault.mapType == "bus-address" && fault.placement == "vram")
+        #expect(fault.bouncedBytes == 0 && fault.migratedBytes == 0)
+        #expect(s.allSatisfy { ($0.bouncedBytes ?? 0) == 0 && ($0.migratedBytes ?? 0) == 0 })
+        #expect(s[3].op == "cpu-read" && s[3].message.contains("as expected"))
+    }
+
+    @Test("Story 2: a whitelisted host bridge carries P2P through the IOMMU as MMIO")
+    func story2() throws {
+        let s = steps(try Self.run(2))
+        #expect(s[1].mapType == "through-host-bridge" && s[1].peerToPeer == true && s[1].placement == "vram")
+    }
+
+    @Test("Story 3: P2P impossible, the buffer migrates exactly its size and the NIC maps system pages")
+    func story3() throws {
+        let s = steps(try Self.run(3))
+        #expect(s[0].peerToPeer == false)
+        #expect(s[1].migratedBytes == 1 << 20 && s[1].placement == "system" && s[1].mapType == "host")
+        #expect(s[2].message.contains("as expected"))
+    }
+
+    @Test("Story 4: the raw P2P list is EREMOTEIO; through the buffer layer the HFI gets system memory")
+    func story4() throws {
+        let s = steps(try Self.run(4))
+        #expect(s[0].op == "raw-map" && !s[0].ok && s[0].errno == "EREMOTEIO")
+        #expect(s[2].placement == "system" && s[2].mapType == "host" && s[2].migratedBytes == 256 << 10)
+    }
+
+    @Test("Story 5: a 32-bit device bounces, and the bytes are right in every direction")
+    func story5() throws {
+        let s = steps(try Self.run(5))
+        let maps = s.filter { $0.op == "map" }
+        #expect(maps.count == 3 && maps.allSatisfy { $0.bouncedBytes == 64 << 10 })
+        let checks = s.filter { $0.message.contains("as expected") }
+        #expect(checks.count == 4)  // device-read ×2 and cpu-read ×2, the last of the partial write
+    }
+
+    @Test("Story 6: revoke tells every dynamic importer, the dead mapping faults, maps fail until restore")
+    func story6() throws {
+        let s = steps(try Self.run(6))
+        #expect(s[0].errno == "EOPNOTSUPP")
+        let revoke = try #require(s.first { $0.op == "revoke" })
+        #expect(revoke.notified == ["mr", "nic"])
+        let afterRevoke = s.drop { $0.op != "revoke" }.dropFirst()
+        #expect(afterRevoke.prefix(3).map(\.errno) == ["EIO", "ENODEV", "ENODEV"])
+        let restoredMap = try #require(s.last { $0.op == "map" })
+        #expect(restoredMap.ok && restoredMap.mapType == "bus-address")
+    }
+
+    @Test("Each story's summary for dmabuf demo", arguments: 1...6)
+    func outcome(n: Int) throws {
+        let outcome = try Story.all[n - 1].run()
+        #expect(outcome.ok)
+        switch n {
+        case 1: #expect(outcome.copies == "zero-copy" && outcome.mapType == "bus-address")
+        case 2: #expect(outcome.copies == "zero-copy" && outcome.mapType == "through-host-bridge")
+        case 3: #expect(outcome.copies == "1 MiB migrated" && outcome.placement == "system")
+        case 4: #expect(outcome.errno == "EREMOTEIO" && outcome.placement == "system")
+        case 5: #expect(outcome.copies == "64 KiB bounced")
+        default: #expect(outcome.notified == ["mr", "nic"] && outcome.errno == "ENODEV")
+        }
+    }
+
+    @Test("docs/scenarios.md shows each story exactly as built in")
+    func documented() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/scenarios.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        for story in Story.all {
+            #expect(text.contains("### Story \(story.number): \(story.title)"))
+            #expect(text.contains("```yaml\n" + story.yaml + "\n```"), "story \(story.number) differs from docs/scenarios.md")
+        }
+    }
+}
+
+@Suite("Scenario bad input: typed errors in the trace, nothing leaks")
+struct ScenarioBadInputTests {
+    static func run(_ yaml: String) throws -> ScenarioResult { try ScenarioRunner.run(try Scenario.parse(yaml, file: "test.yaml")) }
+
+    @Test("Unknown names, steps out of order, a static importer of a VFIO BAR, a size that is not a page multiple")
+    func badSteps() throws {
+        let result = try Self.run("""
+            buffers:
+              - {name: vram, exporter: gpu-vram, device: "0000:03:00.0", size: 64KiB}
+              - {name: odd, exporter: system-heap, size: 1000}
+              - {name: bar, exporter: vfio-bar, device: "0000:09:00.0", ranges: [{offset: 0, length: 4KiB}]}
+              - {name: ghost, exporter: gpu-vram, device: "0000:55:00.0", size: 4KiB}
+            importers:
+              - {name: nic, device: "0000:04:00.0"}
+              - {name: bad-ops, device: "0000:04:00.0", ops: magic}
+            steps:
+              - map: {importer: nic, buffer: vram}
+              - attach: {importer: nobody, buffer: vram}
+              - attach: {importer: nic, buffer: nothing}
+              - attach: {importer: nic, buffer: vram}
+              - map: {importer: nic, buffer: vram}
+              - detach: {importer: nic, buffer: vram}
+              - unmap: {importer: nic, buffer: vram}
+              - unmap: {importer: nic, buffer: vram}
+              - attach: {importer: nic, buffer: bar}
+              - detach: {importer: nic, buffer: vram}
+            """)
+        let setup = result.steps.filter { $0.op.hasPrefix("create-") }
+        #expect(setup.map(\.ok) == [true, false, true, false, true, false])
+        #expect(setup[1].errno == "EINVAL" && setup[3].errno == "ENODEV" && setup[5].errno == "ENOENT")
+        let s = steps(result)
+        #expect(s.map(\.errno) == ["ENODEV", "ENOENT", "ENOENT", nil, nil, "EBUSY", nil, "EINVAL", "EOPNOTSUPP", nil])
+        #expect(!result.ok)  // unexpected failures make the run fail (exit 1)
+        #expect(result.debugReports.isEmpty)  // and nothing leaked
+    }
+
+    @Test("A scenario that leaks a mapping on purpose is caught by the debug layer")
+    func leak() throws {
+        let result = try Self.run("""
+            buffers: [{name: heap, exporter: system-heap, size: 8KiB}]
+            importers: [{name: nic, device: "0000:04:00.0"}]
+            steps:
+              - attach: {importer: nic, buffer: heap}
+              - map: {importer: nic, buffer: heap}
+            """)
+        #expect(result.steps.allSatisfy { $0.ok })
+        #expect(!result.ok)
+        #expect(result.debugReports.count == 1 && result.debugReports[0].contains("pending DMA allocations") && result.debugReports[0].contains("[count=2]"))
+    }
+
+    @Test("onError: stop ends the run at the first unexpected failure")
+    func stop() throws {
+        let result = try Self.run("""
+            onError: stop
+            buffers: [{name: heap, exporter: system-heap, size: 8KiB}]
+            importers: [{name: nic, device: "0000:04:00.0"}]
+            steps:
+              - unmap: {importer: nic, buffer: heap}
+              - attach: {importer: nic, buffer: heap}
+            """)
+        #expect(steps(result).count == 1)
+    }
+
+    @Test(
+        "Malformed scenarios name the line and column",
+        arguments: [
+            ("steps:\n  - fly: {importer: a}\n", 2, "unknown step 'fly'"),
+            ("buffers:\n  - {name: a, exporter: gpu-ram, device: x, size: 4KiB}\n", 2, "unknown exporter"),
+            ("colour: blue\n", 1, "unknown key 'colour'"),
+            ("steps:\n  - map: {importer: a, buffer: b, direction: sideways}\n", 2, "unknown direction"),
+            ("steps:\n  - map: {importer: a, buffer: b, expect: {errno: EWHAT}}\n", 2, "unknown errno"),
+            ("importers:\n  - {name: a, device: x}\n  - {name: a, device: y}\n", 3, "used twice"),
+            ("steps:\n  - map: {importer: a, buffer: b}\n    revoke: {buffer: b}\n", 2, "one operation"),
+            ("topology: {file: a, sysfs: b}\n", 1, "exactly one"),
+        ] as [(String, Int, String)])
+    func malformed(yaml: String, line: Int, message: String) throws {
+        let error = #expect(throws: TopologyLoadError.self) { try Scenario.parse(yaml, file: "bad.yaml") }
+        #expect(error?.file == "bad.yaml")
+        #expect(error?.line == line, "\(String(describing: error))")
+        #expect(error?.column != nil)
+        #expect(error?.message.contains(message) == true, "\(String(describing: error))")
+    }
+
+    @Test("A scenario on a sysfs copy: the H200 VM gives no P2P, so a GPU buffer is moved for any importer")
+    func sysfsTopology() throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PCITopologyTests/Fixtures/h200-vm").path
+        let result = try ScenarioRunner.run(try Scenario.parse("""
+            topology: {sysfs: "\(fixtures)"}
+            cpu: intel:0x6
+            buffers: [{name: vram, exporter: gpu-vram, device: "0000:00:06.0", bar: 2, size: 64KiB, pattern: 1}]
+            importers: [{name: net, device: "0000:00:03.0", kind: rdma-dynamic}]
+            steps:
+              - attach: {importer: net, buffer: vram}
+              - device-read: {importer: net, buffer: vram, expectPattern: 1, expect: {placement: system, migratedBytes: 65536}}
+              - detach: {importer: net, buffer: vram}
+            """, file: "h200.yaml"))
+        #expect(result.ok, "\(result.steps.map { "\($0.op) \($0.errno ?? "") \($0.message)" })")
+    }
+}
