@@ -4,14 +4,16 @@
 SWIFT        ?= swift
 SWIFT_FLAGS  ?=
 # Debian packages the build needs; the kernel test tier adds its own when it lands.
-BUILD_DEBS   :=
+BUILD_DEBS   := libdrm-dev zlib1g-dev pkg-config
 TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
+.PHONY: test-kernel
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
 	@echo "make test   run every test tier"
+	@echo "make test-kernel  boot a Debian 6.12 kernel under QEMU and run story 7 on it"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -32,6 +34,11 @@ test: deps
 	@scripts/ensure-packages.sh $(TEST_DEBS)
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
+	$(MAKE) test-kernel
+
+# The kernel tier: a static self-test in a QEMU guest on a real Debian kernel (scripts/kernel-tier).
+test-kernel: check-swift
+	SWIFT=$(SWIFT) scripts/kernel-tier/run.sh
 
 clean:
 	rm -rf .build

@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "DMABuf", targets: ["DMABuf"]),
         .library(name: "DMADevices", targets: ["DMADevices"]),
         .library(name: "DMAScenario", targets: ["DMAScenario"]),
+        .library(name: "LinuxDMABuf", targets: ["LinuxDMABuf"]),
         .executable(name: "dmabuf", targets: ["dmabuf"]),
     ],
     dependencies: [
@@ -52,13 +53,28 @@ let package = Package(
             dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCITopology", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // libdrm and the dma-buf, udmabuf and dma-heap uapi headers, with C shims for the ioctl
+        // request macros; zlib for /proc/config.gz.
+        .systemLibrary(name: "CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The real kernel: DRM devices, dumb buffers, PRIME, dma-buf fds (size, fdinfo, sync, name,
+        // sync files, mmap), udmabuf, dma-heaps, the /proc census and kernel config facts.
+        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "CLibDRM", "CZlib"], swiftSettings: strict),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
                 "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario",
+                "LinuxDMABuf",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        // The kernel tier's runner: story 7 on a real kernel (scripts/kernel-tier boots it in QEMU).
+        .executableTarget(
+            name: "dmabuf-kernel-selftest",
+            dependencies: ["LinuxDMABuf", "DMABufCLI", "DMACore", "CLibDRM"],
+            path: "Sources/KernelSelfTest",
             swiftSettings: strict
         ),
         .executableTarget(name: "dmabuf", dependencies: ["DMABufCLI"], swiftSettings: strict),
@@ -81,6 +97,7 @@ let package = Package(
             dependencies: ["DMAScenario", "DMACore", "PCITopology"],
             swiftSettings: strict
         ),
+        .testTarget(name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM"], swiftSettings: strict),
         .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],

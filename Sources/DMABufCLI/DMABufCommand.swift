@@ -17,6 +17,7 @@ public struct DMABufCommand: ParsableCommand {
             """,
         subcommands: [
             Demo.self, Ops.self, Topo.self, Simulate.self,
+            Ls.self, Probe.self,
         ]
     )
 

@@ -6,7 +6,7 @@
 /// `errno.h`, and `include/linux/errno.h` for the kernel-internal ones), whatever machine runs the
 /// model, because the model is of Linux.
 @frozen
-public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// The positive error number.
     public var rawValue: Int32
 
@@ -30,6 +30,8 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let EAGAIN = Errno(rawValue: 11)
     /// Out of memory, or out of a resource such as IOVA space.
     public static let ENOMEM = Errno(rawValue: 12)
+    /// Permission denied (a `/proc/PID` folder of another user, a DRM ioctl without the rights).
+    public static let EACCES = Errno(rawValue: 13)
     /// Bad address; the model's IOMMU faults carry it.
     public static let EFAULT = Errno(rawValue: 14)
     /// Device or resource busy.
@@ -40,12 +42,16 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
     public static let ENODEV = Errno(rawValue: 19)
     /// Invalid argument.
     public static let EINVAL = Errno(rawValue: 22)
+    /// Inappropriate ioctl for device: the request is not one the file's driver knows.
+    public static let ENOTTY = Errno(rawValue: 25)
     /// No space left on device.
     public static let ENOSPC = Errno(rawValue: 28)
     /// Result out of range.
     public static let ERANGE = Errno(rawValue: 34)
     /// Value too large for the type (an address that wraps past 2^64).
     public static let EOVERFLOW = Errno(rawValue: 75)
+    /// File descriptor in bad state: `udmabuf` gives it for an fd that is not a memfd.
+    public static let EBADFD = Errno(rawValue: 77)
     /// Operation not supported.
     public static let EOPNOTSUPP = Errno(rawValue: 95)
     /// Remote I/O error: the kernel's answer when a peer-to-peer mapping is impossible.
@@ -63,17 +69,20 @@ public struct Errno: RawRepresentable, Hashable, Sendable, CustomStringConvertib
         9: ("EBADF", "bad file descriptor"),
         11: ("EAGAIN", "resource temporarily unavailable"),
         12: ("ENOMEM", "out of memory or address space"),
+        13: ("EACCES", "permission denied"),
         14: ("EFAULT", "bad address"),
         16: ("EBUSY", "device or resource busy"),
         17: ("EEXIST", "already exists"),
         19: ("ENODEV", "no such device"),
         22: ("EINVAL", "invalid argument"),
+        25: ("ENOTTY", "inappropriate ioctl for this file"),
         28: ("ENOSPC", "no space left"),
         34: ("ERANGE", "result out of range"),
         75: ("EOVERFLOW", "value too large"),
+        77: ("EBADFD", "file descriptor in bad state"),
         95: ("EOPNOTSUPP", "operation not supported"),
         121: ("EREMOTEIO", "remote I/O error (peer-to-peer not possible)"),
-        524: ("ENOTSUPP", "operation not supported (a kernel-internal errno leaked by the driver)"),
+        524: ("ENOTSUPP", "operation not supported (a kernel-internal errno leaked by the driver; from a dma-buf mmap it means the exporter has no CPU mapping)"),
     ]
 
     /// The symbolic name (`"EINVAL"`), or `"errno N"` for a number this table does not know.

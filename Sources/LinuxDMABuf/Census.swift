@@ -1,0 +1,193 @@
+import DMACore
+
+/// Every dma-buf held by every process, read from procfs: `/proc/PID/fd` (a dma-buf's link reads
+/// `/dmabuf:NAME`, or `anon_inode:dmabuf` before 5.x), `/proc/PID/fdinfo/FD` (`dma_buf_show_fdinfo`:
+/// size, count, exporter, name, inode) and `/proc/PID/maps` (mappings whose file is `/dmabuf:...`,
+/// which keep a buffer alive after its last fd is closed). Buffers are grouped by inode, which is
+/// the same in every process and for every re-export of one dma-buf.
+public struct DMABufCensus: Sendable, Hashable, Codable {
+    /// A process that holds a buffer.
+    public struct Holder: Sendable, Hashable, Codable {
+        /// The process ID.
+        public var pid: Int32
+        /// The process's `comm`.
+        public var comm: String
+        /// The descriptors that refer to the buffer, ascending.
+        public var fds: [Int32]
+        /// How many mappings of the buffer the process has.
+        public var mappings: Int
+        /// The bytes those mappings cover.
+        public var mappedBytes: Int
+    }
+
+    /// One dma-buf.
+    public struct Buffer: Sendable, Hashable, Codable {
+        /// The dma-buf's inode (`ino:` in fdinfo, the inode column of maps).
+        public var inode: UInt64
+        /// The size from fdinfo; `nil` when the buffer is only mapped, not held by an fd.
+        public var size: Int?
+        /// The exporter (`exp_name`); `nil` when only mapped.
+        public var exporter: String?
+        /// The name set by `DMA_BUF_SET_NAME`, from fdinfo or the maps path.
+        public var name: String?
+        /// The holders, by pid.
+        public var holders: [Holder]
+    }
+
+    /// The buffers and bytes of one exporter.
+    public struct ExporterTotal: Sendable, Hashable, Codable {
+        /// The exporter's name (`?` for buffers seen only in maps).
+        public var exporter: String
+        /// How many buffers.
+        public var buffers: Int
+        /// Their bytes (sizes from fdinfo).
+        public var bytes: Int
+    }
+
+    /// A process whose files could not be read (another user's, without the rights).
+    public struct Unreadable: Sendable, Hashable, Codable {
+        /// The process ID.
+        public var pid: Int32
+        /// What could not be read (`fd`, `maps`).
+        public var what: String
+        /// The errno's name (`EACCES`).
+        public var errno: String
+    }
+
+    /// The buffers, by inode.
+    public var buffers: [Buffer]
+    /// Totals per exporter, by name.
+    public var totals: [ExporterTotal]
+    /// How many processes were scanned.
+    public var processesScanned: Int
+    /// Processes that could not be read, and why; they do not stop the census.
+    public var unreadable: [Unreadable]
+    /// Processes that exited while the census ran (their folder vanished: ENOENT).
+    public var vanished: Int
+
+    /// Whether a `/proc/PID/fd` link target is a dma-buf's (`dmabuffs_dname` in
+    /// `drivers/dma-buf/dma-buf.c`: `/dmabuf:NAME`; older kernels: `anon_inode:dmabuf`).
+    public static func isDMABufPath(_ target: String) -> Bool {
+        target.hasPrefix("/dmabuf:") || target == "anon_inode:dmabuf"
+    }
+
+    /// Takes the census.
+    /// - Parameters:
+    ///   - procRoot: where procfs is mounted; tests pass a tree of their own.
+    ///   - pid: only this process, when given.
+    /// - Complexity: one readlink per open fd of every process, one fdinfo read per dma-buf fd, one
+    ///   maps read per process.
+    public static func take(procRoot: String = "/proc", pid: Int32? = nil) -> DMABufCensus {
+        var census = DMABufCensus(buffers: [], totals: [], processesScanned: 0, unreadable: [], vanished: 0)
+        let pids: [Int32]
+        if let pid {
+            pids = [pid]
+        } else {
+            let names = (try? SystemCalls.listDirectory(procRoot).get()) ?? []
+            pids = names.compactMap { name in name.allSatisfy(\.isNumber) ? Int32(name) : nil }.sorted()
+        }
+        var byInode: [UInt64: Buffer] = [:]
+
+        func holderIndex(_ buffer: inout Buffer, _ pid: Int32, _ comm: String) -> Int {
+            if let index = buffer.holders.firstIndex(where: { $0.pid == pid }) { return index }
+            buffer.holders.append(Holder(pid: pid, comm: comm, fds: [], mappings: 0, mappedBytes: 0))
+            return buffer.holders.count - 1
+        }
+
+        for pid in pids {
+            let base = "\(procRoot)/\(pid)"
+            let fds: [String]
+            switch SystemCalls.listDirectory("\(base)/fd") {
+            case .success(let names): fds = names
+            case .failure(let errno) where errno == .ENOENT:
+                census.vanished += 1
+                continue
+            case .failure(let errno):
+                census.processesScanned += 1
+                census.unreadable.append(Unreadable(pid: pid, what: "fd", errno: errno.name))
+                continue
+            }
+            census.processesScanned += 1
+            let comm = (try? SystemCalls.readFile("\(base)/comm").get()).map {
+                String(decoding: $0, as: UTF8.self).trimmingSuffix("\n")
+            } ?? "?"
+            for fdName in fds {
+                guard let fd = Int32(fdName),
+                      let target = try? SystemCalls.readLink("\(base)/fd/\(fdName)").get(),
+                      isDMABufPath(target),
+                      let bytes = try? SystemCalls.readFile("\(base)/fdinfo/\(fdName)").get()
+                else { continue }
+                let info = FDInfo(parsing: String(decoding: bytes, as: UTF8.self))
+                guard info.isDMABuf, let inode = info.inode else { continue }
+                var buffer = byInode[inode] ?? Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])
+                buffer.size = info.size ?? buffer.size
+                buffer.exporter = info.exporter ?? buffer.exporter
+                buffer.name = info.name ?? buffer.name
+                let index = holderIndex(&buffer, pid, comm)
+                buffer.holders[index].fds.append(fd)
+                byInode[inode] = buffer
+            }
+            switch SystemCalls.readFile("\(base)/maps") {
+            case .success(let bytes):
+                for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+                    guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }
+                    var buffer = byInode[mapping.inode] ?? Buffer(inode: mapping.inode, size: nil, exporter: nil, name: nil, holders: [])
+                    if buffer.name == nil, mapping.path.hasPrefix("/dmabuf:"), mapping.path.count > "/dmabuf:".count {
+                        buffer.name = String(mapping.path.dropFirst("/dmabuf:".count))
+                    }
+                    let index = holderIndex(&buffer, pid, comm)
+                    buffer.holders[index].mappings += 1
+                    buffer.holders[index].mappedBytes += mapping.length
+                    byInode[mapping.inode] = buffer
+                }
+            case .failure(let errno) where errno == .ENOENT:
+                break
+            case .failure(let errno):
+                census.unreadable.append(Unreadable(pid: pid, what: "maps", errno: errno.name))
+            }
+        }
+
+        census.buffers = byInode.values.sorted { $0.inode < $1.inode }.map { buffer in
+            var buffer = buffer
+            buffer.holders.sort { $0.pid < $1.pid }
+            for index in buffer.holders.indices { buffer.holders[index].fds.sort() }
+            return buffer
+        }
+        var totals: [String: ExporterTotal] = [:]
+        for buffer in census.buffers {
+            let exporter = buffer.exporter ?? "?"
+            var total = totals[exporter] ?? ExporterTotal(exporter: exporter, buffers: 0, bytes: 0)
+            total.buffers += 1
+            total.bytes += buffer.size ?? 0
+            totals[exporter] = total
+        }
+        census.totals = totals.values.sorted { $0.exporter < $1.exporter }
+        return census
+    }
+}
+
+/// One line of `/proc/PID/maps` (`fs/proc/task_mmu.c`, `show_map_vma`):
+/// `start-end perms offset major:minor inode path`.
+struct MapsLine {
+    var length: Int
+    var inode: UInt64
+    var path: String
+
+    init?(_ line: Substring) {
+        let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+        guard fields.count >= 6 else { return nil }
+        let range = fields[0].split(separator: "-")
+        guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
+              end >= start, let inode = UInt64(fields[4])
+        else { return nil }
+        length = Int(end - start)
+        self.inode = inode
+        path = String(fields[5].drop(while: { $0 == " " }))
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String {
+        hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+    }
+}

@@ -1,0 +1,77 @@
+import CZlib
+import DMACore
+
+/// The running kernel's build configuration, from `/proc/config.gz` (`CONFIG_IKCONFIG_PROC`,
+/// `kernel/configs.c`) or `/boot/config-RELEASE` (what Debian installs beside the kernel).
+public struct KernelConfig: Sendable, Hashable, Codable {
+    /// The options that decide what this package's layers can do on this kernel.
+    public static let relevantOptions = [
+        "CONFIG_DMA_SHARED_BUFFER", "CONFIG_PCI_P2PDMA", "CONFIG_DMABUF_MOVE_NOTIFY", "CONFIG_DMA_API_DEBUG",
+        "CONFIG_SWIOTLB", "CONFIG_UDMABUF", "CONFIG_DMABUF_HEAPS", "CONFIG_DMABUF_HEAPS_SYSTEM",
+        "CONFIG_DMABUF_DEBUG", "CONFIG_DRM_VGEM", "CONFIG_DRM_VIRTIO_GPU",
+    ]
+
+    /// The file the configuration was read from.
+    public var source: String
+    /// Every `CONFIG_X=value` line, by option.
+    public var values: [String: String]
+
+    /// An option's value: `y`, `m`, a number or string, or `not set`.
+    public func value(_ option: String) -> String { values[option] ?? "not set" }
+
+    /// Parses `.config` text: `CONFIG_X=y` lines; `# CONFIG_X is not set` lines are left out.
+    public init(source: String, parsing text: String) {
+        self.source = source
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("CONFIG_") {
+            guard let equals = line.firstIndex(of: "=") else { continue }
+            values[String(line[..<equals])] = String(line[line.index(after: equals)...])
+        }
+        self.values = values
+    }
+
+    /// The running kernel's release (`/proc/sys/kernel/osrelease`, as `uname -r` prints it).
+    public static func release(procRoot: String = "/proc") -> String? {
+        guard let bytes = try? SystemCalls.readFile("\(procRoot)/sys/kernel/osrelease").get() else { return nil }
+        return String(decoding: bytes, as: UTF8.self).trimmingSuffix("\n")
+    }
+
+    /// Reads the configuration from `PROCROOT/config.gz`, else `BOOTROOT/config-RELEASE`; `nil` when
+    /// neither is readable.
+    public static func read(procRoot: String = "/proc", bootRoot: String = "/boot") -> KernelConfig? {
+        if let compressed = try? SystemCalls.readFile("\(procRoot)/config.gz").get(), let text = gunzip(compressed) {
+            return KernelConfig(source: "\(procRoot)/config.gz", parsing: String(decoding: text, as: UTF8.self))
+        }
+        guard let release = release(procRoot: procRoot) else { return nil }
+        let path = "\(bootRoot)/config-\(release)"
+        guard let bytes = try? SystemCalls.readFile(path).get() else { return nil }
+        return KernelConfig(source: path, parsing: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+/// Decompresses gzip data with zlib (`inflateInit2` with gzip detection); `nil` when it is not
+/// valid gzip.
+func gunzip(_ input: [UInt8]) -> [UInt8]? {
+    var stream = z_stream()
+    guard dmabufkit_inflate_init_gzip(&stream) == Z_OK else { return nil }
+    defer { inflateEnd(&stream) }
+    var output: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    var input = input
+    return input.withUnsafeMutableBufferPointer { source -> [UInt8]? in
+        stream.next_in = source.baseAddress
+        stream.avail_in = UInt32(source.count)
+        while true {
+            let status = chunk.withUnsafeMutableBufferPointer { buffer -> Int32 in
+                stream.next_out = buffer.baseAddress
+                stream.avail_out = UInt32(buffer.count)
+                return inflate(&stream, Z_NO_FLUSH)
+            }
+            let produced = chunk.count - Int(stream.avail_out)
+            output.append(contentsOf: chunk[0..<produced])
+            if status == Z_STREAM_END { return output }
+            if status != Z_OK { return nil }
+            if produced == 0 && stream.avail_in == 0 { return nil }
+        }
+    }
+}
