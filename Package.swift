@@ -41,6 +41,13 @@ let package = Package(
             dependencies: ["DMACore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // libdrm and the dma-buf, udmabuf and dma-heap uapi headers, with C shims for the ioctl
+        // request macros; zlib for /proc/config.gz.
+        .systemLibrary(name: "CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // The real kernel: DRM devices, dumb buffers, PRIME, dma-buf fds (size, fdinfo, sync, name,
+        // sync files, mmap), udmabuf, dma-heaps, the /proc census and kernel config facts.
+        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "CLibDRM", "CZlib"], swiftSettings: strict),
         // DMA-BUF: buffers, the exporter's and importer's ops, attachments, pin, map/unmap,
         // invalidate_mappings, the reservation object (drivers/dma-buf/dma-buf.c).
         .target(name: "DMABuf", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
@@ -53,13 +60,6 @@ let package = Package(
             dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCITopology", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
-        // libdrm and the dma-buf, udmabuf and dma-heap uapi headers, with C shims for the ioctl
-        // request macros; zlib for /proc/config.gz.
-        .systemLibrary(name: "CLibDRM", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
-        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        // The real kernel: DRM devices, dumb buffers, PRIME, dma-buf fds (size, fdinfo, sync, name,
-        // sync files, mmap), udmabuf, dma-heaps, the /proc census and kernel config facts.
-        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "CLibDRM", "CZlib"], swiftSettings: strict),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
@@ -78,6 +78,25 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "dmabuf", dependencies: ["DMABufCLI"], swiftSettings: strict),
+        // Examples: the six stories told with the library API (tests run them and compare the output).
+        .executableTarget(
+            name: "P2PSameSwitch", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/P2PSameSwitch", exclude: ["expected-output.txt"], swiftSettings: strict),
+        .executableTarget(
+            name: "P2PThroughHostBridge", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/P2PThroughHostBridge", exclude: ["expected-output.txt"], swiftSettings: strict),
+        .executableTarget(
+            name: "MigrateToSystemMemory", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/MigrateToSystemMemory", exclude: ["expected-output.txt"], swiftSettings: strict),
+        .executableTarget(
+            name: "HFICustomOps", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/HFICustomOps", exclude: ["expected-output.txt"], swiftSettings: strict),
+        .executableTarget(
+            name: "BounceBuffers32Bit", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/BounceBuffers32Bit", exclude: ["expected-output.txt"], swiftSettings: strict),
+        .executableTarget(
+            name: "VFIORevoke", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
+            path: "Examples/VFIORevoke", exclude: ["expected-output.txt"], swiftSettings: strict),
 
         .testTarget(name: "DMACoreTests", dependencies: ["DMACore"], swiftSettings: strict),
         .testTarget(name: "DMAMappingTests", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
@@ -87,6 +106,7 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
+        .testTarget(name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM"], swiftSettings: strict),
         .testTarget(
             name: "DMABufTests",
             dependencies: ["DMABuf", "DMADevices", "DMAScenario", "DMACore", "DMAMapping", "PCITopology"],
@@ -97,7 +117,6 @@ let package = Package(
             dependencies: ["DMAScenario", "DMACore", "PCITopology"],
             swiftSettings: strict
         ),
-        .testTarget(name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM"], swiftSettings: strict),
         .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],
