@@ -34,7 +34,7 @@ test: deps
 	@scripts/ensure-packages.sh $(TEST_DEBS)
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
-	$(MAKE) test-kernel
+	$(MAKE) --no-print-directory test-kernel
 
 # The kernel tier: a static self-test in a QEMU guest on a real Debian kernel (scripts/kernel-tier).
 test-kernel: check-swift

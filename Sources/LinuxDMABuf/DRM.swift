@@ -35,9 +35,9 @@ public struct DRMBusDevice: Sendable, Hashable, Codable {
     public var primaryNode: String?
     /// The render node (`/dev/dri/renderDN`), for unprivileged rendering and PRIME.
     public var renderNode: String?
-    /// `pci`, `platform`, `usb`, `host1x`, `other`, or `unknown` for a node found in `/dev/dri`
-    /// that `drmGetDevices2` does not describe (libdrm skips platform devices without an OF node,
-    /// such as vgem on x86).
+    /// `pci`, `platform` (vgem), `usb`, `host1x`, `other`, or `unknown` for a node found in
+    /// `/dev/dri` that `drmGetDevices2` does not describe (it leaves out devices whose sysfs it
+    /// cannot parse, for example on a bus newer than the installed libdrm).
     public var bus: String
     /// The PCI address (`0000:00:02.0`) for a PCI device.
     public var pciAddress: String?

@@ -7,7 +7,7 @@ import Testing
 
 @Suite("DRM nodes, dumb buffers, PRIME, udmabuf and dma-heaps, through the interceptor")
 struct DRMAndExporterTests {
-    /// A machine with vgem at card0 (a platform device drmGetDevices2 skips) and virtio_gpu at card1.
+    /// A machine where drmGetDevices2 describes only virtio_gpu (card1); vgem (card0) is found in /dev/dri.
     static let twoCards: MockKernel.Handler = { call, _ in
         switch call {
         case .drmGetDevices:
