@@ -8,12 +8,13 @@ BUILD_DEBS   := libdrm-dev zlib1g-dev pkg-config
 TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
-.PHONY: test-kernel
+.PHONY: test-kernel test-conformance-plugin
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
 	@echo "make test   run every test tier"
 	@echo "make test-kernel  boot a Debian 6.12 kernel under QEMU and run story 7 on it"
+	@echo "make test-conformance-plugin  run the conformance plugin on Examples/ThirdPartyOps"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -34,7 +35,13 @@ test: deps
 	@scripts/ensure-packages.sh $(TEST_DEBS)
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
+	$(MAKE) test-conformance-plugin
 	$(MAKE) --no-print-directory test-kernel
+
+# The SwiftPM command plugin on a third-party package (Examples/ThirdPartyOps): its good ops must
+# conform and its mask-ignoring ops must fail exactly the dma-mask check.
+test-conformance-plugin: check-swift
+	cd Examples/ThirdPartyOps && $(SWIFT) package dma-conformance
 
 # The kernel tier: a static self-test in a QEMU guest on a real Debian kernel (scripts/kernel-tier).
 test-kernel: check-swift

@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "DMABuf", targets: ["DMABuf"]),
         .library(name: "DMADevices", targets: ["DMADevices"]),
         .library(name: "DMAScenario", targets: ["DMAScenario"]),
+        .library(name: "DMAConformance", targets: ["DMAConformance"]),
+        .plugin(name: "DMAConformancePlugin", targets: ["DMAConformancePlugin"]),
         .library(name: "LinuxDMABuf", targets: ["LinuxDMABuf"]),
         .executable(name: "dmabuf", targets: ["dmabuf"]),
     ],
@@ -60,11 +62,21 @@ let package = Package(
             dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCITopology", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
+        // The conformance suite any DMAOps (and any exporter) can be run against; imports no test
+        // framework, so Swift Testing, XCTest, the CLI and the SwiftPM plugin all use it.
+        .target(name: "DMAConformance", dependencies: ["DMACore", "DMAMapping", "DMABuf"], swiftSettings: strict),
+        // `swift package dma-conformance`: builds and runs a package's conformance runners.
+        .plugin(
+            name: "DMAConformancePlugin",
+            capability: .command(
+                intent: .custom(verb: "dma-conformance", description: "Run the DMABufKit conformance suite on this package's DMA ops")),
+            path: "Plugins/DMAConformancePlugin"
+        ),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
-                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario",
+                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario", "DMAConformance",
                 "LinuxDMABuf",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -115,6 +127,11 @@ let package = Package(
         .testTarget(
             name: "DMAScenarioTests",
             dependencies: ["DMAScenario", "DMACore", "PCITopology"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DMAConformanceTests",
+            dependencies: ["DMAConformance", "DMACore", "DMAMapping"],
             swiftSettings: strict
         ),
         .testTarget(

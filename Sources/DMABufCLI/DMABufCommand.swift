@@ -16,7 +16,7 @@ public struct DMABufCommand: ParsableCommand {
               dmabuf ops list --json
             """,
         subcommands: [
-            Demo.self, Ops.self, Topo.self, Simulate.self,
+            Demo.self, Ops.self, Topo.self, Simulate.self, Conformance.self,
             Ls.self, Probe.self,
         ]
     )

@@ -324,6 +324,7 @@ public struct DMADebugOps: DMAOps {
     public var name: String { wrapped.name }
     public var p2pSupported: Bool { wrapped.p2pSupported }
     public var summary: String { wrapped.summary + " [+ DMA-API debug]" }
+    public var addressesAreCPUVirtual: Bool { wrapped.addressesAreCPUVirtual }
 
     private static func type(_ attributes: DMAAttributes) -> DMADebugMappingType {
         attributes.contains(.mmio) ? .phys : .single

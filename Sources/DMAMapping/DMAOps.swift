@@ -93,6 +93,10 @@ public protocol DMAOps: Sendable {
     var p2pSupported: Bool { get }
     /// One line for people: what the ops do.
     var summary: String { get }
+    /// Whether the addresses handed out are CPU virtual addresses for a software device (virt
+    /// ops), which no bus carries, so the device's DMA mask does not bound them. `false` unless
+    /// the ops say so.
+    var addressesAreCPUVirtual: Bool { get }
 
     /// Maps one physical range (`map_phys`, 6.19; `dma_map_phys`, 6.18).
     /// - Returns: the address the device uses for the first byte.
@@ -145,6 +149,7 @@ public protocol DMAOps: Sendable {
 
 extension DMAOps {
     public var summary: String { name }
+    public var addressesAreCPUVirtual: Bool { false }
 
     public func syncScatterListForCPU(_ table: DMAScatterTable, direction: DMADirection, device: DMADevice)
         throws(DMAError)

@@ -244,6 +244,8 @@ public struct VirtDMAOps: DMAOps {
         "virt: DMA address = CPU virtual address (HFI/rdmavt-style dma_virt_ops); not P2P capable"
     }
 
+    public var addressesAreCPUVirtual: Bool { true }
+
     /// The base of the x86-64 direct map (`__PAGE_OFFSET_BASE_L4` without KASLR).
     public static let pageOffset: UInt64 = 0xffff_8880_0000_0000
 

@@ -1,0 +1,414 @@
+import DMACore
+import DMAMapping
+import Dispatch
+import Synchronization
+
+/// The conformance suite for any ``DMAOps``: named checks of the contract the DMA-mapping API
+/// promises drivers (`include/linux/dma-map-ops.h`, `kernel/dma/mapping.c`, `kernel/dma/debug.c`),
+/// each run with real bytes through the simulated DMA engine on a fresh machine.
+///
+/// It imports no test framework (the shape of swift-nio's `ByteToMessageDecoderVerifier`): call
+/// ``run()`` from Swift Testing, XCTest, the `dmabuf conformance` command or a SwiftPM plugin and
+/// read the report. The devices it builds have everything an ops may use: an IOMMU domain, a
+/// swiotlb pool, a P2P topology that routes by bus address.
+public struct DMAOpsConformance: Sendable {
+    /// The subject's name in the report.
+    public let name: String
+    private let makeOps: @Sendable () -> any DMAOps
+
+    /// A suite for ops made fresh by `makeOps` for every check.
+    public init(name: String? = nil, makeOps: @escaping @Sendable () -> any DMAOps) {
+        self.name = name ?? makeOps().name
+        self.makeOps = makeOps
+    }
+
+    /// The checks, in the order they run.
+    public static let checks: [(name: String, rule: String)] = [
+        ("round-trip-single", "dma_map_phys: bytes reach the device and come back, in every valid direction"),
+        ("round-trip-scatterlist", "dma_map_sgtable: the same for 8 discontiguous pages"),
+        ("dma-mask", "dma_capable: no address the device uses lies beyond its mask"),
+        ("direction-none", "valid_dma_direction: DMA_NONE refused with EINVAL, nothing mapped"),
+        ("bad-ranges", "unbacked ranges and address overflow refused, nothing mapped"),
+        ("p2p-policy", "a P2P list only for p2pSupported ops (EREMOTEIO otherwise), bus addresses untouched"),
+        ("sync-semantics", "sync for the CPU shows device writes; sync for the device shows CPU writes"),
+        ("all-or-nothing", "a scatter-list map that runs out of IOVA or bounce slots leaves nothing mapped"),
+        ("unmap-releases", "after unmap no IOVA, page-table entry or bounce slot is left"),
+        ("debug-clean", "the DMA-API debug layer reports nothing for a correct driver"),
+        ("concurrency", "map/unmap from many threads: no overlapping live mappings, none lost"),
+    ]
+
+    /// Runs every check.
+    public func run() -> ConformanceReport {
+        let checks: [(String, () throws -> String)] = [
+            ("round-trip-single", roundTripSingle), ("round-trip-scatterlist", roundTripList), ("dma-mask", dmaMask),
+            ("direction-none", directionNone), ("bad-ranges", badRanges), ("p2p-policy", p2pPolicy),
+            ("sync-semantics", syncSemantics), ("all-or-nothing", allOrNothing), ("unmap-releases", unmapReleases),
+            ("debug-clean", debugClean), ("concurrency", concurrency),
+        ]
+        var results: [ConformanceResult] = []
+        for (check, body) in checks {
+            do {
+                results.append(ConformanceResult(check: check, passed: true, evidence: try body()))
+            } catch let violation as Violation {
+                results.append(ConformanceResult(check: check, passed: false, evidence: violation.message))
+            } catch {
+                results.append(ConformanceResult(check: check, passed: false, evidence: "unexpected error: \(error)"))
+            }
+        }
+        return ConformanceReport(subject: name, results: results)
+    }
+
+    // MARK: The machine
+
+    struct Violation: Error { let message: String }
+    private func fail(_ message: String) -> Violation { Violation(message: message) }
+
+    struct Rig {
+        let memory: SimulatedMemory
+        let provider: P2PProvider
+        let ops: any DMAOps
+        let debug: DMADebug
+    }
+
+    private func rig() throws -> Rig {
+        let memory = SimulatedMemory()
+        try memory.addRAM(name: "RAM low", start: 0x1000_0000, length: 64 << 20)
+        try memory.addRAM(name: "RAM high", start: 0x2_0000_0000, length: 64 << 20)
+        let provider = try P2PProvider(
+            owner: "0000:03:00.0", barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
+            busAddress: 0x80_0000_0000)
+        try memory.addBAR(name: "peer BAR", provider: provider)
+        return Rig(memory: memory, provider: provider, ops: makeOps(), debug: DMADebug(configuration: .init(checkMappingErrors: false)))
+    }
+
+    private func device(
+        _ rig: Rig, mask: Int = 64, aperture: UInt64 = 0xffff_ffff_ffff, slots: Int = 1024, debug: Bool = false, name: String = "0000:04:00.0"
+    ) throws -> DMADevice {
+        try DMADevice(
+            name: name, memory: rig.memory, ops: debug ? DMADebugOps(wrapping: rig.ops, debug: rig.debug) : rig.ops,
+            mask: try DMAMask(bits: mask), iommu: try IOMMUDomain(apertureEnd: aperture),
+            swiotlb: try SwiotlbPool(memory: rig.memory, slotCount: slots), topology: UniformP2PTopology(.busAddress))
+    }
+
+    private func pages(_ rig: Rig, _ count: Int) throws -> [PhysicalRange] {
+        let block = try rig.memory.allocate(length: UInt64(2 * count) * pageSize)
+        return try (0..<count).map { try PhysicalRange(start: try block.start.advanced(by: UInt64(2 * $0) * pageSize), length: pageSize) }
+    }
+
+    private static func pattern(_ seed: UInt8, _ count: Int) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: Int(seed) &* 41 &+ $0 &* 3 &+ ($0 >> 9)) }
+    }
+
+    /// Resource state that must come back to where it was.
+    private func footprint(_ device: DMADevice) -> String {
+        "IOVA allocations \(device.iommu?.liveAllocations ?? 0), IOMMU pages \(device.iommu?.mappedPages ?? 0), bounce slots \(device.swiotlb?.usage.used ?? 0)"
+    }
+
+    // MARK: Checks
+
+    private func segmentsOf(_ device: DMADevice, _ address: DMAAddress, _ length: UInt64) -> [DMASegment] {
+        [DMASegment(address: address, length: length)]
+    }
+
+    /// Moves bytes both ways through `segments` as `direction` allows.
+    private func exercise(_ rig: Rig, _ device: DMADevice, ranges: [PhysicalRange], segments: [DMASegment], direction: DMADirection,
+                          syncForDevice: () throws -> Void, syncForCPU: () throws -> Void) throws {
+        let total = Int(ranges.reduce(0) { $0 + $1.length })
+        if direction.deviceReads {
+            let sent = Self.pattern(1, total)
+            var at = 0
+            for range in ranges {
+                try rig.memory.write(Array(sent[at..<(at + Int(range.length))]), at: range.start)
+                at += Int(range.length)
+            }
+            try syncForDevice()
+            var seen: [UInt8] = []
+            for segment in segments { seen += try device.dmaRead(at: segment.address, count: Int(segment.length)) }
+            guard seen == sent else { throw fail("\(direction): the device read other bytes than the CPU wrote (after sync for the device)") }
+        }
+        if direction.deviceWrites {
+            let received = Self.pattern(2, total)
+            var at = 0
+            for segment in segments {
+                try device.dmaWrite(Array(received[at..<(at + Int(segment.length))]), at: segment.address)
+                at += Int(segment.length)
+            }
+            try syncForCPU()
+            var seen: [UInt8] = []
+            for range in ranges { seen += try rig.memory.read(range.start, count: Int(range.length)) }
+            guard seen == received else { throw fail("\(direction): the CPU does not see what the device wrote (after sync for the CPU)") }
+        }
+    }
+
+    private func roundTripSingle() throws -> String {
+        for direction in [DMADirection.toDevice, .fromDevice, .bidirectional] {
+            let rig = try rig()
+            let device = try device(rig)
+            let page = try pages(rig, 1)[0]
+            let address = try rig.ops.mapPhys(page, direction: direction, attributes: [], device: device)
+            try exercise(
+                rig, device, ranges: [page], segments: [DMASegment(address: address, length: pageSize)], direction: direction,
+                syncForDevice: { try rig.ops.syncForDevice(address, length: pageSize, direction: direction, device: device) },
+                syncForCPU: { try rig.ops.syncForCPU(address, length: pageSize, direction: direction, device: device) })
+            try rig.ops.unmapPhys(address, length: pageSize, direction: direction, attributes: [], device: device)
+        }
+        return "4 KiB through map_phys in DMA_TO_DEVICE, DMA_FROM_DEVICE and DMA_BIDIRECTIONAL"
+    }
+
+    private func roundTripList() throws -> String {
+        var shapes: [Int] = []
+        for direction in [DMADirection.toDevice, .fromDevice, .bidirectional] {
+            let rig = try rig()
+            let device = try device(rig)
+            let ranges = try pages(rig, 8)
+            let table = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: direction, attributes: [], device: device)
+            guard table.mappedLength == 8 * pageSize else { throw fail("\(direction): the segments cover \(table.mappedLength) bytes, not \(8 * pageSize)") }
+            shapes.append(table.segments.count)
+            try exercise(
+                rig, device, ranges: ranges, segments: table.segments, direction: direction,
+                syncForDevice: { try rig.ops.syncScatterListForDevice(table, direction: direction, device: device) },
+                syncForCPU: { try rig.ops.syncScatterListForCPU(table, direction: direction, device: device) })
+            try rig.ops.unmapScatterList(table, direction: direction, attributes: [], device: device)
+        }
+        return "8 discontiguous pages in every valid direction (\(shapes[0]) segment(s))"
+    }
+
+    private func dmaMask() throws -> String {
+        let rig = try rig()
+        if rig.ops.addressesAreCPUVirtual { return "not applicable: the ops hand out CPU virtual addresses to a software device" }
+        let device = try device(rig, mask: 32)
+        let ranges = try pages(rig, 4)  // all above 4 GiB
+        var mapped = 0
+        var refused = 0
+        for range in ranges {
+            do {
+                let address = try rig.ops.mapPhys(range, direction: .bidirectional, attributes: [], device: device)
+                guard device.mask.isCapable(address, length: range.length) else {
+                    throw fail("\(range) was mapped at \(address), beyond the device's 32-bit mask")
+                }
+                try rig.ops.unmapPhys(address, length: range.length, direction: .bidirectional, attributes: [], device: device)
+                mapped += 1
+            } catch let error as DMAError {
+                refused += 1
+                _ = error
+            }
+        }
+        let table = try? rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .toDevice, attributes: [], device: device)
+        if let table {
+            for segment in table.segments where !device.mask.isCapable(segment.address, length: segment.length) {
+                throw fail("a scatter-list segment at \(segment.address) lies beyond the 32-bit mask")
+            }
+            try rig.ops.unmapScatterList(table, direction: .toDevice, attributes: [], device: device)
+        }
+        return "a 32-bit device and memory above 4 GiB: \(mapped) page(s) mapped within the mask, \(refused) refused with a typed error"
+    }
+
+    private func directionNone() throws -> String {
+        let rig = try rig()
+        let device = try device(rig)
+        let ranges = try pages(rig, 2)
+        let before = footprint(device)
+        for attempt in 0..<2 {
+            do {
+                if attempt == 0 {
+                    _ = try rig.ops.mapPhys(ranges[0], direction: .none, attributes: [], device: device)
+                } else {
+                    _ = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .none, attributes: [], device: device)
+                }
+                throw fail(attempt == 0 ? "map_phys accepted DMA_NONE" : "map_sg accepted DMA_NONE")
+            } catch let error as DMAError {
+                guard error.errno == .EINVAL else { throw fail("DMA_NONE refused with \(error.errno.name), not EINVAL") }
+            }
+        }
+        guard footprint(device) == before else { throw fail("refusing DMA_NONE left state behind: \(footprint(device))") }
+        return "refused with EINVAL by map_phys and map_sg; nothing mapped"
+    }
+
+    private func badRanges() throws -> String {
+        let rig = try rig()
+        let device = try device(rig)
+        let before = footprint(device)
+        let unbacked = try PhysicalRange(start: 0x7_0000_0000, length: pageSize)
+        do {
+            let address = try rig.ops.mapPhys(unbacked, direction: .toDevice, attributes: [], device: device)
+            throw fail("a range no memory backs was mapped at \(address)")
+        } catch is DMAError {}
+        let straddle = try PhysicalRange(start: PhysicalAddress(0x1000_0000 + (64 << 20) - pageSize), length: 2 * pageSize)
+        do {
+            let address = try rig.ops.mapPhys(straddle, direction: .toDevice, attributes: [], device: device)
+            throw fail("a range running past the end of RAM was mapped at \(address)")
+        } catch is DMAError {}
+        guard footprint(device) == before else { throw fail("refused ranges left state behind: \(footprint(device))") }
+        // An address that would wrap: the device's bus offset pushes RAM past 2^64.
+        let wrapping = try DMADevice(
+            name: "0000:05:00.0", memory: rig.memory, ops: rig.ops, dmaOffset: UInt64.max - 0x1000, iommu: try IOMMUDomain(),
+            swiotlb: nil, topology: UniformP2PTopology(.busAddress))
+        if let address = try? rig.ops.mapPhys(try pages(rig, 1)[0], direction: .toDevice, attributes: [], device: wrapping),
+            !rig.ops.addressesAreCPUVirtual
+        {
+            let back = try? rig.ops.translate(address, access: .read, device: wrapping)
+            guard back != nil else { throw fail("a mapping at \(address) does not translate back: the address wrapped") }
+            try? rig.ops.unmapPhys(address, length: pageSize, direction: .toDevice, attributes: [], device: wrapping)
+        }
+        return "unbacked and straddling ranges refused with typed errors; no wrapped address handed out"
+    }
+
+    private func p2pPolicy() throws -> String {
+        let rig = try rig()
+        let device = try device(rig)
+        let list = try ScatterList.peerToPeer(
+            [try rig.provider.cpuRange.subrange(offset: 0, length: pageSize), try rig.provider.cpuRange.subrange(offset: 8 * pageSize, length: pageSize)],
+            provider: rig.provider)
+        let before = footprint(device)
+        do {
+            let table = try rig.ops.mapScatterList(list, direction: .fromDevice, attributes: [], device: device)
+            guard rig.ops.p2pSupported else {
+                throw fail("ops without p2pSupported accepted a P2P scatter-list (\(table.segments.count) segments)")
+            }
+            let expected = list.map { rig.provider.busAddress(of: $0.start) }
+            guard table.segments.map(\.address) == expected, table.segments.allSatisfy(\.isBusAddress) else {
+                throw fail("bus-address P2P segments were changed: \(table.segments) instead of \(expected)")
+            }
+            try device.dmaWrite([0x42], at: table.segments[1].address)
+            guard try rig.memory.read(list[1].start, count: 1) == [0x42] else { throw fail("a write to the bus address did not land in the BAR") }
+            try rig.ops.unmapScatterList(table, direction: .fromDevice, attributes: [], device: device)
+            return "P2P list mapped at its bus addresses, marked, bytes landed in the BAR"
+        } catch let error as DMAError {
+            guard !rig.ops.p2pSupported else { throw fail("p2pSupported ops refused a bus-address P2P list: \(error)") }
+            guard error.errno == .EREMOTEIO else { throw fail("refused with \(error.errno.name), not EREMOTEIO") }
+            guard footprint(device) == before else { throw fail("the refusal left state behind: \(footprint(device))") }
+            return "not P2P capable: refused with EREMOTEIO, nothing mapped"
+        }
+    }
+
+    private func syncSemantics() throws -> String {
+        let rig = try rig()
+        // A 32-bit device bounces memory above 4 GiB, so sync does real work; a software device of
+        // virt ops has no bus mask.
+        let device = try device(rig, mask: rig.ops.addressesAreCPUVirtual ? 64 : 32)
+        let page = try pages(rig, 1)[0]
+        let address: DMAAddress
+        do { address = try rig.ops.mapPhys(page, direction: .bidirectional, attributes: [], device: device) } catch {
+            return "not applicable: the ops refuse memory beyond a 32-bit mask (checked by dma-mask)"
+        }
+        guard rig.ops.addressesAreCPUVirtual || device.mask.isCapable(address, length: pageSize) else {
+            try? rig.ops.unmapPhys(address, length: pageSize, direction: .bidirectional, attributes: [], device: device)
+            return "not applicable: the mapping lies beyond the device's mask (reported by dma-mask)"
+        }
+        for round in 0..<3 {
+            let cpu = Self.pattern(UInt8(10 + round), Int(pageSize))
+            try rig.memory.write(cpu, at: page.start)
+            try rig.ops.syncForDevice(address, length: pageSize, direction: .bidirectional, device: device)
+            guard try device.dmaRead(at: address, count: Int(pageSize)) == cpu else { throw fail("round \(round): sync for the device did not show the CPU's bytes") }
+            let dev = Self.pattern(UInt8(20 + round), Int(pageSize))
+            try device.dmaWrite(dev, at: address)
+            try rig.ops.syncForCPU(address, length: pageSize, direction: .bidirectional, device: device)
+            guard try rig.memory.read(page.start, count: Int(pageSize)) == dev else { throw fail("round \(round): sync for the CPU did not show the device's bytes") }
+        }
+        try rig.ops.unmapPhys(address, length: pageSize, direction: .bidirectional, attributes: [], device: device)
+        return "three rounds of CPU write → sync for device → device read, device write → sync for CPU → CPU read"
+    }
+
+    private func allOrNothing() throws -> String {
+        let rig = try rig()
+        // Small resources: 63 IOVA pages, 128 bounce slots (256 KiB).
+        let device = try device(rig, mask: 32, aperture: 0x3_ffff, slots: 128)
+        var failures = 0
+        for count in [8, 40, 64, 80, 128] {
+            let ranges = try pages(rig, count)
+            let before = footprint(device)
+            do {
+                let table = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .toDevice, attributes: [], device: device)
+                try rig.ops.unmapScatterList(table, direction: .toDevice, attributes: [], device: device)
+            } catch {
+                failures += 1
+                guard footprint(device) == before else {
+                    throw fail("a failed map of \(count) pages left state behind: \(footprint(device)) (was \(before))")
+                }
+            }
+            guard footprint(device) == before else { throw fail("map/unmap of \(count) pages left \(footprint(device))") }
+        }
+        return "lists of 8 to 128 pages against 63 IOVA pages and 128 slots: \(failures) failed cleanly, nothing left"
+    }
+
+    private func unmapReleases() throws -> String {
+        let rig = try rig()
+        let device = try device(rig, mask: 32)
+        let before = footprint(device)
+        for round in 0..<20 {
+            let ranges = try pages(rig, 1 + round % 5)
+            if let table = try? rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .bidirectional, attributes: [], device: device) {
+                try rig.ops.unmapScatterList(table, direction: .bidirectional, attributes: [], device: device)
+            }
+            if let address = try? rig.ops.mapPhys(ranges[0], direction: .fromDevice, attributes: [], device: device) {
+                try rig.ops.unmapPhys(address, length: pageSize, direction: .fromDevice, attributes: [], device: device)
+            }
+        }
+        guard footprint(device) == before else { throw fail("after 20 map/unmap rounds: \(footprint(device))") }
+        if let iova = device.iommu, !iova.faults.isEmpty { throw fail("IOMMU faults during clean use: \(iova.faults[0])") }
+        return "20 rounds of map_sg and map_phys: \(footprint(device))"
+    }
+
+    private func debugClean() throws -> String {
+        let rig = try rig()
+        let device = try device(rig, debug: true)
+        let ranges = try pages(rig, 3)
+        let table = try device.mapScatterList(try ScatterList.host(ranges), direction: .bidirectional)
+        try device.syncForCPU(table, direction: .bidirectional)
+        try device.syncForDevice(table, direction: .bidirectional)
+        try device.unmapScatterList(table, direction: .bidirectional)
+        let address = try device.mapPhys(ranges[0], direction: .toDevice)
+        try device.syncForDevice(address, length: pageSize, direction: .toDevice)
+        try device.unmapPhys(address, length: pageSize, direction: .toDevice)
+        if rig.debug.deviceReleased(device) != nil || !rig.debug.reports.isEmpty {
+            throw fail("the debug layer reported: \(rig.debug.reports.map(\.description).joined(separator: "; "))")
+        }
+        return "map_sg, sync both ways, unmap_sg, map_phys, sync, unmap_phys: no reports, no leaks"
+    }
+
+    private func concurrency() throws -> String {
+        let rig = try rig()
+        let device = try device(rig)
+        let workers = 8
+        let rounds = 25
+        let pagesPerWorker = try (0..<workers).map { _ in try pages(rig, 2) }
+        let before = footprint(device)
+        struct Shared {
+            var live: [(DMAAddress, UInt64)] = []
+            var problems: [String] = []
+            var maps = 0
+        }
+        let shared = Mutex(Shared())
+        let ops = rig.ops
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for round in 0..<rounds {
+                do {
+                    let list = try ScatterList.host(pagesPerWorker[worker])
+                    let table = try ops.mapScatterList(list, direction: .bidirectional, attributes: [], device: device)
+                    shared.withLock { s in
+                        for segment in table.segments {
+                            let end = segment.address.rawValue + segment.length
+                            if let clash = s.live.first(where: { $0.0.rawValue < end && segment.address.rawValue < $0.0.rawValue + $0.1 }) {
+                                s.problems.append("worker \(worker) round \(round): \(segment) overlaps live \(clash.0)+\(hex(clash.1))")
+                            }
+                        }
+                        s.live += table.segments.map { ($0.address, $0.length) }
+                        s.maps += 1
+                    }
+                    shared.withLock { s in
+                        for segment in table.segments {
+                            if let index = s.live.firstIndex(where: { $0.0 == segment.address && $0.1 == segment.length }) { s.live.remove(at: index) }
+                        }
+                    }
+                    try ops.unmapScatterList(table, direction: .bidirectional, attributes: [], device: device)
+                } catch {
+                    shared.withLock { $0.problems.append("worker \(worker) round \(round): \(error)") }
+                }
+            }
+        }
+        let result = shared.withLock { $0 }
+        if let first = result.problems.first { throw fail(first + " (\(result.problems.count) problem(s))") }
+        guard footprint(device) == before else { throw fail("after concurrent use: \(footprint(device)) (lost unmaps)") }
+        return "\(workers) threads × \(rounds) map/unmap: \(result.maps) maps, no overlap, nothing left"
+    }
+}
