@@ -8,13 +8,15 @@ BUILD_DEBS   := libdrm-dev zlib1g-dev pkg-config
 TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
-.PHONY: test-kernel test-conformance-plugin
+.PHONY: test-kernel test-conformance-plugin gpu-check bench
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
 	@echo "make test   run every test tier"
 	@echo "make test-kernel  boot a Debian 6.12 kernel under QEMU and run story 7 on it"
 	@echo "make test-conformance-plugin  run the conformance plugin on Examples/ThirdPartyOps"
+	@echo "make bench  run the benchmarks (Benchmarks/) and print each row against its baseline"
+	@echo "make gpu-check  build a static dmabuf to run cuda-export on a GPU machine (docs/gpu.md)"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -46,6 +48,21 @@ test-conformance-plugin: check-swift
 # The kernel tier: a static self-test in a QEMU guest on a real Debian kernel (scripts/kernel-tier).
 test-kernel: check-swift
 	SWIFT=$(SWIFT) scripts/kernel-tier/run.sh
+
+# The benchmarks: a separate package (Benchmarks/, ordo-one/benchmark) that depends on this one by
+# path, so `make test` never builds it. lspci (pciutils) is the baseline of the sysfs row.
+bench: check-swift
+	@scripts/ensure-packages.sh $(BUILD_DEBS) pciutils python3
+	SWIFT=$(SWIFT) Benchmarks/run.sh
+
+# A fully static dmabuf for a GPU machine that has no Swift (docs/gpu.md): copy it there and run
+# the line printed at the end.
+gpu-check: deps
+	$(SWIFT) build -c release --scratch-path .build-static -Xswiftc -static-executable --product dmabuf
+	mkdir -p out/gpu-check
+	cp "$$($(SWIFT) build -c release --scratch-path .build-static -Xswiftc -static-executable --show-bin-path)/dmabuf" out/gpu-check/dmabuf
+	@echo "built out/gpu-check/dmabuf ($$(du -h out/gpu-check/dmabuf | cut -f1), static). On the GPU machine run:"
+	@echo "  ./dmabuf cuda-export --size 64MiB && ./dmabuf topo --pairs && nvidia-smi topo -m"
 
 clean:
 	rm -rf .build

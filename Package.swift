@@ -72,11 +72,13 @@ let package = Package(
                 intent: .custom(verb: "dma-conformance", description: "Run the DMABufKit conformance suite on this package's DMA ops")),
             path: "Plugins/DMAConformancePlugin"
         ),
+        // The CUDA driver API, loaded with dlopen at run time (no CUDA SDK needed to build).
+        .target(name: "CUDADriver", dependencies: ["DMACore"], swiftSettings: strict),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
-                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario", "DMAConformance",
+                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario", "DMAConformance", "CUDADriver",
                 "LinuxDMABuf",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -134,6 +136,7 @@ let package = Package(
             dependencies: ["DMAConformance", "DMACore", "DMAMapping"],
             swiftSettings: strict
         ),
+        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"], swiftSettings: strict),
         .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],

@@ -97,3 +97,15 @@ struct StoryCLITests {
         #expect(bad.stderr.contains("bad.yaml:2:"))
     }
 }
+
+@Suite("dmabuf cuda-export without a GPU")
+struct CUDAExportCLITests {
+    @Test("Where libcuda is absent, cuda-export says so clearly and exits 1")
+    func absent() throws {
+        let result = try runDMABuf(["cuda-export", "--library", "/nonexistent/libcuda.so.1"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("is not installed on this machine"))
+        let bad = try runDMABuf(["cuda-export", "--size", "1000"])
+        #expect(bad.status == 2)
+    }
+}
