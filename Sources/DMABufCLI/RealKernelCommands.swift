@@ -56,7 +56,7 @@ extension DMABufCommand {
         /// The sections of the report, in order. A new section (the PCI topology summary) is one
         /// more ``ProbeSection`` in this list.
         public static var sections: [any ProbeSection] {
-            [DRMProbeSection(), ExporterProbeSection(), KernelConfigProbeSection()]
+            [DRMProbeSection(), ExporterProbeSection(), KernelConfigProbeSection(), TopologyProbeSection()]
         }
 
         @Flag(help: "Print a JSON object with one key per section.")

@@ -258,3 +258,49 @@ func renderExplanation(_ e: P2PExplanation, topology: PCITopology) -> String {
     if let remedy = e.remedy { out += "Remedy: \(remedy)\n" }
     return out
 }
+
+/// `dmabuf probe`'s PCI topology summary ([B]): host bridges and their whitelist standing, the
+/// devices with memory BARs (P2P providers), and how many pairs of endpoints can do P2P and how.
+public struct TopologyProbeSection: ProbeSection {
+    public var key: String { "pciTopology" }
+    public var title: String { "PCI topology (drivers/pci/p2pdma.c rules)" }
+    /// Creates the section.
+    public init() {}
+
+    struct Value: Encodable, Sendable {
+        var cpu: String?
+        var devices: Int
+        var providers: Int
+        var hostBridges: [TopologyReport.HostBridge]
+        var pairs: [String: Int]
+        var warnings: [String]
+        var error: String?
+    }
+
+    public func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
+        let topology: PCITopology
+        do {
+            topology = try SysfsTopologyLoader.load(root: environment.sysRoot, cpu: TopologySource.hostCPU())
+        } catch {
+            let message = "\(error)"
+            return ProbeSectionReport(
+                lines: ["unreadable: \(message)"],
+                value: Value(cpu: nil, devices: 0, providers: 0, hostBridges: [], pairs: [:], warnings: [], error: message))
+        }
+        let report = TopologyReport(topology)
+        var counts: [String: Int] = [:]
+        for pair in report.pairs { counts[pair.mapType, default: 0] += 1 }
+        var lines = ["\(topology.functions.count) PCI functions, \(topology.providers.count) memory BARs (P2P providers), CPU \(topology.cpu)"]
+        for bridge in report.hostBridges {
+            lines.append("\(bridge.name): " + (bridge.ids.map { "identity \($0), " } ?? "no identity device, ") + (bridge.whitelisted ? "whitelisted" : "not whitelisted"))
+        }
+        lines.append("endpoint pairs: " + ["bus-address", "through-host-bridge", "not-supported"].map { "\(counts[$0, default: 0]) \($0)" }.joined(separator: ", "))
+        lines += topology.warnings.map { "warning: \($0)" }
+        lines.append("details: dmabuf topo --pairs; dmabuf topo explain PROVIDER CLIENT")
+        return ProbeSectionReport(
+            lines: lines,
+            value: Value(
+                cpu: topology.cpu.description, devices: topology.functions.count, providers: topology.providers.count,
+                hostBridges: report.hostBridges, pairs: counts, warnings: topology.warnings, error: nil))
+    }
+}

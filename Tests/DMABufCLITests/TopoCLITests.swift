@@ -95,3 +95,21 @@ struct TopoCLITests {
         #expect(result.stdout.contains("Verdict: bus-address, distance 4 (nvidia-smi link class: PIX)"))
     }
 }
+
+@Suite("dmabuf probe's topology section")
+struct ProbeTopologyTests {
+    @Test("The section sums up the H200 VM's sysfs copy: one host bridge, not whitelisted, every pair counted")
+    func h200() throws {
+        let sysfs = TopoCLITests.fixtures.appendingPathComponent("h200-vm").path
+        let result = try runDMABuf(["probe", "--json", "--sys-root", sysfs])
+        #expect(result.status == 0, "\(result.stderr)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let section = try #require(object["pciTopology"] as? [String: Any])
+        #expect(section["devices"] as? Int == 7)
+        #expect(section["providers"] as? Int == 8)
+        let pairs = try #require(section["pairs"] as? [String: Int])
+        #expect(pairs.values.reduce(0, +) == 30)
+        let bridges = try #require(section["hostBridges"] as? [[String: Any]])
+        #expect(bridges.first?["ids"] as? String == "8086:0d57" && bridges.first?["whitelisted"] as? Bool == false)
+    }
+}
