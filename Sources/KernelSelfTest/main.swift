@@ -256,7 +256,7 @@ func story() {
 
     // udmabuf from a sealed memfd.
     var udmaBuffer: DMABufFD? = nil
-    var udmaMapping: DMABufMapping? = nil
+    var udmaMapping: DMABufMemoryMap? = nil
     runner.section("udmabuf") { () throws(DMAError) in
         guard let device = try UDMABufDevice.open() else {
             runner.check("udmabuf.present", false, "/dev/udmabuf is absent on this kernel")

@@ -201,7 +201,7 @@ public struct DMABufFD: ~Copyable {
     /// (`dma_buf_mmap_internal`). A range past the buffer's pages is EINVAL, as is an offset that is
     /// not page aligned or a length of 0; these are refused here (the size is read with lseek).
     /// An exporter without a CPU mapping answers `ENOTSUPP` (524): `nv_dmabuf` does.
-    public func map(offset: Int = 0, length: Int? = nil, writable: Bool = true) throws(DMAError) -> DMABufMapping {
+    public func map(offset: Int = 0, length: Int? = nil, writable: Bool = true) throws(DMAError) -> DMABufMemoryMap {
         let size = try size()
         let page = SystemCalls.pageSize
         let length = length ?? size
@@ -211,7 +211,7 @@ public struct DMABufFD: ~Copyable {
         }
         let protection = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
         switch SystemCalls.mmap(length, protection, MAP_SHARED, rawValue, Int64(offset)) {
-        case .success(let address): return DMABufMapping(address: address, length: length, writable: writable)
+        case .success(let address): return DMABufMemoryMap(address: address, length: length, writable: writable)
         case .failure(let errno): throw .systemCall("mmap(dma-buf fd \(rawValue), \(length) bytes)", errno)
         }
     }
@@ -220,7 +220,7 @@ public struct DMABufFD: ~Copyable {
 /// A mapping of a dma-buf into this process that this value owns: unmapped exactly once, in
 /// `deinit` (`munmap`). The mapping keeps the dma-buf alive by itself, as the kernel's VMA holds a
 /// reference to the file, so it may outlive the ``DMABufFD``.
-public struct DMABufMapping: ~Copyable {
+public struct DMABufMemoryMap: ~Copyable {
     /// The first mapped byte.
     public let address: UnsafeMutableRawPointer
     /// The mapped length in bytes.
