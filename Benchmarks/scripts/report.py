@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Reads the percentiles that `swift package benchmark --format histogramPercentiles` wrote and
+prints every row of BENCHMARKS.md with its ratio to the baseline measured in the same run.
+Medians (p50) throughout. Exit code 0 whatever the goals say: a missed goal is a finding, reported.
+
+Usage: report.py DIR
+"""
+import glob
+import os
+import re
+import sys
+
+SEGMENTS = 262_144
+PATTERN = re.compile(r"^[^.]*\.DMABufBenchmarks\.(.+)\.(\w+)\.histogram\.percentiles\.tsv$")
+
+
+def load(folder):
+    values = {}
+    for path in glob.glob(os.path.join(folder, "*.histogram.percentiles.tsv")):
+        m = PATTERN.match(os.path.basename(path))
+        if not m:
+            continue
+        name, metric = m.group(1).replace("_", " "), m.group(2)
+        with open(path) as f:
+            rows = [line.split("\t") for line in f.read().splitlines()[1:] if line]
+        values[(name, metric)] = {int(p): float(v) for p, v in rows}
+    return values
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    v = load(sys.argv[1])
+    if not v:
+        sys.exit("report.py: no percentile files in %s" % sys.argv[1])
+
+    def p50(name, metric="wallClock"):
+        key = (name, metric)
+        return v[key][50] if key in v else None
+
+    rows = []
+
+    def row(what, value, baseline, ratio, goal, met):
+        verdict = "" if met is None else ("met" if met else "missed")
+        rows.append((what, value, baseline, ratio, goal, verdict))
+
+    # 1. map + unmap, 262,144 x 4 KiB
+    c = p50("C map+unmap 262144 segments")
+    p2p = p50("Direct P2P map+unmap 262144 segments")
+    host = p50("Direct host map+unmap 262144 segments")
+    iommu = p50("IOMMU host map+unmap 262144 segments")
+    if c and p2p:
+        allocs = p50("Direct P2P map+unmap 262144 segments", "mallocCountTotal") or 0
+        row("map+unmap 1 GiB as 262,144 x 4 KiB, bus-address P2P, direct ops",
+            "%.2f ms (%.2f ns/seg), %d mallocs (%.5f/seg)" % (p2p / 1e6, p2p / SEGMENTS, allocs, allocs / SEGMENTS),
+            "C: %.2f ms (%.2f ns/seg)" % (c / 1e6, c / SEGMENTS), "%.2fx" % (p2p / c), "<= 1.5x, 0 allocs/seg",
+            p2p / c <= 1.5 and allocs / SEGMENTS < 0.01)
+    if c and host:
+        allocs = p50("Direct host map+unmap 262144 segments", "mallocCountTotal") or 0
+        row("map+unmap 1 GiB as 262,144 x 4 KiB, host RAM, direct ops",
+            "%.2f ms (%.2f ns/seg), %d mallocs (%.5f/seg)" % (host / 1e6, host / SEGMENTS, allocs, allocs / SEGMENTS),
+            "C: %.2f ms" % (c / 1e6), "%.2fx" % (host / c), "(reported)", None)
+    if iommu and host and p2p:
+        allocs = p50("IOMMU host map+unmap 262144 segments", "mallocCountTotal") or 0
+        row("map+unmap 1 GiB as 262,144 x 4 KiB, host RAM, IOMMU ops",
+            "%.2f ms (%.1f ns/seg), %d mallocs (%.3f/seg)" % (iommu / 1e6, iommu / SEGMENTS, allocs, allocs / SEGMENTS),
+            "direct host: %.2f ms; direct P2P: %.2f ms; C: %.2f ms" % (host / 1e6, p2p / 1e6, c / 1e6),
+            "%.2fx direct host, %.1fx direct P2P, %.1fx C" % (iommu / host, iommu / p2p, iommu / c),
+            "<= 5x direct", iommu / host <= 5)
+
+    # 3. swiotlb
+    for kib in (4, 16, 64, 256):
+        mc = p50("memcpy %d KiB" % kib)
+        sync = p50("swiotlb sync %d KiB" % kib)
+        mu = p50("swiotlb map+unmap %d KiB" % kib)
+        if not (mc and sync and mu):
+            continue
+        gbs = lambda ns: kib * 1024 / ns  # bytes per ns = GB/s
+        row("swiotlb bounce copy (sync) %d KiB" % kib, "%.2f GB/s (%.0f ns)" % (gbs(sync), sync),
+            "memcpy: %.2f GB/s (%.0f ns)" % (gbs(mc), mc), "%.1f%% of memcpy" % (100 * mc / sync),
+            ">= 80% of memcpy", mc / sync >= 0.8)
+        row("swiotlb map+unmap %d KiB" % kib, "%.2f GB/s (%.0f ns)" % (gbs(mu), mu),
+            "memcpy: %.2f GB/s" % gbs(mc), "%.1f%% of memcpy" % (100 * mc / mu), "(reported)", None)
+
+    # 4. provider lookup
+    look = {n: p50("provider lookup x1024 among %d BARs" % n) for n in (1000, 10000, 100000)}
+    scan = {n: p50("linear scan x1024 among %d BARs" % n) for n in (1000, 10000, 100000)}
+    for n in (1000, 10000, 100000):
+        if look[n] and scan[n]:
+            row("provider lookup among %d BARs" % n, "%.1f ns/lookup" % (look[n] / 1024),
+                "linear scan (C): %.1f ns/lookup" % (scan[n] / 1024), "%.0fx faster" % (scan[n] / look[n]),
+                "(reported)", None)
+    if look[1000] and look[100000]:
+        r = look[100000] / look[1000]
+        row("provider lookup, 100k vs 1k BARs", "%.1f ns vs %.1f ns" % (look[100000] / 1024, look[1000] / 1024),
+            "the 1k lookup", "%.2fx" % r, "<= 2x (O(log n))", r <= 2)
+
+    # 5. sysfs
+    load_ = p50("sysfs load 1024 endpoints")
+    all_ = p50("sysfs load + every pair verdict 1024 endpoints")
+    lspci = p50("lspci -t 1024 endpoints")
+    if load_ and lspci:
+        row("load the 1,024-endpoint sysfs copy", "%.1f ms" % (load_ / 1e6), "lspci -t: %.1f ms" % (lspci / 1e6),
+            "%.2fx lspci" % (load_ / lspci), "faster than lspci", load_ < lspci)
+    if all_ and lspci:
+        row("load + all 1,048,576 pair verdicts", "%.1f ms (%.0f ns/pair after load)" % (all_ / 1e6, (all_ - (load_ or 0)) / 1024**2),
+            "lspci -t: %.1f ms" % (lspci / 1e6), "%.2fx lspci" % (all_ / lspci), "faster than lspci", all_ < lspci)
+    big = p50("cached verdict x1024 1024-endpoint topology")
+    small = p50("cached verdict x1024 built-in topology")
+    if big and small:
+        row("cached pair verdict, 1,169 vs 18 functions", "%.1f ns/query" % (big / 1024),
+            "built-in (18 functions): %.1f ns/query" % (small / 1024), "%.2fx" % (big / small), "O(1): ~1x", big / small <= 2)
+
+    # 6. simulate
+    sim = p50("simulate 10000 steps")
+    if sim:
+        peak = p50("simulate 10000 steps", "peakMemoryResident")
+        allocs = p50("simulate 10000 steps", "mallocCountTotal")
+        row("dmabuf simulate, 10,000 steps (parse + run)",
+            "%.0f ms, %.0f steps/s, peak RSS %.1f MiB, %d mallocs" % (sim / 1e6, 10000 / (sim / 1e9), (peak or 0) / 2**20, allocs or 0),
+            "-", "-", "report", None)
+
+    print("| what | measured (median) | baseline, same run | ratio | goal | |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+main()
