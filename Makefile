@@ -8,7 +8,7 @@ BUILD_DEBS   := libdrm-dev zlib1g-dev pkg-config
 TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
-.PHONY: test-kernel test-conformance-plugin gpu-check bench
+.PHONY: test-kernel test-conformance-plugin gpu-check docs bench
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-conformance-plugin  run the conformance plugin on Examples/ThirdPartyOps"
 	@echo "make bench  run the benchmarks (Benchmarks/) and print each row against its baseline"
 	@echo "make gpu-check  build a static dmabuf to run cuda-export on a GPU machine (docs/gpu.md)"
+	@echo "make docs   build the DocC documentation (warnings are errors)"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -37,6 +38,7 @@ test: deps
 	@scripts/ensure-packages.sh $(TEST_DEBS)
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
+	$(MAKE) docs
 	$(MAKE) test-conformance-plugin
 	$(MAKE) --no-print-directory test-kernel
 
@@ -54,6 +56,12 @@ test-kernel: check-swift
 bench: check-swift
 	@scripts/ensure-packages.sh $(BUILD_DEBS) pciutils python3
 	SWIFT=$(SWIFT) Benchmarks/run.sh
+
+# The DocC documentation of the library products (articles in Sources/*/*.docc); any warning fails.
+DOC_TARGETS := DMACore DMAMapping PCITopology DMABuf DMADevices DMAScenario DMAConformance LinuxDMABuf CUDADriver
+docs: check-swift
+	$(SWIFT) package generate-documentation $(addprefix --target ,$(DOC_TARGETS)) --warnings-as-errors
+	@echo "documentation archives: .build/plugins/Swift-DocC/outputs/"
 
 # A fully static dmabuf for a GPU machine that has no Swift (docs/gpu.md): copy it there and run
 # the line printed at the end.

@@ -69,7 +69,7 @@ public final class CUDADriver: @unchecked Sendable {
     private let cuGetErrorString: ErrorStringFn?
 
     /// Loads the driver library and binds the calls.
-    /// - Parameter path: `libcuda.so.1` by default (found by the dynamic loader).
+    /// - Note: `path`: `libcuda.so.1` by default (found by the dynamic loader).
     /// - Throws: ``Failure`` with result -1 when the library or a symbol is missing.
     public init(path: String = "libcuda.so.1") throws(Failure) {
         guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {

@@ -257,7 +257,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// static importer of a dynamic exporter pins first; a static importer then waits for the
     /// kernel fences (a migration copy) before it may use the mapping, which the model cannot do
     /// for a fence nobody will signal, so it fails with `ETIMEDOUT` instead.
-    /// - Throws: ``DMAError/Code/lockNotHeld``; `ENODEV` for a detached attachment; whatever the
+    /// - Throws: `DMAError/Code/lockNotHeld`; `ENODEV` for a detached attachment; whatever the
     ///   exporter's pin or map throws (nothing stays pinned or mapped then).
     public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
         try resv.assertHeld("dma_buf_map_attachment")
@@ -290,7 +290,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// `dma_buf_unmap_attachment`: the reservation lock must be held; the mapping must be live.
-    /// - Throws: ``DMAError/Code/lockNotHeld``; ``DMAError/Code/notMapped`` (`EINVAL`) for a
+    /// - Throws: `DMAError/Code/lockNotHeld`; `DMAError/Code/notMapped` (`EINVAL`) for a
     ///   mapping that is not live (an unmap twice).
     public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
         try resv.assertHeld("dma_buf_unmap_attachment")
@@ -308,7 +308,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// `dma_buf_pin`: a dynamic importer keeps the memory where it is (RDMA pinned MRs).
-    /// - Throws: ``DMAError/Code/lockNotHeld``; `EINVAL` for a static attachment (it pins on map);
+    /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` for a static attachment (it pins on map);
     ///   whatever the exporter's pin throws.
     public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
         try resv.assertHeld("dma_buf_pin")
@@ -321,7 +321,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// `dma_buf_unpin`.
-    /// - Throws: ``DMAError/Code/lockNotHeld``; `EINVAL` when it is not pinned.
+    /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` when it is not pinned.
     public func unpin(_ attachment: DMABufAttachment) throws(DMAError) {
         try resv.assertHeld("dma_buf_unpin")
         try checkLive(attachment, "dma_buf_unpin")
@@ -338,7 +338,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// `dma_buf_invalidate_mappings` (`dma_buf_move_notify` before 7.1): tells every dynamic
     /// importer that its mappings are about to become invalid. The reservation lock must be held.
     /// - Returns: the attachments that were told.
-    /// - Throws: ``DMAError/Code/lockNotHeld``.
+    /// - Throws: `DMAError/Code/lockNotHeld`.
     @discardableResult
     public func invalidateMappings() throws(DMAError) -> [DMABufAttachment] {
         try resv.assertHeld("dma_buf_invalidate_mappings")

@@ -53,7 +53,7 @@ public final class DMAFence: Sendable, CustomStringConvertible {
 /// that serialises moves and dynamic maps, and the fences of the work using the buffer.
 ///
 /// The lock is modelled so that forgetting it is caught: calls that the kernel guards with
-/// `dma_resv_assert_held` throw ``DMAError/Code/lockNotHeld`` here instead of corrupting state.
+/// `dma_resv_assert_held` throw `DMAError/Code/lockNotHeld` here instead of corrupting state.
 /// Locking twice is `EDEADLK` (a `ww_mutex` taken again in the same context), unlocking an
 /// unlocked object is `EPERM`.
 public final class ReservationObject: Sendable {
@@ -98,7 +98,7 @@ public final class ReservationObject: Sendable {
     public var isHeld: Bool { state.withLock { $0.held } }
 
     /// `dma_resv_assert_held`, as an error a caller can act on.
-    /// - Throws: ``DMAError/Code/lockNotHeld`` naming the call.
+    /// - Throws: `DMAError/Code/lockNotHeld` naming the call.
     public func assertHeld(_ call: String) throws(DMAError) {
         guard isHeld else {
             throw DMAError(.lockNotHeld, .EINVAL, "\(call) needs the buffer's reservation lock held (dma_resv_assert_held); take it with dma_resv_lock first")
@@ -106,7 +106,7 @@ public final class ReservationObject: Sendable {
     }
 
     /// `dma_resv_add_fence`: adds a fence with a usage; needs the lock.
-    /// - Throws: ``DMAError/Code/lockNotHeld``.
+    /// - Throws: `DMAError/Code/lockNotHeld`.
     public func addFence(_ fence: DMAFence, usage: DMAFenceUsage) throws(DMAError) {
         try assertHeld("dma_resv_add_fence")
         state.withLock { $0.fences.append((fence, usage)) }

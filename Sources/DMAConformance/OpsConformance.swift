@@ -3,7 +3,7 @@ import DMAMapping
 import Dispatch
 import Synchronization
 
-/// The conformance suite for any ``DMAOps``: named checks of the contract the DMA-mapping API
+/// The conformance suite for any `DMAOps`: named checks of the contract the DMA-mapping API
 /// promises drivers (`include/linux/dma-map-ops.h`, `kernel/dma/mapping.c`, `kernel/dma/debug.c`),
 /// each run with real bytes through the simulated DMA engine on a fresh machine.
 ///

@@ -17,7 +17,7 @@ public struct P2PProvider: Hashable, Sendable, CustomStringConvertible {
     public let busOffset: UInt64
 
     /// Makes a provider for BAR `barIndex` of `owner`.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - busAddress: the BAR's address on the PCI bus (the BAR register); equal to the CPU
     ///     address on most x86 machines.
     /// - Throws: `EINVAL` for a BAR index outside 0…5, or when the bus window would wrap.

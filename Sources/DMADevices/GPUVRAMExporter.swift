@@ -144,7 +144,7 @@ public final class GPUVRAMExporter: DMABufExporter {
     /// Moves a VRAM buffer to system memory (TTM eviction): the reservation lock must be held
     /// by the caller; every dynamic importer is told first.
     /// - Returns: the importers told.
-    /// - Throws: `EBUSY` when the buffer is pinned; ``DMAError/Code/lockNotHeld``.
+    /// - Throws: `EBUSY` when the buffer is pinned; `DMAError/Code/lockNotHeld`.
     @discardableResult
     public func evict() throws(DMAError) -> [DMABufAttachment] {
         try buffer.resv.assertHeld("evict")

@@ -62,7 +62,7 @@ public final class VFIOBARExporter: DMABufExporter {
     private let bufferBox = Mutex<DMABuffer?>(nil)
 
     /// `VFIO_DEVICE_FEATURE_DMA_BUF`.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - regionIndex: the VFIO region (BAR index, 0…5).
     ///   - bars: the device's BARs by index (only memory BARs are P2P providers).
     ///   - flags: must be 0.

@@ -68,7 +68,7 @@ public enum DMADebugMappingType: String, Hashable, Sendable {
 public final class DMADebug: Sendable {
     /// What the layer checks and how it reports.
     public struct Configuration: Hashable, Sendable {
-        /// Throw ``DMAError/Code/debugCheckFailed`` at the first problem instead of recording it.
+        /// Throw `DMAError/Code/debugCheckFailed` at the first problem instead of recording it.
         public var strict: Bool
         /// Report successful maps that were never checked with ``DMADebug/mappingError(_:device:)``
         /// (on in the kernel).

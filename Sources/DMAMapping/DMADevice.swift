@@ -35,7 +35,7 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     public let ops: any DMAOps
 
     /// Creates a device.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
     ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
     /// - Throws: `EINVAL` for a zero maximum segment size or a segment boundary mask that is not

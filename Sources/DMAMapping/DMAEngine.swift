@@ -11,8 +11,8 @@ import DMACore
 ///    stale or unmapped address faults.
 extension DMADevice {
     /// The device reads `count` bytes at `address` (a transmit).
-    /// - Throws: ``DMAError/Code/iommuFault`` (`EFAULT`) for an untranslated or read-protected
-    ///   page, or an address past the mask; ``DMAError/Code/busError`` (`EIO`) where nothing backs
+    /// - Throws: `DMAError/Code/iommuFault` (`EFAULT`) for an untranslated or read-protected
+    ///   page, or an address past the mask; `DMAError/Code/busError` (`EIO`) where nothing backs
     ///   the resolved address.
     public func dmaRead(at address: DMAAddress, count: Int) throws(DMAError) -> [UInt8] {
         var out: [UInt8] = []

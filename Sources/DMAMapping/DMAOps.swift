@@ -82,7 +82,7 @@ public struct DMAIOVAState: Hashable, Sendable {
 ///   mapped when it throws (a scatter-list map is all-or-nothing, as `dma_map_sg` unwinds);
 /// - `DMA_NONE` is refused with `EINVAL`;
 /// - a P2P scatter-list is accepted only when ``p2pSupported`` is true; otherwise the ops throw
-///   ``DMAError/Code/peerToPeerNotSupported`` (`EREMOTEIO`) and map nothing;
+///   `DMAError/Code/peerToPeerNotSupported` (`EREMOTEIO`) and map nothing;
 /// - every mapping is undone by exactly one unmap with the same size and direction;
 /// - ``translate(_:access:device:)`` tells how the device's address reaches memory, so the
 ///   simulated DMA engine can move bytes through what the ops built.
@@ -128,7 +128,7 @@ public protocol DMAOps: Sendable {
     /// How the device's address `address` reaches physical memory: through an IOMMU page table, by
     /// subtracting the bus offset, or whatever the ops set up. The simulated DMA engine calls it
     /// for every page a device touches.
-    /// - Throws: ``DMAError/Code/iommuFault`` (`EFAULT`) for an address that is not mapped or not
+    /// - Throws: `DMAError/Code/iommuFault` (`EFAULT`) for an address that is not mapped or not
     ///   mapped for this access.
     func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress
 

@@ -22,7 +22,7 @@ public final class DMAOpsRegistry: Sendable {
     }
 
     /// Registers `ops` under its name.
-    /// - Throws: ``DMAError/Code/alreadyExists`` (`EEXIST`) when the name is taken (nothing is
+    /// - Throws: `DMAError/Code/alreadyExists` (`EEXIST`) when the name is taken (nothing is
     ///   overwritten); `EINVAL` for an empty name.
     public func register(_ ops: any DMAOps) throws(DMAError) {
         guard !ops.name.isEmpty else {
@@ -37,7 +37,7 @@ public final class DMAOpsRegistry: Sendable {
     }
 
     /// The ops registered as `name`.
-    /// - Throws: ``DMAError/Code/notFound`` (`ENOENT`) naming the known ops.
+    /// - Throws: `DMAError/Code/notFound` (`ENOENT`) naming the known ops.
     public func ops(named name: String) throws(DMAError) -> any DMAOps {
         let (found, known) = table.withLock { ($0[name], $0.keys.sorted()) }
         guard let found else {

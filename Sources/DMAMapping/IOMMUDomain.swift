@@ -81,7 +81,7 @@ public final class IOMMUDomain: Sendable {
     public static let granule: UInt64 = pageSize
 
     /// Creates a domain.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - apertureEnd: the last translatable IOVA; 48 bits by default. A small aperture makes
     ///     exhaustion easy to test.
     /// - Throws: `EINVAL` when the aperture holds no page above IOVA 0.
@@ -101,7 +101,7 @@ public final class IOMMUDomain: Sendable {
     /// Allocates `pages` IOVA pages below `limit` (the device's mask) for `device`
     /// (`iommu_dma_alloc_iova`).
     /// - Returns: the first IOVA (page-aligned).
-    /// - Throws: ``DMAError/Code/resourceExhausted`` (`ENOMEM`) when no gap fits.
+    /// - Throws: `DMAError/Code/resourceExhausted` (`ENOMEM`) when no gap fits.
     public func allocateIOVA(pages: UInt64, limit: UInt64, device: String) throws(DMAError) -> DMAAddress {
         guard pages > 0 else { throw DMAError(.invalidArgument, .EINVAL, "an IOVA allocation of 0 pages") }
         // alloc_iova_fast: small sizes are rounded up to a power of two for the range caches.
@@ -126,7 +126,7 @@ public final class IOMMUDomain: Sendable {
     }
 
     /// Frees the IOVA allocation that holds `address` (`free_iova_fast` finds it by pfn).
-    /// - Throws: ``DMAError/Code/notMapped`` (`EINVAL`) when no allocation holds it.
+    /// - Throws: `DMAError/Code/notMapped` (`EINVAL`) when no allocation holds it.
     public func freeIOVA(_ address: DMAAddress) throws(DMAError) {
         try state.withLock { (state) throws(DMAError) in
             let pfn = address.rawValue / Self.granule
@@ -179,7 +179,7 @@ public final class IOMMUDomain: Sendable {
     // MARK: Page table
 
     /// Maps `length` bytes (page multiples) at page-aligned `iova` to `physical` (`iommu_map`).
-    /// - Parameter synced: `false` for `iommu_map_nosync` (the two-step API's links), which the
+    /// - Note: `synced`: `false` for `iommu_map_nosync` (the two-step API's links), which the
     ///   device cannot use until ``sync(_:length:)``.
     /// - Throws: `EINVAL` for unaligned arguments; `EEXIST` when a page is already mapped (nothing
     ///   is mapped then).
@@ -224,7 +224,7 @@ public final class IOMMUDomain: Sendable {
     }
 
     /// What a device access at `iova` reaches (`iommu_iova_to_phys` plus the permission check).
-    /// - Throws: ``DMAError/Code/iommuFault`` (`EFAULT`), and records a ``Fault``, when the page is
+    /// - Throws: `DMAError/Code/iommuFault` (`EFAULT`), and records a ``Fault``, when the page is
     ///   not mapped, not yet synced, or mapped without the permission the access needs.
     public func translate(_ iova: DMAAddress, access: DMAAccess, device: String) throws(DMAError) -> PhysicalAddress {
         try state.withLock { (state) throws(DMAError) -> PhysicalAddress in

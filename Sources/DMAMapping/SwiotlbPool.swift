@@ -88,9 +88,9 @@ public final class SwiotlbPool: Sendable {
 
     /// Takes slots for `size` bytes of `original` and copies the original in
     /// (`swiotlb_tbl_map_single`).
-    /// - Parameter minAlignMask: the device's `min_align_mask`.
+    /// - Note: `minAlignMask`: the device's `min_align_mask`.
     /// - Returns: the bounce buffer's physical address.
-    /// - Throws: ``DMAError/Code/resourceExhausted`` (`ENOMEM`) when the pool is full or the size
+    /// - Throws: `DMAError/Code/resourceExhausted` (`ENOMEM`) when the pool is full or the size
     ///   is beyond ``maxMappingSize(minAlignMask:)``; nothing is taken then.
     public func map(_ original: PhysicalRange, minAlignMask: UInt64) throws(DMAError) -> PhysicalAddress {
         let slotSize = Self.slotSize

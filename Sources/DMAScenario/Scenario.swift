@@ -141,7 +141,7 @@ extension Scenario {
     ]
 
     /// Parses a scenario.
-    /// - Throws: ``TopologyLoadError`` naming the file, line and column of anything malformed.
+    /// - Throws: `TopologyLoadError` naming the file, line and column of anything malformed.
     public static func parse(_ text: String, file: String) throws -> Scenario {
         let r = YAMLReader(file: file)
         let root = try r.root(text)

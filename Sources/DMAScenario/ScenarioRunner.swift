@@ -69,7 +69,7 @@ public struct ScenarioResult: Sendable {
 /// Runs scenarios on a ``SimulatedMachine``.
 public enum ScenarioRunner {
     /// Loads the scenario's topology (relative paths from `baseDirectory`) and runs it.
-    /// - Throws: ``TopologyLoadError`` when the topology cannot be loaded.
+    /// - Throws: `TopologyLoadError` when the topology cannot be loaded.
     public static func run(_ scenario: Scenario, baseDirectory: String = ".") throws -> ScenarioResult {
         let cpu = try scenario.cpu.map { try CPUInfo(parsing: $0) }
         let topology: PCITopology

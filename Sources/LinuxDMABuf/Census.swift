@@ -72,7 +72,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     }
 
     /// Takes the census.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - procRoot: where procfs is mounted; tests pass a tree of their own.
     ///   - pid: only this process, when given.
     /// - Complexity: one readlink per open fd of every process, one fdinfo read per dma-buf fd, one

@@ -94,7 +94,7 @@ public struct DMABufFD: ~Copyable {
     }
 
     /// This descriptor's `/proc/self/fdinfo` entry, parsed.
-    /// - Parameter procRoot: where procfs is mounted (a test may pass a folder of its own).
+    /// - Note: `procRoot`: where procfs is mounted (a test may pass a folder of its own).
     public func fdinfo(procRoot: String = "/proc") throws(DMAError) -> FDInfo {
         switch SystemCalls.readFile("\(procRoot)/self/fdinfo/\(rawValue)") {
         case .success(let bytes): return FDInfo(parsing: String(decoding: bytes, as: UTF8.self))

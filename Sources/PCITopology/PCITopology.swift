@@ -111,7 +111,7 @@ public final class PCITopology: P2PTopology, Sendable {
     public func function(_ address: PCIAddress) -> PCIFunction? { byAddress[address] }
 
     /// The function at `address`.
-    /// - Throws: ``DMAError/Code/notFound`` (`ENODEV`) naming the address.
+    /// - Throws: `DMAError/Code/notFound` (`ENODEV`) naming the address.
     public func require(_ address: PCIAddress) throws(DMAError) -> PCIFunction {
         guard let function = byAddress[address] else {
             throw DMAError(.notFound, .ENODEV, "no PCI device \(address) in this topology")

@@ -13,7 +13,7 @@ public enum YAMLTopology {
     static let acsKeys: Set<String> = ["offset", "capability", "control"]
 
     /// Parses a topology file.
-    /// - Parameters:
+    /// - Note: About the arguments:
     ///   - cpu: the CPU to use when the file has no `cpu:` key (or to override it when `override`).
     /// - Throws: ``TopologyLoadError`` with file, line and column: unknown keys, bad values, a
     ///   duplicate BDF, an unknown parent, overlapping BARs.

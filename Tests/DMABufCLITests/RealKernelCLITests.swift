@@ -75,7 +75,7 @@ struct RealKernelCLITests {
         #expect(text.stdout.contains("CONFIG_PCI_P2PDMA=not set"))
         let json = try runDMABuf(arguments + ["--json"])
         let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
-        #expect(Set(object?.keys.map { $0 } ?? []) == ["drm", "exporters", "kernelConfig"])
+        #expect(Set(object?.keys.map { $0 } ?? []) == ["drm", "exporters", "kernelConfig", "pciTopology"])
         let config = object?["kernelConfig"] as? [String: Any]
         #expect(config?["release"] as? String == "6.12.95+deb12-amd64")
         #expect((config?["options"] as? [String: String])?["CONFIG_DMABUF_HEAPS"] == "y")
@@ -85,6 +85,6 @@ struct RealKernelCLITests {
     @Test("The probe's sections are the extension point: keys are unique and in order")
     func sections() {
         let keys = DMABufCommand.Probe.sections.map(\.key)
-        #expect(keys == ["drm", "exporters", "kernelConfig"])
+        #expect(keys == ["drm", "exporters", "kernelConfig", "pciTopology"])
     }
 }
