@@ -11,6 +11,7 @@ import re
 import sys
 
 SEGMENTS = 262_144
+SCALE = {"ns": 1, "us": 1e3, "μs": 1e3, "ms": 1e6, "s": 1e9, "K": 1e3, "M": 1e6, "G": 1e9}
 PATTERN = re.compile(r"^[^.]*\.DMABufBenchmarks\.(.+)\.(\w+)\.histogram\.percentiles\.tsv$")
 
 
@@ -22,8 +23,12 @@ def load(folder):
             continue
         name, metric = m.group(1).replace("_", " "), m.group(2)
         with open(path) as f:
-            rows = [line.split("\t") for line in f.read().splitlines()[1:] if line]
-        values[(name, metric)] = {int(p): float(v) for p, v in rows}
+            lines = f.read().splitlines()
+        # The header names the unit the tool scaled to: "(ns) *", "(K) *", "(M) *" or "*".
+        unit = re.search(r"\((\w+)\) \*$", lines[0])
+        scale = SCALE.get(unit.group(1), 1) if unit else 1
+        rows = [line.split("\t") for line in lines[1:] if line]
+        values[(name, metric)] = {int(p): float(v) * scale for p, v in rows}
     return values
 
 
@@ -117,7 +122,7 @@ def main():
         peak = p50("simulate 10000 steps", "peakMemoryResident")
         allocs = p50("simulate 10000 steps", "mallocCountTotal")
         row("dmabuf simulate, 10,000 steps (parse + run)",
-            "%.0f ms, %.0f steps/s, peak RSS %.1f MiB, %d mallocs" % (sim / 1e6, 10000 / (sim / 1e9), (peak or 0) / 2**20, allocs or 0),
+            "%.0f ms, %.0f steps/s, peak RSS %.0f MB, %d mallocs" % (sim / 1e6, 10000 / (sim / 1e9), (peak or 0) / 1e6, allocs or 0),
             "-", "-", "report", None)
 
     print("| what | measured (median) | baseline, same run | ratio | goal | |")

@@ -180,8 +180,38 @@ public final class SimulatedMemory: Sendable {
         try state.withLock { (state) throws(DMAError) in
             try Self.checkBacked(state, source, count)
             try Self.checkBacked(state, destination, count)
-            let bytes = Self.read(state, source.rawValue, count)
-            Self.write(&state, bytes[...], destination.rawValue)
+            let (low, high) = source < destination ? (source.rawValue, destination.rawValue) : (destination.rawValue, source.rawValue)
+            if high - low < UInt64(count) {
+                // Overlapping: read everything first, as a copy through a buffer does.
+                let bytes = Self.read(state, source.rawValue, count)
+                Self.write(&state, bytes[...], destination.rawValue)
+            } else {
+                Self.copyPages(&state, from: source.rawValue, to: destination.rawValue, count: count)
+            }
+        }
+    }
+
+    /// A 4 KiB page of zeros: what a page never written reads as.
+    private static let zeroPage = [UInt8](repeating: 0, count: Int(pageSize))
+
+    /// Copies page piece by page piece with `memcpy`, straight from the source page into the
+    /// destination page in the store (no buffer in between); the destination pages are
+    /// materialised as ``write(_:at:)`` does. The two ranges must not overlap.
+    private static func copyPages(_ state: inout State, from source: UInt64, to destination: UInt64, count: Int) {
+        var done = 0
+        while done < count {
+            let from = source + UInt64(done)
+            let to = destination + UInt64(done)
+            let fromOffset = Int(from % pageSize)
+            let toOffset = Int(to % pageSize)
+            let chunk = min(count - done, Int(pageSize) - fromOffset, Int(pageSize) - toOffset)
+            let page = state.pages[from / pageSize] ?? zeroPage
+            page.withUnsafeBytes { from in
+                state.pages[to / pageSize, default: zeroPage].withUnsafeMutableBytes { to in
+                    (to.baseAddress! + toOffset).copyMemory(from: from.baseAddress! + fromOffset, byteCount: chunk)
+                }
+            }
+            done += chunk
         }
     }
 

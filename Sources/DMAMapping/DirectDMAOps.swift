@@ -107,6 +107,20 @@ public struct DirectDMAOps: DMAOps {
         throws(DMAError) -> DMAScatterTable
     {
         let type = try checkScatterList(list, direction: direction, device: device)
+        if type == .busAddress, let provider = list.provider {
+            // Every segment is phys + the provider's bus offset (pci_p2pdma_bus_addr_map): one
+            // array filled in place, no per-segment call, branch or allocation.
+            let ranges = list.ranges.ranges
+            let busOffset = provider.busOffset
+            let segments = [DMASegment](unsafeUninitializedCapacity: ranges.count) { buffer, count in
+                for (i, range) in ranges.enumerated() {
+                    buffer.initializeElement(
+                        at: i, to: DMASegment(address: DMAAddress(range.start.rawValue &+ busOffset), length: range.length, isBusAddress: true))
+                }
+                count = ranges.count
+            }
+            return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
+        }
         var segments: [DMASegment] = []
         segments.reserveCapacity(list.count)
         for range in list {
