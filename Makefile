@@ -8,7 +8,7 @@ BUILD_DEBS   := libdrm-dev zlib1g-dev pkg-config
 TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
-.PHONY: test-kernel test-conformance-plugin gpu-check docs bench
+.PHONY: test-kernel test-conformance-plugin gpu-check docs install bench
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench  run the benchmarks (Benchmarks/) and print each row against its baseline"
 	@echo "make gpu-check  build a static dmabuf to run cuda-export on a GPU machine (docs/gpu.md)"
 	@echo "make docs   build the DocC documentation (warnings are errors)"
+	@echo "make install [PREFIX=/usr/local]  install dmabuf and its shell completions"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -56,6 +57,18 @@ test-kernel: check-swift
 bench: check-swift
 	@scripts/ensure-packages.sh $(BUILD_DEBS) pciutils python3
 	SWIFT=$(SWIFT) Benchmarks/run.sh
+
+# Installs dmabuf and its shell completions under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+install: deps
+	$(SWIFT) build -c release --product dmabuf
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(PREFIX)/share/bash-completion/completions" \
+	  "$(DESTDIR)$(PREFIX)/share/zsh/site-functions" "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d"
+	install -m 755 "$$($(SWIFT) build -c release --show-bin-path)/dmabuf" "$(DESTDIR)$(PREFIX)/bin/dmabuf"
+	"$(DESTDIR)$(PREFIX)/bin/dmabuf" --generate-completion-script bash > "$(DESTDIR)$(PREFIX)/share/bash-completion/completions/dmabuf"
+	"$(DESTDIR)$(PREFIX)/bin/dmabuf" --generate-completion-script zsh > "$(DESTDIR)$(PREFIX)/share/zsh/site-functions/_dmabuf"
+	"$(DESTDIR)$(PREFIX)/bin/dmabuf" --generate-completion-script fish > "$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/dmabuf.fish"
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/dmabuf and its bash, zsh and fish completions"
 
 # The DocC documentation of the library products (articles in Sources/*/*.docc); any warning fails.
 DOC_TARGETS := DMACore DMAMapping PCITopology DMABuf DMADevices DMAScenario DMAConformance LinuxDMABuf CUDADriver

@@ -47,7 +47,9 @@ extension DMABufCommand {
                 throw CLIError(error.description)
             }
             let result: ScenarioResult
-            do { result = try ScenarioRunner.run(scenario, baseDirectory: base) } catch let error as TopologyLoadError {
+            let progress = ProgressLine("simulating")
+            defer { progress.finish() }
+            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, progress: progress.update) } catch let error as TopologyLoadError {
                 throw CLIError(error.description)
             } catch let error as DMAError {
                 throw CLIError(error.message)
@@ -77,7 +79,7 @@ extension DMABufCommand {
 func renderTrace(_ result: ScenarioResult) -> String {
     var out = result.title.map { "\($0)\n\n" } ?? ""
     for step in result.steps {
-        let mark = step.asExpected ? (step.ok ? "ok " : "ok*") : "!! "
+        let mark = step.asExpected ? (step.ok ? Terminal.paint("ok ", "32") : Terminal.paint("ok*", "33")) : Terminal.paint("!! ", "31;1")
         out += "\(mark) \(pad(String(step.index), 3))\(pad(step.op, 16))"
         out += step.ok ? step.message : "\(step.errno ?? "error"): \(step.message)"
         out += "\n"

@@ -32,7 +32,9 @@ struct TopologySource: ParsableArguments {
                 }
                 return try YAMLTopology.load(String(decoding: data, as: UTF8.self), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
             }
-            return try SysfsTopologyLoader.load(root: sysfs ?? "/sys", cpu: hostCPU)
+            let progress = ProgressLine("reading \(sysfs ?? "/sys")")
+            defer { progress.finish() }
+            return try SysfsTopologyLoader.load(root: sysfs ?? "/sys", cpu: hostCPU, progress: progress.update)
         } catch let error as TopologyLoadError {
             throw CLIError(error.description)
         } catch let error as DMAError {
@@ -196,7 +198,8 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
 }
 
 private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, prefix: String, last: Bool) -> String {
-    let branch = last ? "\\-" : "+-"
+    let box = Terminal.boxDrawing
+    let branch = last ? (box ? "└─" : "\\-") : (box ? "├─" : "+-")
     var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
     if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
     var facts: [String] = []
@@ -205,7 +208,7 @@ private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, pre
     if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
     facts.append(function.acs.description)
     line += "  " + facts.joined(separator: ", ") + "\n"
-    let childPrefix = prefix + (last ? "   " : "|  ")
+    let childPrefix = prefix + (last ? "   " : (box ? "│  " : "|  "))
     for bar in function.bars {
         line += childPrefix + "   BAR\(bar.index) \(formatBytes(bar.size)) at \(bar.cpuStart)"
         if bar.busStart.rawValue != bar.cpuStart.rawValue { line += " (bus \(bar.busStart))" }

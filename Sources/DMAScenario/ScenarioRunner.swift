@@ -70,7 +70,8 @@ public struct ScenarioResult: Sendable {
 public enum ScenarioRunner {
     /// Loads the scenario's topology (relative paths from `baseDirectory`) and runs it.
     /// - Throws: `TopologyLoadError` when the topology cannot be loaded.
-    public static func run(_ scenario: Scenario, baseDirectory: String = ".") throws -> ScenarioResult {
+    /// - Note: `progress` is called after each step with (steps done, steps in all).
+    public static func run(_ scenario: Scenario, baseDirectory: String = ".", progress: ((Int, Int) -> Void)? = nil) throws -> ScenarioResult {
         let cpu = try scenario.cpu.map { try CPUInfo(parsing: $0) }
         let topology: PCITopology
         func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : baseDirectory + "/" + path }
@@ -90,7 +91,7 @@ public enum ScenarioRunner {
         case .inline(let yaml):
             topology = try YAMLTopology.load(yaml, file: "inline topology", cpu: cpu ?? CPUInfo(vendor: .intel, family: 6), overrideCPU: cpu != nil)
         }
-        return Execution(machine: try SimulatedMachine(topology: topology), scenario: scenario).run()
+        return Execution(machine: try SimulatedMachine(topology: topology), scenario: scenario).run(progress: progress)
     }
 }
 
@@ -134,10 +135,11 @@ final class Execution {
         self.scenario = scenario
     }
 
-    func run() -> ScenarioResult {
+    func run(progress: ((Int, Int) -> Void)?) -> ScenarioResult {
         for spec in scenario.buffers { setUp(spec) }
         for spec in scenario.importers { setUp(spec) }
-        for step in scenario.steps {
+        for (done, step) in scenario.steps.enumerated() {
+            progress?(done, scenario.steps.count)
             var result = StepResult(index: results.count, op: step.op.rawValue, ok: true, errno: nil, message: "", line: step.line)
             do {
                 try perform(step, &result)

@@ -40,7 +40,9 @@ public enum SysfsTopologyLoader {
     /// - Throws: ``TopologyLoadError`` naming the file for a missing or unparseable file, a link out
     ///   of the tree, or an inconsistent tree; a 64-byte `config` (a non-root read) is a warning
     ///   in the topology instead, with ACS taken as unknown.
-    public static func load(root: String, cpu: CPUInfo) throws -> PCITopology {
+    /// - Note: `progress` is called after each device with (devices read, devices in all), for a
+    ///   progress line on large trees.
+    public static func load(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)? = nil) throws -> PCITopology {
         let fm = FileManager.default
         let rootURL = URL(fileURLWithPath: root).standardizedFileURL
         let devicesDir = rootURL.appendingPathComponent("bus/pci/devices")
@@ -50,7 +52,9 @@ public enum SysfsTopologyLoader {
         }
         var functions: [PCIFunction] = []
         var warnings: [String] = []
-        for entry in entries.sorted() {
+        let total = entries.count
+        for (done, entry) in entries.sorted().enumerated() {
+            progress?(done, total)
             let entryPath = devicesDir.appendingPathComponent(entry).path
             let address: PCIAddress
             do { address = try PCIAddress(parsing: entry) } catch {
