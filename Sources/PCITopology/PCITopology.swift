@@ -54,6 +54,7 @@ public final class PCITopology: P2PTopology, Sendable {
     /// Every memory BAR as a P2P provider, sorted by CPU address.
     public let providers: [P2PProvider]
     private let cache = Mutex<[Pair: P2PVerdict]>([:])
+    private let identities: [String: PCIFunction]
 
     private struct Pair: Hashable {
         let provider: PCIAddress
@@ -100,6 +101,14 @@ public final class PCITopology: P2PTopology, Sendable {
         for (a, b) in zip(providers, providers.dropFirst()) where a.cpuRange.overlaps(b.cpuRange) {
             throw DMAError(.invalidArgument, .EINVAL, "BARs overlap: \(a) and \(b)")
         }
+        // pci_host_bridge_dev, once per host bridge: the first device on its root bus, when that is
+        // devfn 00.0 or a PCIe root port.
+        var firstOnRootBus: [String: PCIFunction] = [:]
+        for function in functions where function.parent == nil {
+            if let first = firstOnRootBus[function.hostBridge], first.address < function.address { continue }
+            firstOnRootBus[function.hostBridge] = function
+        }
+        self.identities = firstOnRootBus.filter { $0.value.address.devfn == 0 || $0.value.portType == .rootPort }
         self.cpu = cpu
         self.functions = functions.sorted { $0.address < $1.address }
         self.byAddress = byAddress
@@ -129,12 +138,7 @@ public final class PCITopology: P2PTopology, Sendable {
 
     /// The device that stands for a host bridge in the whitelist (`pci_host_bridge_dev`): the first
     /// device on the root bus if it is devfn 00.0 or a PCIe root port, else none.
-    public func hostBridgeDevice(_ hostBridge: String) -> PCIFunction? {
-        let rootBus = functions.filter { $0.hostBridge == hostBridge && $0.parent == nil }
-        guard let first = rootBus.min(by: { $0.address < $1.address }) else { return nil }
-        if first.address.devfn == 0 || first.portType == .rootPort { return first }
-        return nil
-    }
+    public func hostBridgeDevice(_ hostBridge: String) -> PCIFunction? { identities[hostBridge] }
 
     /// The P2P provider whose BAR holds `address`.
     /// - Complexity: O(log n) in the number of BARs.
@@ -160,7 +164,7 @@ public final class PCITopology: P2PTopology, Sendable {
     public func verdict(provider: PCIAddress, client: PCIAddress) throws(DMAError) -> P2PVerdict {
         let key = Pair(provider: provider, client: client)
         if let cached = cache.withLock({ $0[key] }) { return cached }
-        let verdict = try explain(provider: provider, client: client).verdict
+        let verdict = walk(try require(provider), try require(client)).verdict
         cache.withLock { $0[key] = verdict }
         return verdict
     }
@@ -177,28 +181,33 @@ public final class PCITopology: P2PTopology, Sendable {
         return verdict.mapType
     }
 
-    /// Works the pair out step by step, exactly as `calc_map_type_and_dist` does, keeping every
-    /// step for a person to read.
-    /// - Throws: `ENODEV` when either address is not in the topology.
-    public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
-        let provider = try require(providerAddress)
-        let client = try require(clientAddress)
-
-        // Walk up from the provider; at each step look for that device on the client's chain.
-        // ACS is checked on every device of the provider's walk up to and including the common
-        // one, and on the client's chain below the common one (the kernel's two loops).
+    /// One pair worked out as `calc_map_type_and_dist` does it, with the steps kept.
+    private struct Walk {
+        var providerPath: [PCIFunction] = []
+        var clientPath: [PCIFunction] = []
+        var common: PCIFunction?
         var acsList: [PCIAddress] = []
         var acsUnknown: [PCIAddress] = []
+        var devA: PCIFunction?
+        var devB: PCIFunction?
+        var verdict = P2PVerdict(mapType: .notSupported, distance: -1, acsUnknown: false)
+    }
+
+    /// Walks up from the provider, at each step looking for that device on the client's chain.
+    /// ACS is checked on every device of the provider's walk up to and including the common one,
+    /// and on the client's chain below the common one (the kernel's two loops); without a common
+    /// device the host-bridge rule decides (`host_bridge_whitelist`, `cpu_supports_p2pdma`).
+    private func walk(_ provider: PCIFunction, _ client: PCIFunction) -> Walk {
+        var w = Walk()
         func checkACS(_ function: PCIFunction) {
             switch function.acs.redirects {
-            case true?: acsList.append(function.address)
+            case true?: w.acsList.append(function.address)
             case nil:
-                acsUnknown.append(function.address)
-                acsList.append(function.address)  // conservative: unknown counts as redirecting
+                w.acsUnknown.append(function.address)
+                w.acsList.append(function.address)  // conservative: unknown counts as redirecting
             case false?: break
             }
         }
-        var providerPath: [PCIFunction] = []
         var clientChain: [PCIFunction] = []
         var c: PCIFunction? = client
         while let step = c {
@@ -208,13 +217,11 @@ public final class PCITopology: P2PTopology, Sendable {
         var a: PCIFunction? = provider
         var distA = 0
         var distB = 0
-        var common: PCIFunction?
         while let current = a {
-            distB = 0
-            providerPath.append(current)
+            w.providerPath.append(current)
             checkACS(current)
             if let index = clientChain.firstIndex(where: { $0.address == current.address }) {
-                common = current
+                w.common = current
                 distB = index
                 break
             }
@@ -222,40 +229,47 @@ public final class PCITopology: P2PTopology, Sendable {
             a = upstreamBridge(of: current)
             distA += 1
         }
-        var clientPath: [PCIFunction] = []
-        if let common {
+        if let common = w.common {
             for step in clientChain {
                 if step.address == common.address { break }
-                clientPath.append(step)
+                w.clientPath.append(step)
                 checkACS(step)
             }
         } else {
-            clientPath = clientChain
+            w.clientPath = clientChain
         }
-        let distance = distA + distB
-
-        let hostA = provider.hostBridge
-        let hostB = client.hostBridge
-        let devA = hostBridgeDevice(hostA)
-        let devB = hostBridgeDevice(hostB)
+        w.devA = hostBridgeDevice(provider.hostBridge)
+        w.devB = hostBridgeDevice(client.hostBridge)
         func whitelisted(_ device: PCIFunction?, same: Bool) -> Bool {
             guard let device, let entry = P2PHostBridgeWhitelist.entry(vendor: device.vendor, device: device.device) else { return false }
             return !(entry.sameHostBridgeOnly && !same)
         }
-        let hostBridgeOK: Bool =
-            hostA == hostB ? whitelisted(devA, same: true) : whitelisted(devA, same: false) && whitelisted(devB, same: false)
-
-        var mapType: P2PMapType
-        if common != nil && acsList.isEmpty {
+        let hostBridgeOK =
+            provider.hostBridge == client.hostBridge
+            ? whitelisted(w.devA, same: true) : whitelisted(w.devA, same: false) && whitelisted(w.devB, same: false)
+        let mapType: P2PMapType
+        if w.common != nil && w.acsList.isEmpty {
             mapType = .busAddress
         } else if cpu.supportsP2PThroughHostBridge || hostBridgeOK {
             mapType = .throughHostBridge
         } else {
             mapType = .notSupported
         }
-        let verdict = P2PVerdict(
-            mapType: mapType, distance: mapType == .notSupported ? -1 : distance,
-            acsUnknown: !acsUnknown.isEmpty && common != nil)
+        w.verdict = P2PVerdict(
+            mapType: mapType, distance: mapType == .notSupported ? -1 : distA + distB, acsUnknown: !w.acsUnknown.isEmpty && w.common != nil)
+        return w
+    }
+
+    /// Works the pair out step by step, exactly as `calc_map_type_and_dist` does, keeping every
+    /// step for a person to read.
+    /// - Throws: `ENODEV` when either address is not in the topology.
+    public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
+        let provider = try require(providerAddress)
+        let client = try require(clientAddress)
+        let w = walk(provider, client)
+        let (common, acsList, acsUnknown, devA, devB, verdict, mapType) = (w.common, w.acsList, w.acsUnknown, w.devA, w.devB, w.verdict, w.verdict.mapType)
+        let hostA = provider.hostBridge
+        let hostB = client.hostBridge
 
         func hostBridgeFacts(_ name: String, _ device: PCIFunction?) -> P2PExplanation.HostBridgeFacts {
             let entry = device.flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
@@ -286,7 +300,7 @@ public final class PCITopology: P2PTopology, Sendable {
 
         return P2PExplanation(
             provider: provider.address, client: client.address,
-            providerPath: providerPath.map { hop($0) }, clientPath: clientPath.map { hop($0) },
+            providerPath: w.providerPath.map { hop($0) }, clientPath: w.clientPath.map { hop($0) },
             commonUpstream: common?.address, acsRedirect: acsList, acsUnknown: acsUnknown,
             providerHostBridge: hostBridgeFacts(hostA, devA), clientHostBridge: hostBridgeFacts(hostB, devB),
             sameHostBridge: hostA == hostB, cpu: cpu.description, cpuSupportsP2P: cpu.supportsP2PThroughHostBridge,

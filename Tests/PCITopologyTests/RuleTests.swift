@@ -191,3 +191,31 @@ enum TopologyBuilderYAML {
         return try YAMLTopology.load(yaml, file: "two.yaml", cpu: try CPUInfo(parsing: "intel:0x6"))
     }
 }
+
+@Suite("The verdict fast path and the explanation agree")
+struct VerdictExplainAgreement {
+    @Test("For every ordered pair of the fixtures and of built topologies", arguments: ["qemu-q35", "h200-vm"], ["intel:0x6", "amd:0x19"])
+    func agree(fixture: String, cpu: String) throws {
+        let t = try SysfsTopologyLoader.load(root: fixtures.appendingPathComponent(fixture).path, cpu: try CPUInfo(parsing: cpu))
+        for a in t.functions {
+            for b in t.functions {
+                let explained = try t.explain(provider: a.address, client: b.address).verdict
+                #expect(try t.verdict(provider: a.address, client: b.address) == explained, "\(a.address) → \(b.address)")
+            }
+        }
+    }
+
+    @Test("With ACS, unknown ACS and a missing identity device")
+    func agreeOnBuilt() throws {
+        var devices = switchTopology(hostBridgeIDs: (0x8086, 0x2030))
+        devices[3].acsControl = 0x4
+        devices[4].configSize = 64
+        for topology in [try RuleTests.build(devices), try RuleTests.build(Array(switchTopology().dropFirst()))] {
+            for a in topology.functions {
+                for b in topology.functions {
+                    #expect(try topology.verdict(provider: a.address, client: b.address) == topology.explain(provider: a.address, client: b.address).verdict)
+                }
+            }
+        }
+    }
+}
