@@ -9,6 +9,7 @@ TEST_DEBS    :=
 
 .PHONY: demo test build deps check-swift clean help
 .PHONY: test-kernel test-conformance-plugin gpu-check docs install bench
+.PHONY: fuzz sanitize leak-check
 
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
@@ -19,6 +20,9 @@ help:
 	@echo "make gpu-check  build a static dmabuf to run cuda-export on a GPU machine (docs/gpu.md)"
 	@echo "make docs   build the DocC documentation (warnings are errors)"
 	@echo "make install [PREFIX=/usr/local]  install dmabuf and its shell completions"
+	@echo "make fuzz   run each libFuzzer target for a fixed count (Fuzz/, RELIABILITY.md)"
+	@echo "make sanitize  the whole suite under the address and thread sanitizers, then make leak-check"
+	@echo "make leak-check  dmabuf demo under LeakSanitizer and valgrind"
 	@echo "make build  build the package (warnings are errors)"
 	@echo "make clean  remove build products"
 
@@ -84,6 +88,23 @@ gpu-check: deps
 	cp "$$($(SWIFT) build -c release --scratch-path .build-static -Xswiftc -static-executable --show-bin-path)/dmabuf" out/gpu-check/dmabuf
 	@echo "built out/gpu-check/dmabuf ($$(du -h out/gpu-check/dmabuf | cut -f1), static). On the GPU machine run:"
 	@echo "  ./dmabuf cuda-export --size 64MiB && ./dmabuf topo --pairs && nvidia-smi topo -m"
+
+# Reliability (RELIABILITY.md): the fuzz targets for a fixed count each (FUZZ_RUNS, FUZZ_TARGETS
+# override), and the sanitizer runs, each in its own scratch folder. Not part of `make test`,
+# which replays the fuzz corpora and regression inputs through ReliabilityTests instead.
+fuzz: deps
+	SWIFT=$(SWIFT) Fuzz/run.sh
+
+sanitize: deps
+	$(SWIFT) build $(SWIFT_FLAGS) --scratch-path .build-asan --build-tests --sanitize=address
+	$(SWIFT) test $(SWIFT_FLAGS) --scratch-path .build-asan --skip-build --sanitize=address
+	$(SWIFT) build $(SWIFT_FLAGS) --scratch-path .build-tsan --build-tests --sanitize=thread
+	$(SWIFT) test $(SWIFT_FLAGS) --scratch-path .build-tsan --skip-build --sanitize=thread
+	$(MAKE) --no-print-directory leak-check
+
+leak-check: deps
+	@scripts/ensure-packages.sh valgrind
+	SWIFT=$(SWIFT) scripts/leak-check.sh
 
 clean:
 	rm -rf .build

@@ -24,6 +24,8 @@ let package = Package(
         .plugin(name: "DMAConformancePlugin", targets: ["DMAConformancePlugin"]),
         .library(name: "LinuxDMABuf", targets: ["LinuxDMABuf"]),
         .executable(name: "dmabuf", targets: ["dmabuf"]),
+        // The fuzz targets' entry points, for the libFuzzer package in Fuzz/ (RELIABILITY.md).
+        .library(name: "DMAFuzzTargets", targets: ["DMAFuzzTargets"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -113,6 +115,12 @@ let package = Package(
             name: "VFIORevoke", dependencies: ["DMAScenario", "DMADevices", "DMABuf", "DMAMapping", "DMACore"],
             path: "Examples/VFIORevoke", exclude: ["expected-output.txt"], swiftSettings: strict),
 
+        // The fuzz targets' entry points (Fuzz/Targets): libFuzzer drives them from Fuzz/, and
+        // ReliabilityTests replays their corpora and regression inputs (RELIABILITY.md).
+        .target(
+            name: "DMAFuzzTargets", dependencies: ["DMACore", "PCITopology", "DMAScenario", "LinuxDMABuf"],
+            path: "Fuzz/Targets", swiftSettings: strict),
+
         .testTarget(name: "DMACoreTests", dependencies: ["DMACore"], swiftSettings: strict),
         .testTarget(name: "DMAMappingTests", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
         .testTarget(
@@ -138,6 +146,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"], swiftSettings: strict),
+        // Fuzz corpus and regression replay, injected system-call faults, model fault injection.
+        .testTarget(
+            name: "ReliabilityTests",
+            dependencies: [
+                "DMAFuzzTargets", "LinuxDMABuf", "DMABuf", "DMADevices", "DMAScenario", "DMAMapping", "DMACore", "PCITopology", "CLibDRM",
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DMABufCLITests",
             dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],

@@ -151,10 +151,14 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
     /// Whether the attachment has been detached.
     public var isDetached: Bool { state.withLock { $0.detached } }
 
-    func record(_ mapping: DMABufMapping, pinned: Bool) {
+    /// Records a new mapping; `false` (nothing recorded) when the attachment was detached
+    /// meanwhile, so a map never leaves a mapping on a detached attachment.
+    func record(_ mapping: DMABufMapping, pinned: Bool) -> Bool {
         state.withLock {
+            guard !$0.detached else { return false }
             $0.mappings.append(mapping)
             if pinned { $0.pinnedForMap += 1 }
+            return true
         }
     }
 
@@ -172,7 +176,17 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
     }
 
     func adjustPin(_ delta: Int) -> Int { state.withLock { $0.pinCount += delta; return $0.pinCount } }
-    func markDetached() { state.withLock { $0.detached = true } }
+    /// Marks the attachment detached when it has no mapping and no pin, in one step with the check
+    /// (a map from another task cannot land between them); otherwise says why not.
+    func markDetachedIfIdle() -> (mappings: Int, pinned: Bool)? {
+        state.withLock {
+            guard $0.mappings.isEmpty, $0.pinCount + $0.pinnedForMap == 0 else {
+                return ($0.mappings.count, $0.pinCount + $0.pinnedForMap > 0)
+            }
+            $0.detached = true
+            return nil
+        }
+    }
 
     public var description: String { "\(device.name) → \(buffer.name)" }
 }
@@ -199,6 +213,8 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// The reservation object.
     public let resv = ReservationObject()
     private let attachmentList = Mutex<[DMABufAttachment]>([])
+    /// How many `invalidate_mappings` rounds are running (see ``invalidateMappings()``).
+    private let invalidating = Mutex(0)
 
     /// `dma_buf_export`.
     /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
@@ -230,16 +246,16 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     ///   it has live mappings or pins (nothing changes: unmap and unpin first).
     public func detach(_ attachment: DMABufAttachment) throws(DMAError) {
         try checkLive(attachment, "dma_buf_detach")
-        guard attachment.mappings.isEmpty else {
-            throw DMAError(
-                .busy, .EBUSY,
-                "dma_buf_detach of \(attachment) with \(attachment.mappings.count) live mapping(s): unmap them first")
-        }
-        guard !attachment.isPinned else {
+        // The check and the mark are one step: a map racing with this detach either lands first
+        // (EBUSY here) or finds the attachment detached (ENODEV there), never a mapping left on a
+        // detached attachment.
+        if let busy = attachment.markDetachedIfIdle() {
+            if busy.mappings > 0 {
+                throw DMAError(.busy, .EBUSY, "dma_buf_detach of \(attachment) with \(busy.mappings) live mapping(s): unmap them first")
+            }
             throw DMAError(.busy, .EBUSY, "dma_buf_detach of \(attachment) while it pins the buffer: unpin first")
         }
         exporter.detach(attachment)
-        attachment.markDetached()
         attachmentList.withLock { $0.removeAll { $0 === attachment } }
     }
 
@@ -261,6 +277,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     ///   exporter's pin or map throws (nothing stays pinned or mapped then).
     public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
         try resv.assertHeld("dma_buf_map_attachment")
+        try checkNotInvalidating("dma_buf_map_attachment")
         try checkLive(attachment, "dma_buf_map_attachment")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
         let pin = pinsOnMap(attachment)
@@ -279,7 +296,12 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
                 .busy, Errno(rawValue: 110),
                 "dma_buf_map_attachment: \(attachment) would wait for an unsignalled kernel fence (ETIMEDOUT in the model)")
         }
-        attachment.record(mapping, pinned: pin)
+        guard attachment.record(mapping, pinned: pin) else {
+            // Detached by another task while the exporter was mapping: undo, as if it came first.
+            try? exporter.unmap(attachment, mapping, direction: direction)
+            if pin { exporter.unpin(attachment) }
+            throw DMAError(.noDevice, .ENODEV, "dma_buf_map_attachment: \(attachment) was detached while it was being mapped")
+        }
         return mapping
     }
 
@@ -312,6 +334,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     ///   whatever the exporter's pin throws.
     public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
         try resv.assertHeld("dma_buf_pin")
+        try checkNotInvalidating("dma_buf_pin")
         try checkLive(attachment, "dma_buf_pin")
         guard attachment.isDynamic else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_pin is for dynamic importers; \(attachment) is static and pins when it maps")
@@ -343,8 +366,22 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public func invalidateMappings() throws(DMAError) -> [DMABufAttachment] {
         try resv.assertHeld("dma_buf_invalidate_mappings")
         let told = attachments.filter { $0.importer?.canInvalidate == true }
+        invalidating.withLock { $0 += 1 }
+        defer { invalidating.withLock { $0 -= 1 } }
         for attachment in told { attachment.importer?.invalidateMappings(attachment) }
         return told
+    }
+
+    /// Inside `invalidate_mappings` an importer may only drop its mappings (`unmap`, with the lock
+    /// the exporter holds, as `ib_umem_dmabuf_unmap_pages` does): a map or pin there would reach
+    /// memory the exporter is about to move, and the `…Unlocked` calls would take the reservation
+    /// lock a second time. Both are `EDEADLK`, as a `ww_mutex` taken again in one context is.
+    private func checkNotInvalidating(_ call: String) throws(DMAError) {
+        guard invalidating.withLock({ $0 }) == 0 else {
+            throw DMAError(
+                .lockNotHeld, .EDEADLK,
+                "\(call) from inside invalidate_mappings of \(name): the exporter holds the reservation lock to move or revoke the memory; drop the mapping now and map again after the callback")
+        }
     }
 
     /// `dma_buf_attach_revocable` (7.1): whether the importer of `attachment` can have its access

@@ -72,7 +72,7 @@ public final class ReservationObject: Sendable {
     public func lock() throws(DMAError) {
         try state.withLock { (state) throws(DMAError) in
             guard !state.held else {
-                throw DMAError(.lockNotHeld, Errno(rawValue: 35), "dma_resv_lock: the reservation lock is already held (EDEADLK)")
+                throw DMAError(.lockNotHeld, .EDEADLK, "dma_resv_lock: the reservation lock is already held (EDEADLK)")
             }
             state.held = true
         }

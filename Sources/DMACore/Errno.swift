@@ -48,6 +48,9 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let ENOSPC = Errno(rawValue: 28)
     /// Result out of range.
     public static let ERANGE = Errno(rawValue: 34)
+    /// Resource deadlock avoided: a `ww_mutex` such as the reservation lock taken again in the same
+    /// context (`dma_resv_lock`), or a buffer re-entered from its own `invalidate_mappings`.
+    public static let EDEADLK = Errno(rawValue: 35)
     /// Value too large for the type (an address that wraps past 2^64).
     public static let EOVERFLOW = Errno(rawValue: 75)
     /// File descriptor in bad state: `udmabuf` gives it for an fd that is not a memfd.
@@ -78,6 +81,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         25: ("ENOTTY", "inappropriate ioctl for this file"),
         28: ("ENOSPC", "no space left"),
         34: ("ERANGE", "result out of range"),
+        35: ("EDEADLK", "resource deadlock avoided"),
         75: ("EOVERFLOW", "value too large"),
         77: ("EBADFD", "file descriptor in bad state"),
         95: ("EOPNOTSUPP", "operation not supported"),

@@ -129,6 +129,18 @@ package enum SystemCalls {
     /// The interceptor of the current task, if a test installed one with `$interceptor.withValue`.
     @TaskLocal package static var interceptor: (any SystemCallInterceptor)?
 
+    /// The interceptor's answer to a call that returns a value rather than a number (`drmGetVersion`,
+    /// `drmGetDevices2`, whole-file reads, folder listings, `readlink`), asked again while it
+    /// answers EINTR, as the real calls are retried; `nil` without an interceptor.
+    static func intercepted(_ call: SystemCall) -> SystemCallOutcome? {
+        guard let interceptor else { return nil }
+        while true {
+            let outcome = interceptor.intercept(call, argument: nil)
+            if case .fails(let errno) = outcome, errno == .EINTR { continue }
+            return outcome
+        }
+    }
+
     /// Makes `call` (or lets the interceptor answer it) once; a negative result is read as errno.
     @inline(__always)
     static func once(
@@ -242,16 +254,20 @@ package enum SystemCalls {
 
     /// libdrm's `drmGetVersion`: the driver's name, version and description.
     package static func drmGetVersion(_ fd: Int32) -> Result<DRMVersion, Errno> {
-        if let interceptor {
-            switch interceptor.intercept(.drmGetVersion(fd: fd), argument: nil) {
+        if let outcome = intercepted(.drmGetVersion(fd: fd)) {
+            switch outcome {
             case .perform: break
             case .version(let version): return .success(version)
             case .fails(let errno): return .failure(errno)
             default: preconditionFailure("interceptor answered drmGetVersion with a value of the wrong kind")
             }
         }
-        Glibc.errno = 0
-        guard let raw = CLibDRM.drmGetVersion(fd) else {
+        var raw: UnsafeMutablePointer<drmVersion>?
+        repeat {
+            Glibc.errno = 0
+            raw = CLibDRM.drmGetVersion(fd)
+        } while raw == nil && Glibc.errno == EINTR
+        guard let raw else {
             let errno = Glibc.errno
             return .failure(errno == 0 ? .EIO : Errno(rawValue: errno))
         }
@@ -269,8 +285,8 @@ package enum SystemCalls {
 
     /// libdrm's `drmGetDevices2(0, ...)`: the DRM devices libdrm can describe from sysfs.
     package static func drmGetDevices() -> Result<[DRMBusDevice], Errno> {
-        if let interceptor {
-            switch interceptor.intercept(.drmGetDevices, argument: nil) {
+        if let outcome = intercepted(.drmGetDevices) {
+            switch outcome {
             case .perform: break
             case .devices(let devices): return .success(devices)
             case .fails(let errno): return .failure(errno)
@@ -317,15 +333,16 @@ package enum SystemCalls {
 
     /// Reads a whole file, as `/proc` and `/sys` files must be read (their size is not known ahead).
     package static func readFile(_ path: String) -> Result<[UInt8], Errno> {
-        if let interceptor {
-            switch interceptor.intercept(.readFile(path: path), argument: nil) {
+        if let outcome = intercepted(.readFile(path: path)) {
+            switch outcome {
             case .perform: break
             case .contents(let bytes): return .success(bytes)
             case .fails(let errno): return .failure(errno)
             default: preconditionFailure("interceptor answered readFile with a value of the wrong kind")
             }
         }
-        let fd = path.withCString { dmabufkit_open($0, O_RDONLY | O_CLOEXEC) }
+        var fd: Int32
+        repeat { fd = path.withCString { dmabufkit_open($0, O_RDONLY | O_CLOEXEC) } } while fd < 0 && Glibc.errno == EINTR
         if fd < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
         defer { _ = Glibc.close(fd) }
         var bytes: [UInt8] = []
@@ -343,8 +360,8 @@ package enum SystemCalls {
 
     /// Lists the names in a folder, without `.` and `..`.
     package static func listDirectory(_ path: String) -> Result<[String], Errno> {
-        if let interceptor {
-            switch interceptor.intercept(.listDirectory(path: path), argument: nil) {
+        if let outcome = intercepted(.listDirectory(path: path)) {
+            switch outcome {
             case .perform: break
             case .contents(let bytes):
                 return .success(String(decoding: bytes, as: UTF8.self).split(separator: "\n").map(String.init))
@@ -366,8 +383,8 @@ package enum SystemCalls {
 
     /// `readlink(2)`: where a symbolic link (a `/proc/PID/fd/N` entry) points.
     package static func readLink(_ path: String) -> Result<String, Errno> {
-        if let interceptor {
-            switch interceptor.intercept(.readLink(path: path), argument: nil) {
+        if let outcome = intercepted(.readLink(path: path)) {
+            switch outcome {
             case .perform: break
             case .contents(let bytes): return .success(String(decoding: bytes, as: UTF8.self))
             case .fails(let errno): return .failure(errno)

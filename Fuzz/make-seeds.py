@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets (Fuzz/corpus/<target>/) from the project's own
+fixtures, stories and documentation. Run from the repository root: python3 Fuzz/make-seeds.py"""
+import os, re, struct, textwrap
+
+out = "Fuzz/corpus"
+fixtures = "Tests/PCITopologyTests/Fixtures"
+
+def write(target, name, data):
+    os.makedirs(f"{out}/{target}", exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(f"{out}/{target}/{name}", "wb") as f:
+        f.write(data)
+
+# config-space: real config files of the fixture trees, a 64-byte (non-root) read, a looping chain.
+picks = [("qemu-q35", "0000:00:00.0"), ("qemu-q35", "0000:00:10.0"), ("qemu-q35", "0000:02:00.0"),
+         ("h200-vm", "0000:00:02.0")]
+for tree, bdf in picks:
+    link = os.readlink(f"{fixtures}/{tree}/bus/pci/devices/{bdf}") if os.path.islink(f"{fixtures}/{tree}/bus/pci/devices/{bdf}") \
+        else open(f"{fixtures}/{tree}/bus/pci/devices/{bdf}").read().strip()
+    path = os.path.normpath(os.path.join(f"{fixtures}/{tree}/bus/pci/devices", link))
+    config = open(f"{path}/config", "rb").read()
+    write("config-space", f"{tree}-{bdf.replace(':', '_')}", config)
+    if bdf == "0000:00:10.0":
+        write("config-space", "non-root-64-bytes", config[:64])
+loop = bytearray(4096)
+loop[0x06] = 0x10; loop[0x34] = 0x40; loop[0x40] = 0x10; loop[0x41] = 0x40  # standard list loops on itself
+struct.pack_into("<I", loop, 0x100, 0x0001_0000 | (0x110 << 20))
+struct.pack_into("<I", loop, 0x110, 0x0001_0000 | (0x100 << 20))
+write("config-space", "looping-chains", bytes(loop))
+
+# sysfs: a manifest (Fuzz/Targets/SysfsManifest.swift) of a few devices of the q35 fixture.
+def manifest(tree, bdfs):
+    root = f"{fixtures}/{tree}"
+    records = []
+    def rec(kind, path, content):
+        p = path.encode()
+        records.append(bytes([ord(kind), len(p)]) + p + struct.pack("<H", len(content)) + content)
+    keep = {"vendor", "device", "class", "config", "resource", "dma_mask_bits", "numa_node", "driver"}
+    for bdf in bdfs:
+        entry = f"bus/pci/devices/{bdf}"
+        target = os.readlink(f"{root}/{entry}") if os.path.islink(f"{root}/{entry}") else open(f"{root}/{entry}").read().strip()
+        rec("L", entry, target.encode())
+        folder = os.path.normpath(os.path.join(os.path.dirname(f"{root}/{entry}"), target))
+        rel = os.path.relpath(folder, root)
+        rec("D", rel, b"")
+        for name in sorted(os.listdir(folder)):
+            if name not in keep:
+                continue
+            full = f"{folder}/{name}"
+            if os.path.islink(full):
+                rec("L", f"{rel}/{name}", os.readlink(full).encode())
+            elif os.path.isfile(full):
+                data = open(full, "rb").read()
+                if name == "config":
+                    data = data[:256] + data[256:].rstrip(b"\0")  # the tail of zeros is what a short read gives
+                rec("F", f"{rel}/{name}", data)
+    return b"".join(records)
+write("sysfs", "q35-switch-path", manifest("qemu-q35", ["0000:00:00.0", "0000:00:10.0", "0000:02:00.0"]))
+write("sysfs", "h200-vm-two", manifest("h200-vm", ["0000:00:00.0", "0000:00:02.0"]))
+
+# topology-yaml: the built-in topology and the annotated example of docs/topology.md.
+swift = open("Sources/DMAScenario/BuiltInTopology.swift").read()
+m = re.search(r'static let yaml = """\n(.*?)\n\s*"""', swift, re.S)
+write("topology-yaml", "built-in", textwrap.dedent(m.group(1)) + "\n")
+doc = open("docs/topology.md").read()
+for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc, re.S)[:2]):
+    write("topology-yaml", f"docs-topology-{i}", block)
+
+# scenario-yaml: the six stories and the examples of docs/scenarios.md.
+stories = open("Sources/DMAScenario/Stories.swift").read()
+for i, block in enumerate(re.findall(r'yaml: """\n(.*?)\n\s*"""', stories, re.S)):
+    write("scenario-yaml", f"story-{i + 1}", textwrap.dedent(block) + "\n")
+doc = open("docs/scenarios.md").read()
+for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc, re.S)[:1]):
+    write("scenario-yaml", f"docs-scenarios-{i}", block)
+
+# fdinfo: what the kernels of the kernel tier and a GPU machine print.
+write("fdinfo", "vgem", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\t16384\ncount:\t3\nexp_name:\tdrm\nname:\tprobe-vgem\n")
+write("fdinfo", "nv-dmabuf", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\t67108864\ncount:\t1\nexp_name:\tnv_dmabuf\n")
+write("fdinfo", "memfd", "pos:\t0\nflags:\t02100002\nmnt_id:\t1\nino:\t2051\n")
+write("fdinfo", "odd-name", "name:\twith spaces: and colon\nexp_name:\tsystem\nsize:\tx\n")

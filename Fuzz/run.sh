@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make fuzz`: builds the libFuzzer executables of Fuzz/ (swiftc -sanitize=fuzzer,address) and runs
+# each target for a fixed count of inputs, from its committed seeds (Fuzz/corpus/<target>) and the
+# regression inputs (Fuzz/regressions/<target>). New coverage goes to a scratch corpus under
+# Fuzz/.build/corpus (an optimised build: the fuzzers run many times faster than debug); a crash leaves its input in Fuzz/.build/crashes/<target>/ and fails the run.
+# Copy such an input to Fuzz/regressions/<target>/ when you fix it: `make test` replays it.
+#
+#   FUZZ_RUNS=100000 make fuzz          every target for that many inputs
+#   FUZZ_TARGETS="fdinfo sysfs" make fuzz
+set -euo pipefail
+cd "$(dirname "$0")"
+SWIFT=${SWIFT:-swift}
+TARGETS=${FUZZ_TARGETS:-"config-space fdinfo topology-yaml scenario-yaml sysfs"}
+
+# Runs per target: the fast parsers get more, the ones that touch the file system or run the
+# simulator fewer, so that the whole run takes about ten minutes on two cores.
+runs_for() {
+    if [[ -n "${FUZZ_RUNS:-}" ]]; then echo "$FUZZ_RUNS"; return; fi
+    case "$1" in
+        config-space) echo 1000000 ;;
+        fdinfo) echo 1000000 ;;
+        topology-yaml) echo 50000 ;;
+        scenario-yaml) echo 20000 ;;
+        sysfs) echo 20000 ;;
+    esac
+}
+
+$SWIFT build --scratch-path .build -c release -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library 2>&1 \
+    | grep -v "Cannot export local symbol" || true
+BIN=$($SWIFT build --scratch-path .build -c release --show-bin-path)
+
+failed=0
+printf '%-14s %10s %8s %8s %8s\n' target executions seconds corpus crashes
+for target in $TARGETS; do
+    corpus=.build/corpus/$target
+    crashes=.build/crashes/$target
+    mkdir -p "$corpus" "$crashes" "regressions/$target"
+    runs=$(runs_for "$target")
+    log=.build/fuzz-$target.log
+    start=$(date +%s)
+    set +e
+    ASAN_OPTIONS=detect_leaks=0 "$BIN/fuzz-$target" -runs="$runs" -max_len=16384 -timeout=20 -rss_limit_mb=4096 \
+        -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "corpus/$target" "regressions/$target" >"$log" 2>&1
+    status=$?
+    set -e
+    seconds=$(( $(date +%s) - start ))
+    executions=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    found=$(find "$crashes" -type f | wc -l)
+    printf '%-14s %10s %8s %8s %8s\n' "$target" "$executions" "$seconds" "$(ls "$corpus" | wc -l)" "$found"
+    if [[ $status -ne 0 ]]; then
+        failed=1
+        echo "  fuzz-$target stopped with status $status; the end of $log:" >&2
+        tail -25 "$log" >&2
+    fi
+done
+exit $failed
