@@ -39,7 +39,13 @@ for target in $TARGETS; do
     log=.build/fuzz-$target.log
     start=$(date +%s)
     set +e
-    ASAN_OPTIONS=detect_leaks=0 "$BIN/fuzz-$target" -runs="$runs" -max_len=16384 -timeout=20 -rss_limit_mb=4096 \
+    dict=()
+    case "$target" in
+        sysfs) dict=(-dict=dict/sysfs.dict) ;;
+        topology-yaml | scenario-yaml) dict=(-dict=dict/yaml.dict) ;;
+    esac
+    # The Swift runtime's backtracer would take a crash from libFuzzer (and wait for a terminal).
+    SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=detect_leaks=0 "$BIN/fuzz-$target" "${dict[@]}" -runs="$runs" -max_len=16384 -timeout=20 -rss_limit_mb=4096 \
         -print_final_stats=1 -artifact_prefix="$crashes/" "$corpus" "corpus/$target" "regressions/$target" >"$log" 2>&1
     status=$?
     set -e

@@ -183,10 +183,15 @@ public enum SysfsTopologyLoader {
             guard end >= start else {
                 throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) ends before it starts")
             }
+            // 0 to 0xffffffffffffffff is 2^64 bytes, one more than a 64-bit size holds.
+            let (size, overflow) = (end - start).addingReportingOverflow(1)
+            guard !overflow else {
+                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) spans the whole 64-bit address space (\(hex(start))-\(hex(end)))")
+            }
             do {
                 bars.append(
                     try PCIBAR(
-                        index: index, cpuStart: PhysicalAddress(start), size: end - start + 1,
+                        index: index, cpuStart: PhysicalAddress(start), size: size,
                         busStart: config.barBusAddress(index) ?? DMAAddress(start), is64Bit: flags & resourceMem64 != 0,
                         prefetchable: flags & resourcePrefetch != 0))
             } catch {
