@@ -100,6 +100,7 @@ struct ModelFaultTests {
         // Story 5 has only a system-heap buffer, which is neither evicted nor revoked.
         let movable = try Story.all[number - 1].scenario().buffers.contains { $0.exporter != .systemHeap }
         #expect(movable ? variants.count >= 5 : variants.isEmpty)
+        print("fault injection, model: story \(number) with \(variants.count) evict/revoke insertions")
         for variant in variants {
             let result = try ScenarioRunner.run(variant.scenario)
             let what = "story \(variant.story), \(variant.op.rawValue) \(variant.buffer) at step \(variant.position)"

@@ -233,6 +233,7 @@ struct SyscallFaultTests {
         _ = try SystemCalls.$interceptor.withValue(probe) { try realLayerWorkload(tag: "dmabufkit-fault-probe", folder: folder) }
         let calls = probe.calls
         #expect(calls.count >= 30)
+        print("fault injection, real layer: \(calls.count) calls, each failed with \(fault.name)")
         for index in calls.indices {
             let tag = "dmabufkit-fault-\(fault.rawValue)-\(index)-\(UUID().uuidString.prefix(8))"
             let kernel = FaultKernel(tag: tag, faultAt: index, fault: fault)
