@@ -47,9 +47,13 @@ public protocol DMABufExporter: AnyObject, Sendable {
     func endCPUAccess(direction: DMADirection) throws(DMAError)
     /// The CPU physical ranges of the memory now, for CPU access in the simulator.
     func cpuRanges() throws(DMAError) -> [PhysicalRange]
+    /// `release`: the last reference to the buffer is gone; the exporter frees the memory and
+    /// drops its own reference to the buffer.
+    func release()
 }
 
 extension DMABufExporter {
+    public func release() {}
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {}
     public func detach(_ attachment: DMABufAttachment) {}
     public func pin(_ attachment: DMABufAttachment) throws(DMAError) {}
@@ -354,6 +358,23 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         _ = attachment.adjustPin(-1)
         exporter.unpin(attachment)
     }
+
+    private let released = Mutex(false)
+
+    /// The last `dma_buf_put`: the exporter's `release` frees the memory and drops its reference
+    /// to the buffer, which breaks the exporter ↔ buffer reference cycle. A second call does
+    /// nothing.
+    /// - Throws: `EBUSY` while attachments remain (detach them first; nothing changes).
+    public func release() throws(DMAError) {
+        guard attachments.isEmpty else {
+            throw DMAError(.busy, .EBUSY, "\(name) still has \(attachments.count) attachment(s): detach them before the last dma_buf_put")
+        }
+        guard released.withLock({ was in defer { was = true }; return !was }) else { return }
+        exporter.release()
+    }
+
+    /// Whether the buffer has been released.
+    public var isReleased: Bool { released.withLock { $0 } }
 
     /// Whether any attachment pins the buffer now.
     public var isPinned: Bool { attachments.contains { $0.isPinned } }

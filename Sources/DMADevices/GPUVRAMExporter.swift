@@ -72,7 +72,13 @@ public final class GPUVRAMExporter: DMABufExporter {
     }
 
     /// The dma-buf.
-    public var buffer: DMABuffer { bufferBox.withLock { $0! } }
+    /// - Precondition: the buffer has not been released (``release()``).
+    public var buffer: DMABuffer {
+        bufferBox.withLock { box in
+            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
+            return buffer
+        }
+    }
 
     public var isDynamic: Bool { true }
 
@@ -139,6 +145,21 @@ public final class GPUVRAMExporter: DMABufExporter {
 
     public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
+    }
+
+    /// `release`: frees the VRAM or system pages and drops the reference to the buffer.
+    public func release() {
+        let backing = state.withLock { state -> Backing? in
+            guard !state.released else { return nil }
+            state.released = true
+            return state.backing
+        }
+        switch backing {
+        case .vram(let range)?: heap.release(range)
+        case .system(let pages)?: for page in pages { try? memory.free(page) }
+        case nil: break
+        }
+        bufferBox.withLock { $0 = nil }
     }
 
     /// Moves a VRAM buffer to system memory (TTM eviction): the reservation lock must be held

@@ -10,6 +10,8 @@ public final class SystemHeapExporter: DMABufExporter {
     public let exporterName = "system"
     /// The pages, in order.
     public let pages: [PhysicalRange]
+    /// The machine's memory.
+    public let memory: SimulatedMemory
     private let bufferBox = Mutex<DMABuffer?>(nil)
 
     /// Allocates `size` bytes of pages.
@@ -19,13 +21,27 @@ public final class SystemHeapExporter: DMABufExporter {
             throw DMAError(.invalidArgument, .EINVAL, "heap buffer '\(name)': size \(size) is not a positive multiple of \(pageSize)")
         }
         pages = try allocateSystemPages(memory, size: size)
+        self.memory = memory
         let buffer = try DMABuffer(name: name, size: size, exporter: self)
         bufferBox.withLock { $0 = buffer }
     }
 
     /// The dma-buf.
-    public var buffer: DMABuffer { bufferBox.withLock { $0! } }
+    /// - Precondition: the buffer has not been released (``release()``).
+    public var buffer: DMABuffer {
+        bufferBox.withLock { box in
+            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
+            return buffer
+        }
+    }
     public var isDynamic: Bool { false }
+
+    /// `release`: frees the pages and drops the reference to the buffer.
+    public func release() {
+        guard let buffer = bufferBox.withLock({ box -> DMABuffer? in defer { box = nil }; return box }) else { return }
+        _ = buffer
+        for page in pages { try? memory.free(page) }
+    }
     public var placement: DMABufPlacement { .system }
     public func cpuRanges() throws(DMAError) -> [PhysicalRange] { pages }
 

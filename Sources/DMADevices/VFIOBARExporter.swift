@@ -115,8 +115,17 @@ public final class VFIOBARExporter: DMABufExporter {
     }
 
     /// The dma-buf.
-    public var buffer: DMABuffer { bufferBox.withLock { $0! } }
+    /// - Precondition: the buffer has not been released (``release()``).
+    public var buffer: DMABuffer {
+        bufferBox.withLock { box in
+            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
+            return buffer
+        }
+    }
     public var isDynamic: Bool { false }
+
+    /// `release`: drops the reference to the buffer (the BAR stays the device's).
+    public func release() { bufferBox.withLock { $0 = nil } }
     public var placement: DMABufPlacement { .bar }
     /// Whether access is revoked now.
     public var isRevoked: Bool { state.withLock { $0.revoked } }

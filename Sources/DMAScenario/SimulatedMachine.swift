@@ -21,6 +21,7 @@ public final class SimulatedMachine: Sendable {
     public let debug: DMADebug
     private let heaps = Mutex<[String: VRAMHeap]>([:])
     private let devices = Mutex<[DMADevice]>([])
+    private let buffers = Mutex<[DMABuffer]>([])
 
     /// Builds the machine.
     /// - Throws: `EINVAL` when two BARs overlap RAM.
@@ -80,7 +81,9 @@ public final class SimulatedMachine: Sendable {
     /// A GPU VRAM buffer.
     public func gpuBuffer(name: String, gpu: String, size: UInt64, bar: Int? = nil) throws(DMAError) -> GPUVRAMExporter {
         _ = try function(gpu)
-        return try GPUVRAMExporter(name: name, gpu: gpu, heap: try vramHeap(gpu, bar: bar), memory: memory, size: size)
+        let exporter = try GPUVRAMExporter(name: name, gpu: gpu, heap: try vramHeap(gpu, bar: bar), memory: memory, size: size)
+        buffers.withLock { $0.append(exporter.buffer) }
+        return exporter
     }
 
     /// A VFIO BAR buffer of `device`'s region `bar`.
@@ -88,12 +91,16 @@ public final class SimulatedMachine: Sendable {
         let function = try function(device)
         var bars: [Int: P2PProvider] = [:]
         for provider in topology.providers(of: function.address) { bars[provider.barIndex] = provider }
-        return try VFIOBARExporter(name: name, regionIndex: bar, bars: bars, ranges: ranges, memory: memory)
+        let exporter = try VFIOBARExporter(name: name, regionIndex: bar, bars: bars, ranges: ranges, memory: memory)
+        buffers.withLock { $0.append(exporter.buffer) }
+        return exporter
     }
 
     /// A system dma-heap buffer.
     public func heapBuffer(name: String, size: UInt64) throws(DMAError) -> SystemHeapExporter {
-        try SystemHeapExporter(name: name, memory: memory, size: size)
+        let exporter = try SystemHeapExporter(name: name, memory: memory, size: size)
+        buffers.withLock { $0.append(exporter.buffer) }
+        return exporter
     }
 
     /// The DMA device of PCI function `bdf` with the named ops (wrapped in the debug layer), its mask
@@ -115,10 +122,16 @@ public final class SimulatedMachine: Sendable {
         return device
     }
 
-    /// Releases every device made here from the debug layer, as driver unbind does, and returns
-    /// every debug report (leaks included).
+    /// Releases every device made here from the debug layer, as driver unbind does, releases
+    /// every buffer made here that has no attachment left (the last `dma_buf_put`), and returns
+    /// every debug report (leaks included). Buffers still attached stay, as the leaks they are.
     public func finish() -> [DMADebugReport] {
         for device in devices.withLock({ $0 }) { debug.deviceReleased(device) }
+        let left = buffers.withLock { list in
+            defer { list.removeAll() }
+            return list
+        }
+        for buffer in left { try? buffer.release() }
         return debug.reports
     }
 }

@@ -124,3 +124,31 @@ struct CoreTests {
         #expect(throws: DMAError.self) { try gpu.buffer.resv.addFence(DMAFence(context: 1, seqno: 2), usage: .write) }
     }
 }
+
+@Suite("Release: the last dma_buf_put")
+struct ReleaseTests {
+    @Test("Release frees the memory and breaks the exporter ↔ buffer cycle; it is refused while attached")
+    func release() throws {
+        let rig = try Rig()
+        weak var weakBuffer: DMABuffer?
+        weak var weakExporter: GPUVRAMExporter?
+        let freeBefore = try rig.machine.vramHeap("0000:03:00.0").freeBytes
+        do {
+            let gpu = try rig.gpuBuffer()
+            weakBuffer = gpu.buffer
+            weakExporter = gpu
+            let attachment = try gpu.buffer.attach(try rig.nearNIC())
+            let busy = #expect(throws: DMAError.self) { try gpu.buffer.release() }
+            #expect(busy?.errno == .EBUSY)
+            try gpu.buffer.detach(attachment)
+            let buffer = gpu.buffer
+            try buffer.release()
+            try buffer.release()  // a second call does nothing
+            #expect(buffer.isReleased)
+            #expect(try rig.machine.vramHeap("0000:03:00.0").freeBytes == freeBefore)
+        }
+        _ = rig.machine.finish()
+        #expect(weakBuffer == nil)
+        #expect(weakExporter == nil)
+    }
+}
