@@ -15,9 +15,14 @@ echo "LeakSanitizer: no leak"
 echo "== valgrind: dmabuf demo (release build)"
 $SWIFT build -c release --scratch-path .build-valgrind --product dmabuf
 log=$(mktemp)
+# Debian 12's valgrind 3.19 cannot read the DWARF 5 debug info of Swift 6.3 binaries ("unhandled
+# dwarf2 abbrev form code 0x25 … Giving up"), so it runs on a stripped copy.
+stripped=$(mktemp)
+strip -o "$stripped" "$($SWIFT build -c release --scratch-path .build-valgrind --show-bin-path)/dmabuf"
 status=0
 valgrind --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite --error-exitcode=1 \
-    "$($SWIFT build -c release --scratch-path .build-valgrind --show-bin-path)/dmabuf" demo >/dev/null 2>"$log" || status=$?
+    "$stripped" demo >/dev/null 2>"$log" || status=$?
+rm -f "$stripped"
 grep -E "definitely lost|indirectly lost|possibly lost|still reachable|ERROR SUMMARY" "$log" | sed 's/^==[0-9]*== //'
 rm -f "$log"
 exit $status
