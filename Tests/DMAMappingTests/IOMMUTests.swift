@@ -262,3 +262,27 @@ struct EngineTests {
         #expect(throws: DMAError.self) { try device.dmaRead(at: 0x1000_0000, count: 0) }
     }
 }
+
+@Suite("IOMMU scatter-list layout against the segment boundary (iommu_dma_map_sg)")
+struct IOMMUBoundaryTests {
+    @Test("An entry that would cross the device's segment boundary starts on it; the one before is padded")
+    func padding() throws {
+        let machine = try Machine()
+        let domain = try IOMMUDomain()
+        let device = try DMADevice(
+            name: "0000:04:00.0", memory: machine.memory, ops: IOMMUDMAOps(), maxSegmentSize: 1 << 20,
+            segmentBoundaryMask: 0xffff, iommu: domain)
+        let block = try machine.memory.allocate(length: 256 << 10)
+        let first = try block.subrange(offset: 0, length: 48 << 10)
+        let second = try block.subrange(offset: 128 << 10, length: 48 << 10)
+        let table = try device.mapScatterList(try ScatterList.host([first, second]), direction: .toDevice)
+        // 48 KiB, then 16 KiB of padding so the second entry does not cross the 64 KiB boundary:
+        // two segments (a join on a boundary is not merged), the second at base + 64 KiB.
+        #expect(table.segments.count == 2)
+        #expect(table.segments[1].address.rawValue == table.segments[0].address.rawValue + (64 << 10))
+        #expect(table.segments.allSatisfy { $0.address.rawValue / 0x10000 == ($0.address.rawValue + $0.length - 1) / 0x10000 })
+        #expect(domain.mappedPages == 24)  // the padding is reserved IOVA, not mapped
+        try device.unmapScatterList(table, direction: .toDevice)
+        #expect(domain.mappedPages == 0 && domain.liveAllocations == 0)
+    }
+}
