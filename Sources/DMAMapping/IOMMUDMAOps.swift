@@ -37,6 +37,14 @@ public struct IOMMUDMAOps: DMAOps {
 
     private static func align(_ value: UInt64) -> UInt64 { (value + granule - 1) / granule * granule }
 
+    /// Where one scatter-list entry sits in the list's IOVA range.
+    private struct Placement {
+        var iova: UInt64  // from the start of the range
+        var offset: UInt64  // in-page offset of the entry
+        var widened: UInt64  // whole pages mapped
+        var padded: UInt64  // IOVA taken, with the padding to the segment boundary
+    }
+
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAAddress
     {
@@ -89,54 +97,57 @@ public struct IOMMUDMAOps: DMAOps {
         for range in list { try checkMemoryKind(range, attributes: attrs, device: device) }
         let domain = try domain(device)
 
-        // Lay the entries out in one IOVA range, as iommu_dma_map_sg does.
+        // Lay the entries out in one IOVA range, as iommu_dma_map_sg does: each entry keeps its
+        // in-page offset, is widened to whole pages and padded to the segment boundary.
         let boundary = device.segmentBoundaryMask
-        var layout: [(offset: UInt64, widened: UInt64)] = []  // in-page offset, page-aligned length
-        var padded: [UInt64] = []  // each entry's length in IOVA space, after padding
+        var layout: [Placement] = []
+        layout.reserveCapacity(list.count)
         var iovaLength: UInt64 = 0
         for range in list {
             let offset = range.start.rawValue % Self.granule
             let widened = Self.align(range.length + offset)
             let pad = (boundary &- iovaLength &+ 1) & boundary
-            if pad != 0 && pad < widened - 1, !padded.isEmpty {
-                padded[padded.count - 1] += pad
+            if pad != 0 && pad < widened - 1, !layout.isEmpty {
+                layout[layout.count - 1].padded += pad
                 iovaLength += pad
             }
-            layout.append((offset, widened))
-            padded.append(widened)
+            layout.append(Placement(iova: iovaLength, offset: offset, widened: widened, padded: widened))
             iovaLength += widened
         }
         let base = try domain.allocateIOVA(pages: iovaLength / Self.granule, limit: device.mask.value, device: device.name)
-        let prot = IOMMUDomain.Protection(direction: direction, attributes: attrs)
-        var cursor = base.rawValue
+        // iommu_map_sg: every entry in one call, all or nothing.
+        var runs: [IOMMUDomain.Run] = []
+        runs.reserveCapacity(list.count)
         for (index, range) in list.enumerated() {
-            do {
-                try domain.map(
-                    DMAAddress(cursor), physical: PhysicalAddress(range.start.rawValue - layout[index].offset),
-                    length: layout[index].widened, protection: prot)
-            } catch {
-                domain.unmap(base, length: cursor - base.rawValue)
-                try? domain.freeIOVA(base)
-                throw DMAError(error.code, .EINVAL, "segment \(index) of \(list.count): \(error.message)")
-            }
-            cursor += padded[index]
+            let place = layout[index]
+            runs.append(
+                IOMMUDomain.Run(
+                    iova: DMAAddress(base.rawValue + place.iova), physical: PhysicalAddress(range.start.rawValue - place.offset),
+                    length: place.widened))
+        }
+        do {
+            try domain.map(runs, protection: IOMMUDomain.Protection(direction: direction, attributes: attrs))
+        } catch {
+            try? domain.freeIOVA(base)
+            throw DMAError(error.code, .EINVAL, "mapping \(list.count) segments: \(error.message)")
         }
 
         // __finalise_sg: merge entries into DMA segments.
+        let maxSegmentSize = device.maxSegmentSize
         var segments: [DMASegment] = []
+        segments.reserveCapacity(list.count)
         var current: UInt64 = 0  // length of the open output segment, 0 when none may be appended to
-        var dma = base.rawValue
         for (index, range) in list.enumerated() {
-            let (offset, _) = layout[index]
-            if current != 0 && offset == 0 && dma & boundary != 0 && device.maxSegmentSize - current >= range.length {
+            let place = layout[index]
+            let dma = base.rawValue + place.iova
+            if current != 0 && place.offset == 0 && dma & boundary != 0 && maxSegmentSize - current >= range.length {
                 current += range.length
                 segments[segments.count - 1].length = current
             } else {
-                segments.append(DMASegment(address: DMAAddress(dma + offset), length: range.length))
+                segments.append(DMASegment(address: DMAAddress(dma + place.offset), length: range.length))
                 current = range.length
             }
-            dma += padded[index]
-            if range.length + offset < padded[index] { current = 0 }
+            if range.length + place.offset < place.padded { current = 0 }
         }
         return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
     }

@@ -49,12 +49,6 @@ public final class IOMMUDomain: Sendable {
         public var description: String { "DMAR fault: \(device) \(access) at \(address): \(reason)" }
     }
 
-    private struct Entry: Hashable {
-        var pfn: UInt64
-        var prot: Protection
-        var synced: Bool
-    }
-
     private struct Extent: Hashable {
         var start: UInt64  // pfn
         var pages: UInt64
@@ -63,7 +57,7 @@ public final class IOMMUDomain: Sendable {
 
     private struct State {
         var extents: [Extent] = []  // sorted by start
-        var table: [UInt64: Entry] = [:]  // IOVA pfn → entry
+        var table = IOPageTable()
         var faults: [Fault] = []
         var fullWidth: Set<String> = []  // devices whose 32-bit-first workaround is off
     }
@@ -130,7 +124,7 @@ public final class IOMMUDomain: Sendable {
     public func freeIOVA(_ address: DMAAddress) throws(DMAError) {
         try state.withLock { (state) throws(DMAError) in
             let pfn = address.rawValue / Self.granule
-            guard let index = state.extents.firstIndex(where: { $0.start <= pfn && pfn <= $0.end }) else {
+            guard let index = Self.extentIndex(containing: pfn, state.extents) else {
                 throw DMAError(.notMapped, .EINVAL, "IOMMU domain \(name): \(address) is not an allocated IOVA")
             }
             state.extents.remove(at: index)
@@ -141,7 +135,8 @@ public final class IOMMUDomain: Sendable {
     public func iovaAllocation(containing address: DMAAddress) -> (start: DMAAddress, length: UInt64)? {
         state.withLock { state in
             let pfn = address.rawValue / Self.granule
-            guard let extent = state.extents.first(where: { $0.start <= pfn && pfn <= $0.end }) else { return nil }
+            guard let index = Self.extentIndex(containing: pfn, state.extents) else { return nil }
+            let extent = state.extents[index]
             return (DMAAddress(extent.start * Self.granule), extent.pages * Self.granule)
         }
     }
@@ -171,12 +166,46 @@ public final class IOMMUDomain: Sendable {
         return fits(1)
     }
 
+    /// The index of the first extent that starts after `pfn` (binary search; extents are sorted).
+    private static func firstIndex(startingAfter pfn: UInt64, _ extents: [Extent]) -> Int {
+        var low = 0
+        var high = extents.count
+        while low < high {
+            let mid = (low + high) / 2
+            if extents[mid].start <= pfn { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// The index of the extent that holds `pfn`, if any.
+    private static func extentIndex(containing pfn: UInt64, _ extents: [Extent]) -> Int? {
+        let after = firstIndex(startingAfter: pfn, extents)
+        return after > 0 && extents[after - 1].end >= pfn ? after - 1 : nil
+    }
+
     private static func insert(_ extents: inout [Extent], _ extent: Extent) {
-        let index = extents.firstIndex { $0.start > extent.start } ?? extents.endIndex
-        extents.insert(extent, at: index)
+        extents.insert(extent, at: firstIndex(startingAfter: extent.start, extents))
     }
 
     // MARK: Page table
+
+    /// One contiguous piece of a ``map(_:protection:synced:)`` call: `length` bytes (page
+    /// multiples) at page-aligned `iova` to page-aligned `physical`.
+    public struct Run: Hashable, Sendable {
+        /// The first IOVA.
+        public var iova: DMAAddress
+        /// The first physical address.
+        public var physical: PhysicalAddress
+        /// The bytes mapped, a multiple of the granule.
+        public var length: UInt64
+
+        /// Creates a run.
+        public init(iova: DMAAddress, physical: PhysicalAddress, length: UInt64) {
+            self.iova = iova
+            self.physical = physical
+            self.length = length
+        }
+    }
 
     /// Maps `length` bytes (page multiples) at page-aligned `iova` to `physical` (`iommu_map`).
     /// - Note: `synced`: `false` for `iommu_map_nosync` (the two-step API's links), which the
@@ -186,27 +215,48 @@ public final class IOMMUDomain: Sendable {
     public func map(_ iova: DMAAddress, physical: PhysicalAddress, length: UInt64, protection: Protection, synced: Bool = true)
         throws(DMAError)
     {
-        guard iova.rawValue % Self.granule == 0, physical.isPageAligned, length > 0, length % Self.granule == 0 else {
-            throw DMAError(.invalidArgument, .EINVAL, "iommu_map of \(length) bytes at \(iova) → \(physical) is not page-aligned")
+        try map([Run(iova: iova, physical: physical, length: length)], protection: protection, synced: synced)
+    }
+
+    /// Maps several runs with one protection in one call (`iommu_map_sg`, which `iommu_dma_map_sg`
+    /// uses to map a whole scatter-list into its one IOVA range): all or nothing.
+    /// - Throws: `EINVAL` for a run that is not page-aligned; `EEXIST` when a page of any run is
+    ///   already mapped, or when two runs overlap. Nothing is mapped when it throws.
+    public func map(_ runs: [Run], protection: Protection, synced: Bool = true) throws(DMAError) {
+        for (index, run) in runs.enumerated() {
+            guard run.iova.rawValue % Self.granule == 0, run.physical.isPageAligned, run.length > 0, run.length % Self.granule == 0,
+                run.iova.rawValue <= UInt64.max - run.length + 1
+            else {
+                throw DMAError(
+                    .invalidArgument, .EINVAL,
+                    "iommu_map of \(run.length) bytes at \(run.iova) → \(run.physical) is not page-aligned" + Self.place(index, runs.count))
+            }
         }
         try state.withLock { (state) throws(DMAError) in
-            let first = iova.rawValue / Self.granule
-            let count = length / Self.granule
-            for i in 0..<count where state.table[first + i] != nil {
-                throw DMAError(.alreadyExists, .EEXIST, "IOMMU domain \(name): IOVA \(hex((first + i) * Self.granule)) is already mapped")
-            }
-            for i in 0..<count {
-                state.table[first + i] = Entry(pfn: physical.pfn + i, prot: protection, synced: synced)
+            var mapped = 0
+            for (index, run) in runs.enumerated() {
+                let first = run.iova.rawValue / Self.granule
+                let count = run.length / Self.granule
+                if let taken = state.table.firstPresent(first, count: count) {
+                    for undo in runs.prefix(mapped) { state.table.clear(undo.iova.rawValue / Self.granule, count: undo.length / Self.granule) }
+                    throw DMAError(
+                        .alreadyExists, .EEXIST,
+                        "IOMMU domain \(name): IOVA \(hex(taken * Self.granule)) is already mapped" + Self.place(index, runs.count))
+                }
+                state.table.set(first, count: count, physicalPage: run.physical.rawValue, protection: protection, synced: synced)
+                mapped += 1
             }
         }
     }
+
+    private static func place(_ index: Int, _ count: Int) -> String { count > 1 ? " (run \(index) of \(count))" : "" }
 
     /// Makes mapped pages usable by devices (`iommu_sync_map`, the IOTLB sync of `dma_iova_sync`).
     public func sync(_ iova: DMAAddress, length: UInt64) {
         state.withLock { state in
             let first = iova.rawValue / Self.granule
             let last = (iova.rawValue + max(length, 1) - 1) / Self.granule
-            for pfn in first...last where state.table[pfn] != nil { state.table[pfn]!.synced = true }
+            state.table.markSynced(first, count: last - first + 1)
         }
     }
 
@@ -217,9 +267,7 @@ public final class IOMMUDomain: Sendable {
         state.withLock { state in
             let first = iova.rawValue / Self.granule
             let count = (length + Self.granule - 1) / Self.granule
-            var unmapped: UInt64 = 0
-            for i in 0..<count where state.table.removeValue(forKey: first + i) != nil { unmapped += Self.granule }
-            return unmapped
+            return UInt64(state.table.clear(first, count: count)) * Self.granule
         }
     }
 
@@ -229,15 +277,15 @@ public final class IOMMUDomain: Sendable {
     public func translate(_ iova: DMAAddress, access: DMAAccess, device: String) throws(DMAError) -> PhysicalAddress {
         try state.withLock { (state) throws(DMAError) -> PhysicalAddress in
             let reason: String
-            if let entry = state.table[iova.rawValue / Self.granule] {
-                if !entry.synced {
+            if let entry = state.table.entry(iova.rawValue / Self.granule) {
+                if !entry.isSynced {
                     reason = "mapped but not yet synced to the IOTLB (dma_iova_sync missing)"
-                } else if access == .read && !entry.prot.contains(.read) {
+                } else if access == .read && !entry.protection.contains(.read) {
                     reason = "page is not readable by the device (mapped DMA_FROM_DEVICE)"
-                } else if access == .write && !entry.prot.contains(.write) {
+                } else if access == .write && !entry.protection.contains(.write) {
                     reason = "page is not writable by the device (mapped DMA_TO_DEVICE)"
                 } else {
-                    return PhysicalAddress(entry.pfn * Self.granule + (iova.rawValue % Self.granule))
+                    return PhysicalAddress(entry.physicalPage + (iova.rawValue % Self.granule))
                 }
             } else {
                 reason = "no translation (never mapped, or already unmapped)"
@@ -253,5 +301,8 @@ public final class IOMMUDomain: Sendable {
     /// The number of live IOVA allocations.
     public var liveAllocations: Int { state.withLock { $0.extents.count } }
     /// The number of mapped pages.
-    public var mappedPages: Int { state.withLock { $0.table.count } }
+    public var mappedPages: Int { state.withLock { $0.table.presentCount } }
+    /// The number of last-level page tables allocated (each maps 2 MiB of IOVA; a table is freed
+    /// when its last page is unmapped).
+    public var pageTables: Int { state.withLock { $0.table.tableCount } }
 }

@@ -285,4 +285,51 @@ struct IOMMUBoundaryTests {
         try device.unmapScatterList(table, direction: .toDevice)
         #expect(domain.mappedPages == 0 && domain.liveAllocations == 0)
     }
+
+    @Test("The page table: runs across a 2 MiB last-level table boundary translate page by page; empty tables are freed")
+    func pageTableAcrossTables() throws {
+        let domain = try IOMMUDomain()
+        // 4 pages before a 2 MiB boundary and 4 after: two last-level tables.
+        let iova = DMAAddress(0x20_0000 - 4 * IOMMUDomain.granule)
+        try domain.map(iova, physical: 0x1_0000_0000, length: 8 * IOMMUDomain.granule, protection: [.read, .write])
+        #expect(domain.mappedPages == 8 && domain.pageTables == 2)
+        for page in 0..<UInt64(8) {
+            let at = DMAAddress(iova.rawValue + page * IOMMUDomain.granule + 0x123)
+            #expect(try domain.translate(at, access: .write, device: "d").rawValue == 0x1_0000_0000 + page * IOMMUDomain.granule + 0x123)
+        }
+        #expect(domain.unmap(iova, length: 4 * IOMMUDomain.granule) == 4 * IOMMUDomain.granule)
+        #expect(domain.mappedPages == 4 && domain.pageTables == 1)  // the first table is empty and freed
+        #expect(domain.unmap(iova, length: 8 * IOMMUDomain.granule) == 4 * IOMMUDomain.granule)
+        #expect(domain.mappedPages == 0 && domain.pageTables == 0)
+    }
+
+    @Test("iommu_map_sg is all or nothing: a run over a mapped page maps none of the runs", arguments: [0, 1, 2])
+    func batchMapAllOrNothing(_ clashing: Int) throws {
+        let domain = try IOMMUDomain()
+        let g = IOMMUDomain.granule
+        try domain.map(DMAAddress(0x10_0000 + UInt64(clashing) * 0x1000 * g), physical: 0x9000_0000, length: g, protection: .read)
+        let runs = (0..<3).map { i in
+            IOMMUDomain.Run(
+                iova: DMAAddress(0x10_0000 + UInt64(i) * 0x1000 * g), physical: PhysicalAddress(0x1_0000_0000 + UInt64(i) * 4 * g),
+                length: 4 * g)
+        }
+        let error = #expect(throws: DMAError.self) { try domain.map(runs, protection: [.read, .write]) }
+        #expect(error?.errno == .EEXIST)
+        #expect(error?.message.contains("run \(clashing) of 3") == true)
+        #expect(domain.mappedPages == 1, "pages of the runs before the clash are still mapped")
+        // The page that was there keeps its translation.
+        #expect(try domain.translate(DMAAddress(0x10_0000 + UInt64(clashing) * 0x1000 * g), access: .read, device: "d") == 0x9000_0000)
+    }
+
+    @Test("A run that is not page-aligned is refused with EINVAL before anything is mapped")
+    func batchMapUnaligned() throws {
+        let domain = try IOMMUDomain()
+        let runs = [
+            IOMMUDomain.Run(iova: 0x10_0000, physical: 0x1_0000_0000, length: 0x1000),
+            IOMMUDomain.Run(iova: 0x20_0000, physical: 0x1_0000_0800, length: 0x1000),
+        ]
+        let error = #expect(throws: DMAError.self) { try domain.map(runs, protection: .read) }
+        #expect(error?.errno == .EINVAL)
+        #expect(domain.mappedPages == 0 && domain.pageTables == 0)
+    }
 }
