@@ -30,7 +30,8 @@ public struct MemoryRegion: Hashable, Sendable, CustomStringConvertible {
 /// A sparse byte store standing for the machine's physical memory: RAM and device BARs, addressed
 /// by CPU physical address, so every rule of the model is checked with real bytes.
 ///
-/// Pages are materialised (zero-filled) on first write; reading a page never written gives zeros.
+/// Pages are materialised (zero-filled) on first write, in chunks of 64 KiB so that a copy is one
+/// `memcpy` per chunk; reading a page never written gives zeros.
 /// An access to an address that no region backs is a bus error, as a master abort would be.
 /// RAM regions also carry a simple allocator so that exporters, bounce pools and tests can take
 /// pages. It is a reference type because it has identity: every device of one machine sees the same
@@ -38,7 +39,8 @@ public struct MemoryRegion: Hashable, Sendable, CustomStringConvertible {
 public final class SimulatedMemory: Sendable {
     private struct State {
         var regions: [MemoryRegion] = []  // sorted by start, never overlapping
-        var pages: [UInt64: [UInt8]] = [:]  // pfn → 4 KiB
+        var spans: [PhysicalRange] = []  // regions[i].range: a plain array for the searches of every access
+        let store = ByteStore()
         var free: [PhysicalAddress: [PhysicalRange]] = [:]  // RAM region start → free extents, sorted
         var disabled: Set<PhysicalAddress> = []  // BAR regions whose memory decoding is off
     }
@@ -65,6 +67,7 @@ public final class SimulatedMemory: Sendable {
             let region = MemoryRegion(name: name, kind: kind, range: range)
             let index = state.regions.firstIndex { $0.range.start > range.start } ?? state.regions.endIndex
             state.regions.insert(region, at: index)
+            state.spans.insert(range, at: index)
             if kind == .ram { state.free[range.start] = [range] }
         }
     }
@@ -137,21 +140,34 @@ public final class SimulatedMemory: Sendable {
         return low < regions.count && regions[low].range.contains(address) ? regions[low] : nil
     }
 
+    /// The index of the region holding `address`, searching the plain `spans` (no region copied).
+    private static func findIndex(_ address: UInt64, in spans: [PhysicalRange]) -> Int? {
+        var low = 0
+        var high = spans.count
+        while low < high {
+            let mid = (low + high) / 2
+            if spans[mid].last.rawValue < address { low = mid + 1 } else { high = mid }
+        }
+        return low < spans.count && spans[low].start.rawValue <= address ? low : nil
+    }
+
     private static func checkBacked(_ state: State, _ address: PhysicalAddress, _ count: Int) throws(DMAError) {
         guard count > 0 else { return }
-        let range = try PhysicalRange(start: address, length: UInt64(count))
-        var cursor = range.start
+        let (last, wraps) = address.rawValue.addingReportingOverflow(UInt64(count) - 1)
+        if wraps { _ = try PhysicalRange(start: address, length: UInt64(count)) }  // throws its EOVERFLOW
+        var cursor = address.rawValue
         while true {
-            guard let region = find(cursor, in: state.regions) else {
-                throw DMAError(.busError, .EIO, "physical address \(cursor) is not backed by RAM or a BAR")
+            guard let index = findIndex(cursor, in: state.spans) else {
+                throw DMAError(.busError, .EIO, "physical address \(PhysicalAddress(cursor)) is not backed by RAM or a BAR")
             }
-            if state.disabled.contains(region.range.start) {
+            let span = state.spans[index]
+            if !state.disabled.isEmpty && state.disabled.contains(span.start) {
                 throw DMAError(
                     .busError, .EIO,
-                    "\(region.name) at \(cursor) does not decode: memory decoding of its BAR is off (revoked, reset or in low power)")
+                    "\(state.regions[index].name) at \(PhysicalAddress(cursor)) does not decode: memory decoding of its BAR is off (revoked, reset or in low power)")
             }
-            if region.range.last >= range.last { return }
-            cursor = PhysicalAddress(region.range.last.rawValue + 1)
+            if span.last.rawValue >= last { return }
+            cursor = span.last.rawValue + 1
         }
     }
 
@@ -186,32 +202,9 @@ public final class SimulatedMemory: Sendable {
                 let bytes = Self.read(state, source.rawValue, count)
                 Self.write(&state, bytes[...], destination.rawValue)
             } else {
-                Self.copyPages(&state, from: source.rawValue, to: destination.rawValue, count: count)
+                // One memcpy per 64 KiB chunk piece, straight from store to store.
+                state.store.copy(from: source.rawValue, to: destination.rawValue, count: count)
             }
-        }
-    }
-
-    /// A 4 KiB page of zeros: what a page never written reads as.
-    private static let zeroPage = [UInt8](repeating: 0, count: Int(pageSize))
-
-    /// Copies page piece by page piece with `memcpy`, straight from the source page into the
-    /// destination page in the store (no buffer in between); the destination pages are
-    /// materialised as ``write(_:at:)`` does. The two ranges must not overlap.
-    private static func copyPages(_ state: inout State, from source: UInt64, to destination: UInt64, count: Int) {
-        var done = 0
-        while done < count {
-            let from = source + UInt64(done)
-            let to = destination + UInt64(done)
-            let fromOffset = Int(from % pageSize)
-            let toOffset = Int(to % pageSize)
-            let chunk = min(count - done, Int(pageSize) - fromOffset, Int(pageSize) - toOffset)
-            let page = state.pages[from / pageSize] ?? zeroPage
-            page.withUnsafeBytes { from in
-                state.pages[to / pageSize, default: zeroPage].withUnsafeMutableBytes { to in
-                    (to.baseAddress! + toOffset).copyMemory(from: from.baseAddress! + fromOffset, byteCount: chunk)
-                }
-            }
-            done += chunk
         }
     }
 
@@ -221,38 +214,23 @@ public final class SimulatedMemory: Sendable {
     }
 
     private static func read(_ state: State, _ address: UInt64, _ count: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let at = address + UInt64(done)
-            let offset = Int(at % pageSize)
-            let chunk = min(count - done, Int(pageSize) - offset)
-            if let page = state.pages[at / pageSize] {
-                for i in 0..<chunk { out[done + i] = page[offset + i] }
-            }
-            done += chunk
+        guard count > 0 else { return [] }
+        return [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            state.store.read(address, count, into: buffer.baseAddress!)
+            initialized = count
         }
-        return out
     }
 
     private static func write(_ state: inout State, _ bytes: ArraySlice<UInt8>, _ address: UInt64) {
-        var done = 0
-        let count = bytes.count
-        let base = bytes.startIndex
-        while done < count {
-            let at = address + UInt64(done)
-            let pfn = at / pageSize
-            let offset = Int(at % pageSize)
-            let chunk = min(count - done, Int(pageSize) - offset)
-            var page = state.pages.removeValue(forKey: pfn) ?? [UInt8](repeating: 0, count: Int(pageSize))
-            for i in 0..<chunk { page[offset + i] = bytes[base + done + i] }
-            state.pages[pfn] = page
-            done += chunk
-        }
+        guard !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { state.store.write(address, $0.count, from: $0.baseAddress!) }
     }
 
     /// The number of 4 KiB pages that hold bytes (for leak and footprint checks).
-    public var materialisedPages: Int { state.withLock { $0.pages.count } }
+    public var materialisedPages: Int { state.withLock { $0.store.pageCount } }
+    /// The host memory the byte store holds: 64 KiB per chunk that has a materialised page (a
+    /// chunk is given back when its last page is freed).
+    public var storeBytes: Int { state.withLock { $0.store.chunkTotal * ByteStore.chunkSize } }
 
     // MARK: RAM allocation
 
@@ -324,11 +302,7 @@ public final class SimulatedMemory: Sendable {
                 }
             }
             state.free[region.range.start] = merged
-            var pfn = range.start.pfn
-            while pfn <= range.last.pfn {
-                state.pages[pfn] = nil
-                pfn += 1
-            }
+            state.store.drop(pages: range.start.pfn, through: range.last.pfn)
         }
     }
 

@@ -37,7 +37,10 @@ public final class SwiotlbPool: Sendable {
 
     private struct State {
         var slots: [Slot]
-        var mappings: [Int: Mapping] = [:]  // first slot → mapping
+        // first slot → its mapping, as the kernel keeps orig_addr and alloc_size in each
+        // io_tlb_slot (kernel/dma/swiotlb.c): an array index, not a hash lookup, per bounce
+        var mappings: [Mapping?]
+        var live = 0
         var cursor = 0
         var used = 0
         var highWater = 0
@@ -67,7 +70,7 @@ public final class SwiotlbPool: Sendable {
         var slots: [Slot] = []
         slots.reserveCapacity(slotCount)
         for i in 0..<slotCount { slots.append(Slot(list: Self.segmentSlots - i % Self.segmentSlots, owner: nil)) }
-        self.state = Mutex(State(slots: slots))
+        self.state = Mutex(State(slots: slots, mappings: Array(repeating: nil, count: slotCount)))
     }
 
     /// The largest mapping the pool accepts for a device (`swiotlb_max_mapping_size`).
@@ -84,7 +87,7 @@ public final class SwiotlbPool: Sendable {
     /// Slots in use now, and the most ever in use.
     public var usage: (used: Int, highWater: Int) { state.withLock { ($0.used, $0.highWater) } }
     /// The number of live bounce mappings.
-    public var liveMappings: Int { state.withLock { $0.mappings.count } }
+    public var liveMappings: Int { state.withLock { $0.live } }
 
     /// Takes slots for `size` bytes of `original` and copies the original in
     /// (`swiotlb_tbl_map_single`).
@@ -141,6 +144,7 @@ public final class SwiotlbPool: Sendable {
                     state.highWater = max(state.highWater, state.used)
                     let bounce = PhysicalAddress(slotAddress + offset)
                     state.mappings[index] = Mapping(original: original.start, bounce: bounce, size: original.length, slots: nslots)
+                    state.live += 1
                     return bounce
                 }
                 index = (index + stride) % slotCount
@@ -266,6 +270,7 @@ public final class SwiotlbPool: Sendable {
                 i -= 1
             }
             state.mappings[index] = nil
+            state.live -= 1
             state.used -= mapping.slots
         }
     }
