@@ -26,16 +26,44 @@ public struct PCIAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
     /// Parses `0000:03:00.0` or the short `03:00.0` (domain 0).
     /// - Throws: `EINVAL` naming the text when it is not a BDF.
     public init(parsing text: String) throws(DMAError) {
-        let bad = DMAError(.invalidArgument, .EINVAL, "'\(text)' is not a PCI address (DDDD:BB:DD.F)")
-        var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        if parts.count == 2 { parts.insert("0000", at: 0) }
-        guard parts.count == 3, parts[0].count <= 8, parts[1].count == 2 else { throw bad }
-        let slot = parts[2].split(separator: ".", omittingEmptySubsequences: false)
-        guard slot.count == 2, slot[0].count == 2, slot[1].count == 1,
-            let domain = UInt32(parts[0], radix: 16), let bus = UInt8(parts[1], radix: 16),
-            let device = UInt8(slot[0], radix: 16), let function = UInt8(slot[1], radix: 16)
-        else { throw bad }
+        // On the UTF-8 bytes: the sysfs reader parses an address for every folder of every path.
+        guard let (domain, bus, device, function) = Self.parse(Array(text.utf8)) else {
+            throw DMAError(.invalidArgument, .EINVAL, "'\(text)' is not a PCI address (DDDD:BB:DD.F)")
+        }
         try self.init(domain: domain, bus: bus, device: device, function: function)
+    }
+
+    /// `[DDDD:]BB:DD.F`: a domain of 1 to 8 hexadecimal digits (0 when absent), then exactly two,
+    /// two and one digits.
+    private static func parse(_ bytes: [UInt8]) -> (UInt32, UInt8, UInt8, UInt8)? {
+        func hexValue(_ slice: ArraySlice<UInt8>) -> UInt32? {
+            var value: UInt32 = 0
+            for byte in slice {
+                let digit: UInt8
+                switch byte {
+                case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+                case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+                case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+                default: return nil
+                }
+                value = value << 4 | UInt32(digit)
+            }
+            return slice.isEmpty ? nil : value
+        }
+        let colons = bytes.indices.filter { bytes[$0] == UInt8(ascii: ":") }
+        guard colons.count == 1 || colons.count == 2 else { return nil }
+        let domainEnd = colons.count == 2 ? colons[0] : nil
+        let busStart = domainEnd.map { $0 + 1 } ?? 0
+        let busEnd = colons[colons.count - 1]
+        let slot = bytes[(busEnd + 1)...]
+        guard let domainText = domainEnd.map({ bytes[..<$0] }) ?? Optional(bytes[0..<0]), domainText.count <= 8,
+            busEnd - busStart == 2, slot.count == 4, slot[slot.startIndex + 2] == UInt8(ascii: "."),
+            let bus = hexValue(bytes[busStart..<busEnd]),
+            let device = hexValue(slot.prefix(2)), let function = hexValue(slot.suffix(1))
+        else { return nil }
+        let domain = domainEnd == nil ? 0 : hexValue(domainText)
+        guard let domain else { return nil }
+        return (domain, UInt8(bus), UInt8(device), UInt8(function))
     }
 
     /// `PCI_DEVFN(device, function)`.

@@ -1,5 +1,4 @@
 import DMACore
-import Foundation
 
 /// A problem in a topology source, naming the file (and line, for YAML and `resource`).
 public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -43,32 +42,33 @@ public enum SysfsTopologyLoader {
     /// - Note: `progress` is called after each device with (devices read, devices in all), for a
     ///   progress line on large trees.
     public static func load(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)? = nil) throws -> PCITopology {
-        let fm = FileManager.default
-        let rootURL = URL(fileURLWithPath: root).standardizedFileURL
-        let devicesDir = rootURL.appendingPathComponent("bus/pci/devices")
-        let treeDir = rootURL.appendingPathComponent("devices").path
-        guard let entries = try? fm.contentsOfDirectory(atPath: devicesDir.path) else {
-            throw TopologyLoadError(file: devicesDir.path, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
+        let rootPath = SysfsFiles.standardize(root)
+        let devicesDir = rootPath == "/" ? "/bus/pci/devices" : rootPath + "/bus/pci/devices"
+        let treeDir = rootPath == "/" ? "/devices" : rootPath + "/devices"
+        guard let entries = SysfsFiles.list(devicesDir) else {
+            throw TopologyLoadError(file: devicesDir, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
         }
         var functions: [PCIFunction] = []
         var warnings: [String] = []
         let total = entries.count
         for (done, entry) in entries.sorted().enumerated() {
             progress?(done, total)
-            let entryPath = devicesDir.appendingPathComponent(entry).path
+            let entryPath = devicesDir + "/" + entry
             let address: PCIAddress
             do { address = try PCIAddress(parsing: entry) } catch {
                 throw TopologyLoadError(file: entryPath, "'\(entry)' is not a PCI address")
             }
             let linkText: String
-            if let target = try? fm.destinationOfSymbolicLink(atPath: entryPath) {
+            if let target = SysfsFiles.readLink(entryPath) {
                 linkText = target
-            } else if let text = try? String(contentsOfFile: entryPath, encoding: .utf8), !text.isEmpty, !text.contains("\0") {
-                linkText = text.trimmingCharacters(in: " \n\t")
+            } else if let bytes = SysfsFiles.read(entryPath), !bytes.isEmpty, !bytes.contains(0),
+                String(validating: bytes, as: UTF8.self) != nil
+            {
+                linkText = SysfsFiles.text(bytes)
             } else {
                 throw TopologyLoadError(file: entryPath, "neither a link nor a file holding a link into devices/")
             }
-            let target = URL(fileURLWithPath: linkText, relativeTo: devicesDir).standardizedFileURL.path
+            let target = SysfsFiles.standardize(linkText, relativeTo: devicesDir)
             guard target.hasPrefix(treeDir + "/") else {
                 throw TopologyLoadError(file: entryPath, "the link '\(linkText)' points outside the tree (\(target))")
             }
@@ -81,18 +81,17 @@ public enum SysfsTopologyLoader {
             }
             let enclosing = components[(hostIndex + 1)..<(components.count - 1)].compactMap { try? PCIAddress(parsing: $0) }
             let dir = target
-            var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            guard let folder = SysfsFiles.Folder(dir) else {
                 throw TopologyLoadError(file: entryPath, "the link '\(linkText)' leads to \(dir), which is not a folder")
             }
             let function = try readFunction(
-                address: address, dir: dir, parent: enclosing.last, hostBridge: components[hostIndex], warnings: &warnings)
+                address: address, folder: folder, dir: dir, parent: enclosing.last, hostBridge: components[hostIndex], warnings: &warnings)
             functions.append(function)
         }
         do {
             return try PCITopology(cpu: cpu, functions: functions, warnings: warnings)
         } catch {
-            throw TopologyLoadError(file: rootURL.path, error.message)
+            throw TopologyLoadError(file: rootPath, error.message)
         }
     }
 
@@ -102,17 +101,18 @@ public enum SysfsTopologyLoader {
             && UInt32(parts[0].dropFirst(3), radix: 16) != nil && UInt8(parts[1], radix: 16) != nil
     }
 
-    private static func readText(_ dir: String, _ name: String, required: Bool = true) throws -> String? {
-        let path = dir + "/" + name
-        guard let data = FileManager.default.contents(atPath: path) else {
-            if required { throw TopologyLoadError(file: path, "missing or unreadable") }
+    private static func readText(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, required: Bool = true)
+        throws -> String?
+    {
+        guard let data = folder.read(name) else {
+            if required { throw TopologyLoadError(file: dir + "/" + name, "missing or unreadable") }
             return nil
         }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: " \n\t")
+        return SysfsFiles.text(data)
     }
 
-    private static func readHex(_ dir: String, _ name: String, max: UInt64) throws -> UInt64 {
-        let text = try readText(dir, name)!
+    private static func readHex(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, max: UInt64) throws -> UInt64 {
+        let text = try readText(folder, dir, name)!
         let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
         guard let value = UInt64(digits, radix: 16), value <= max else {
             throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(text)' is not a hexadecimal value up to \(hex(max))")
@@ -121,16 +121,16 @@ public enum SysfsTopologyLoader {
     }
 
     private static func readFunction(
-        address: PCIAddress, dir: String, parent: PCIAddress?, hostBridge: String, warnings: inout [String]
+        address: PCIAddress, folder: borrowing SysfsFiles.Folder, dir: String, parent: PCIAddress?, hostBridge: String, warnings: inout [String]
     ) throws -> PCIFunction {
-        let vendor = UInt16(try readHex(dir, "vendor", max: 0xffff))
-        let device = UInt16(try readHex(dir, "device", max: 0xffff))
-        let classCode = UInt32(try readHex(dir, "class", max: 0xff_ffff))
+        let vendor = UInt16(try readHex(folder, dir, "vendor", max: 0xffff))
+        let device = UInt16(try readHex(folder, dir, "device", max: 0xffff))
+        let classCode = UInt32(try readHex(folder, dir, "class", max: 0xff_ffff))
         let configPath = dir + "/config"
-        guard let configData = FileManager.default.contents(atPath: configPath) else {
+        guard let configData = folder.read("config") else {
             throw TopologyLoadError(file: configPath, "missing or unreadable: the config space is needed for BARs, PCIe port type and ACS")
         }
-        let config = ConfigSpace([UInt8](configData))
+        let config = ConfigSpace(configData)
         guard config.bytes.count >= 64 else {
             throw TopologyLoadError(file: configPath, "only \(config.bytes.count) bytes; a config space has at least 64")
         }
@@ -142,12 +142,12 @@ public enum SysfsTopologyLoader {
         let capabilityNote = config.capability(ConfigSpace.pcieCapabilityID).note
         if let capabilityNote { warnings.append("\(configPath): \(capabilityNote)") }
         let isBridgeHeader = config.headerType == 1
-        let bars = try readBARs(dir + "/resource", config: config, count: isBridgeHeader ? 2 : 6)
-        let maskText = try readText(dir, "dma_mask_bits", required: false)
-        let numaText = try readText(dir, "numa_node", required: false)
-        var driver = try readText(dir, "driver_name", required: false)
-        if driver == nil, let link = try? FileManager.default.destinationOfSymbolicLink(atPath: dir + "/driver") {
-            driver = URL(fileURLWithPath: link).lastPathComponent
+        let bars = try readBARs(folder.read("resource"), dir + "/resource", config: config, count: isBridgeHeader ? 2 : 6)
+        let maskText = try readText(folder, dir, "dma_mask_bits", required: false)
+        let numaText = try readText(folder, dir, "numa_node", required: false)
+        var driver = try readText(folder, dir, "driver_name", required: false)
+        if driver == nil, let link = folder.readLink("driver") {
+            driver = link.split(separator: "/").last.map(String.init) ?? link
         }
         return PCIFunction(
             address: address, vendor: vendor, device: device, classCode: classCode, parent: parent, hostBridge: hostBridge,
@@ -160,23 +160,22 @@ public enum SysfsTopologyLoader {
     static let resourcePrefetch: UInt64 = 0x2000
     static let resourceMem64: UInt64 = 0x10_0000
 
-    private static func readBARs(_ path: String, config: ConfigSpace, count: Int) throws -> [PCIBAR] {
-        guard let data = FileManager.default.contents(atPath: path) else {
+    private static func readBARs(_ contents: [UInt8]?, _ path: String, config: ConfigSpace, count: Int) throws -> [PCIBAR] {
+        guard let data = contents else {
             throw TopologyLoadError(file: path, "missing or unreadable: the BARs are read from it")
         }
-        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-            .filter { !$0.isEmpty }
+        let lines = data.split(separator: 0x0a, omittingEmptySubsequences: true)
         guard lines.count >= 6 else {
             throw TopologyLoadError(file: path, line: lines.count + 1, "truncated: \(lines.count) lines, at least 6 expected (one per BAR)")
         }
         var bars: [PCIBAR] = []
         for index in 0..<count {
-            let fields = lines[index].split(separator: " ")
-            let values = fields.compactMap { field -> UInt64? in
-                field.hasPrefix("0x") ? UInt64(field.dropFirst(2), radix: 16) : nil
-            }
+            let fields = lines[index].split(separator: 0x20)
+            let values = fields.compactMap(SysfsFiles.prefixedHex)
             guard fields.count == 3, values.count == 3 else {
-                throw TopologyLoadError(file: path, line: index + 1, "'\(lines[index])' is not three hexadecimal fields (start end flags)")
+                throw TopologyLoadError(
+                    file: path, line: index + 1,
+                    "'\(String(decoding: lines[index], as: UTF8.self))' is not three hexadecimal fields (start end flags)")
             }
             let (start, end, flags) = (values[0], values[1], values[2])
             guard flags & resourceMem != 0, end > start || (end == start && start != 0) else { continue }

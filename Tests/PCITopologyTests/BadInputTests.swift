@@ -161,4 +161,22 @@ struct BadInputTests {
         #expect(throws: DMAError.self) { try PCIAddress(parsing: "00:1g.0") }
         #expect(throws: DMAError.self) { try PCIAddress(parsing: "0000:00:20.0") }
     }
+
+    @Test("PCI addresses parse in the long and short forms, in either case", arguments: [
+        ("0000:03:00.0", 0, 3, 0, 0), ("03:1f.7", 0, 3, 31, 7), ("10000:ff:01.2", 0x10000, 0xff, 1, 2), ("ABCD:0A:1F.3", 0xabcd, 0x0a, 31, 3),
+        ("ffffffff:00:00.0", 0xffff_ffff, 0, 0, 0),
+    ] as [(String, UInt32, UInt8, UInt8, UInt8)])
+    func goodAddresses(_ text: String, _ domain: UInt32, _ bus: UInt8, _ device: UInt8, _ function: UInt8) throws {
+        let address = try PCIAddress(parsing: text)
+        #expect(address == (try PCIAddress(domain: domain, bus: bus, device: device, function: function)))
+    }
+
+    @Test("Malformed PCI addresses are refused with EINVAL naming the text", arguments: [
+        "", ":", "0000:03:00", "0000:03:00.", "0000:03:0.0", "0000:3:00.0", "000000000:03:00.0", ":03:00.0", "0000:03:00.00",
+        "0000:03:00.8", "0000:03:20.0", "0000:+3:00.0", "0000:03:00:0", "a:b:c:d", "0000:03:00,0", "pci0000:00", "0000:03:00.0\n",
+    ])
+    func badAddresses(_ text: String) {
+        let error = #expect(throws: DMAError.self) { try PCIAddress(parsing: text) }
+        #expect(error?.errno == .EINVAL)
+    }
 }
