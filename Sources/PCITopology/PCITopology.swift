@@ -53,13 +53,23 @@ public final class PCITopology: P2PTopology, Sendable {
     private let byAddress: [PCIAddress: PCIFunction]
     /// Every memory BAR as a P2P provider, sorted by CPU address.
     public let providers: [P2PProvider]
-    private let cache = Mutex<[Pair: P2PVerdict]>([:])
+    private let cache = Mutex<[Int: P2PVerdict]>([:])  // provider index * functions.count + client index
     private let identities: [String: PCIFunction]
 
-    private struct Pair: Hashable {
-        let provider: PCIAddress
-        let client: PCIAddress
+    /// A function as the walk of every verdict sees it: indices and flags, so that no
+    /// `PCIFunction` (strings, BAR arrays) is copied on the way.
+    private struct Node {
+        var upstream: Int  // index of `pci_upstream_bridge`, -1 on a root bus
+        var depth: Int  // bridges above it
+        var acs: Int8  // 1: redirects P2P, 0: does not, -1: unknown
+        var hostBridge: Int  // index into `hostBridgeEntries`
     }
+
+    private let nodes: [Node]  // indexed like `functions`
+    private let nodeIndex: [PCIAddress: Int]
+    /// Per host bridge: the whitelist entry of its identity device (`pci_host_bridge_dev`), nil
+    /// when it has none or is not listed.
+    private let hostBridgeEntries: [P2PHostBridgeWhitelist.Entry?]
 
     /// Builds a topology and checks it.
     /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
@@ -108,10 +118,33 @@ public final class PCITopology: P2PTopology, Sendable {
             if let first = firstOnRootBus[function.hostBridge], first.address < function.address { continue }
             firstOnRootBus[function.hostBridge] = function
         }
-        self.identities = firstOnRootBus.filter { $0.value.address.devfn == 0 || $0.value.portType == .rootPort }
+        let identities = firstOnRootBus.filter { $0.value.address.devfn == 0 || $0.value.portType == .rootPort }
+        self.identities = identities
         self.cpu = cpu
-        self.functions = functions.sorted { $0.address < $1.address }
+        let sorted = functions.sorted { $0.address < $1.address }
+        self.functions = sorted
         self.byAddress = byAddress
+        var nodeIndex: [PCIAddress: Int] = [:]
+        for (index, function) in sorted.enumerated() { nodeIndex[function.address] = index }
+        let bridgeNames = Array(Set(sorted.map(\.hostBridge))).sorted()
+        let bridgeIndex = Dictionary(uniqueKeysWithValues: bridgeNames.enumerated().map { ($1, $0) })
+        self.hostBridgeEntries = bridgeNames.map { name in
+            identities[name].flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
+        }
+        var nodes = sorted.map { function in
+            Node(
+                upstream: function.parent.flatMap { nodeIndex[$0] } ?? -1, depth: 0,
+                acs: function.acs.redirects.map { $0 ? 1 : 0 } ?? -1, hostBridge: bridgeIndex[function.hostBridge]!)
+        }
+        for index in nodes.indices {  // the parent chains were checked above: no loop
+            var up = nodes[index].upstream
+            while up >= 0 {
+                nodes[index].depth += 1
+                up = nodes[up].upstream
+            }
+        }
+        self.nodes = nodes
+        self.nodeIndex = nodeIndex
         self.providers = providers
         self.warnings = warnings
     }
@@ -162,11 +195,20 @@ public final class PCITopology: P2PTopology, Sendable {
     /// The verdict for a pair, computed once and then answered from the cache.
     /// - Throws: `ENODEV` when either address is not in the topology.
     public func verdict(provider: PCIAddress, client: PCIAddress) throws(DMAError) -> P2PVerdict {
-        let key = Pair(provider: provider, client: client)
+        let p = try index(provider)
+        let c = try index(client)
+        let key = p * nodes.count + c
         if let cached = cache.withLock({ $0[key] }) { return cached }
-        let verdict = walk(try require(provider), try require(client)).verdict
+        let verdict = walk(p, c, keepSteps: false).verdict
         cache.withLock { $0[key] = verdict }
         return verdict
+    }
+
+    private func index(_ address: PCIAddress) throws(DMAError) -> Int {
+        guard let index = nodeIndex[address] else {
+            throw DMAError(.notFound, .ENODEV, "no PCI device \(address) in this topology")
+        }
+        return index
     }
 
     /// The number of pairs in the verdict cache.
@@ -181,15 +223,14 @@ public final class PCITopology: P2PTopology, Sendable {
         return verdict.mapType
     }
 
-    /// One pair worked out as `calc_map_type_and_dist` does it, with the steps kept.
+    /// One pair worked out as `calc_map_type_and_dist` does it; the steps (indices into
+    /// `functions`) are kept only when asked for, for ``explain(provider:client:)``.
     private struct Walk {
-        var providerPath: [PCIFunction] = []
-        var clientPath: [PCIFunction] = []
-        var common: PCIFunction?
-        var acsList: [PCIAddress] = []
-        var acsUnknown: [PCIAddress] = []
-        var devA: PCIFunction?
-        var devB: PCIFunction?
+        var providerPath: [Int] = []
+        var clientPath: [Int] = []
+        var common: Int?
+        var acsList: [Int] = []
+        var acsUnknown: [Int] = []
         var verdict = P2PVerdict(mapType: .notSupported, distance: -1, acsUnknown: false)
     }
 
@@ -197,58 +238,65 @@ public final class PCITopology: P2PTopology, Sendable {
     /// ACS is checked on every device of the provider's walk up to and including the common one,
     /// and on the client's chain below the common one (the kernel's two loops); without a common
     /// device the host-bridge rule decides (`host_bridge_whitelist`, `cpu_supports_p2pdma`).
-    private func walk(_ provider: PCIFunction, _ client: PCIFunction) -> Walk {
+    /// A device on the client's chain is the client's ancestor at its own depth, so the search
+    /// needs no list of the chain.
+    private func walk(_ provider: Int, _ client: Int, keepSteps: Bool) -> Walk {
         var w = Walk()
-        func checkACS(_ function: PCIFunction) {
-            switch function.acs.redirects {
-            case true?: w.acsList.append(function.address)
-            case nil:
-                w.acsUnknown.append(function.address)
-                w.acsList.append(function.address)  // conservative: unknown counts as redirecting
-            case false?: break
+        var redirects = false
+        var unknown = false
+        func checkACS(_ index: Int) {
+            switch nodes[index].acs {
+            case 1:
+                redirects = true
+                if keepSteps { w.acsList.append(index) }
+            case -1:  // conservative: unknown counts as redirecting
+                redirects = true
+                unknown = true
+                if keepSteps {
+                    w.acsUnknown.append(index)
+                    w.acsList.append(index)
+                }
+            default: break
             }
         }
-        var clientChain: [PCIFunction] = []
-        var c: PCIFunction? = client
-        while let step = c {
-            clientChain.append(step)
-            c = upstreamBridge(of: step)
+        let clientDepth = nodes[client].depth
+        func isOnClientChain(_ index: Int) -> Bool {
+            let depth = nodes[index].depth
+            guard depth <= clientDepth else { return false }
+            var step = client
+            for _ in 0..<(clientDepth - depth) { step = nodes[step].upstream }
+            return step == index
         }
-        var a: PCIFunction? = provider
+        var a = provider
         var distA = 0
         var distB = 0
-        while let current = a {
-            w.providerPath.append(current)
-            checkACS(current)
-            if let index = clientChain.firstIndex(where: { $0.address == current.address }) {
-                w.common = current
-                distB = index
+        while a >= 0 {
+            if keepSteps { w.providerPath.append(a) }
+            checkACS(a)
+            if isOnClientChain(a) {
+                w.common = a
+                distB = clientDepth - nodes[a].depth
                 break
             }
-            distB = clientChain.count
-            a = upstreamBridge(of: current)
+            distB = clientDepth + 1
+            a = nodes[a].upstream
             distA += 1
         }
-        if let common = w.common {
-            for step in clientChain {
-                if step.address == common.address { break }
-                w.clientPath.append(step)
-                checkACS(step)
-            }
-        } else {
-            w.clientPath = clientChain
+        var step = client
+        while step >= 0 && step != w.common {
+            if keepSteps { w.clientPath.append(step) }
+            if w.common != nil { checkACS(step) }
+            step = nodes[step].upstream
         }
-        w.devA = hostBridgeDevice(provider.hostBridge)
-        w.devB = hostBridgeDevice(client.hostBridge)
-        func whitelisted(_ device: PCIFunction?, same: Bool) -> Bool {
-            guard let device, let entry = P2PHostBridgeWhitelist.entry(vendor: device.vendor, device: device.device) else { return false }
+        func whitelisted(_ hostBridge: Int, same: Bool) -> Bool {
+            guard let entry = hostBridgeEntries[hostBridge] else { return false }
             return !(entry.sameHostBridgeOnly && !same)
         }
+        let (bridgeA, bridgeB) = (nodes[provider].hostBridge, nodes[client].hostBridge)
         let hostBridgeOK =
-            provider.hostBridge == client.hostBridge
-            ? whitelisted(w.devA, same: true) : whitelisted(w.devA, same: false) && whitelisted(w.devB, same: false)
+            bridgeA == bridgeB ? whitelisted(bridgeA, same: true) : whitelisted(bridgeA, same: false) && whitelisted(bridgeB, same: false)
         let mapType: P2PMapType
-        if w.common != nil && w.acsList.isEmpty {
+        if w.common != nil && !redirects {
             mapType = .busAddress
         } else if cpu.supportsP2PThroughHostBridge || hostBridgeOK {
             mapType = .throughHostBridge
@@ -256,7 +304,7 @@ public final class PCITopology: P2PTopology, Sendable {
             mapType = .notSupported
         }
         w.verdict = P2PVerdict(
-            mapType: mapType, distance: mapType == .notSupported ? -1 : distA + distB, acsUnknown: !w.acsUnknown.isEmpty && w.common != nil)
+            mapType: mapType, distance: mapType == .notSupported ? -1 : distA + distB, acsUnknown: unknown && w.common != nil)
         return w
     }
 
@@ -266,8 +314,13 @@ public final class PCITopology: P2PTopology, Sendable {
     public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
         let provider = try require(providerAddress)
         let client = try require(clientAddress)
-        let w = walk(provider, client)
-        let (common, acsList, acsUnknown, devA, devB, verdict, mapType) = (w.common, w.acsList, w.acsUnknown, w.devA, w.devB, w.verdict, w.verdict.mapType)
+        let w = walk(try index(providerAddress), try index(clientAddress), keepSteps: true)
+        let common = w.common.map { functions[$0] }
+        let acsList = w.acsList.map { functions[$0].address }
+        let acsUnknown = w.acsUnknown.map { functions[$0].address }
+        let devA = hostBridgeDevice(provider.hostBridge)
+        let devB = hostBridgeDevice(client.hostBridge)
+        let (verdict, mapType) = (w.verdict, w.verdict.mapType)
         let hostA = provider.hostBridge
         let hostB = client.hostBridge
 
@@ -300,7 +353,7 @@ public final class PCITopology: P2PTopology, Sendable {
 
         return P2PExplanation(
             provider: provider.address, client: client.address,
-            providerPath: w.providerPath.map { hop($0) }, clientPath: w.clientPath.map { hop($0) },
+            providerPath: w.providerPath.map { hop(functions[$0]) }, clientPath: w.clientPath.map { hop(functions[$0]) },
             commonUpstream: common?.address, acsRedirect: acsList, acsUnknown: acsUnknown,
             providerHostBridge: hostBridgeFacts(hostA, devA), clientHostBridge: hostBridgeFacts(hostB, devB),
             sameHostBridge: hostA == hostB, cpu: cpu.description, cpuSupportsP2P: cpu.supportsP2PThroughHostBridge,
