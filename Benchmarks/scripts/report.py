@@ -75,8 +75,12 @@ def main():
 
     # 3. swiotlb
     for kib in (4, 16, 64, 256):
+        # Both are timed over 1 MiB of back-to-back copies (Mapping.swift, copiesPerIteration).
+        copies = 1024 // kib
         mc = p50("memcpy %d KiB" % kib)
         sync = p50("swiotlb sync %d KiB" % kib)
+        mc = mc / copies if mc else mc
+        sync = sync / copies if sync else sync
         mu = p50("swiotlb map+unmap %d KiB" % kib)
         if not (mc and sync and mu):
             continue
@@ -109,7 +113,7 @@ def main():
             "%.2fx lspci" % (load_ / lspci), "faster than lspci", load_ < lspci)
     if all_ and lspci:
         row("load + all 1,048,576 pair verdicts", "%.1f ms (%.0f ns/pair after load)" % (all_ / 1e6, (all_ - (load_ or 0)) / 1024**2),
-            "lspci -t: %.1f ms" % (lspci / 1e6), "%.2fx lspci" % (all_ / lspci), "faster than lspci", all_ < lspci)
+            "lspci -t: %.1f ms (computes no pair)" % (lspci / 1e6), "%.2fx lspci" % (all_ / lspci), "(reported)", None)
     big = p50("cached verdict x1024 1024-endpoint topology")
     small = p50("cached verdict x1024 built-in topology")
     if big and small:
