@@ -39,13 +39,19 @@ public struct MemoryRegion: Hashable, Sendable, CustomStringConvertible {
 public final class SimulatedMemory: Sendable {
     private struct State {
         var regions: [MemoryRegion] = []  // sorted by start, never overlapping
-        var spans: [PhysicalRange] = []  // regions[i].range: a plain array for the searches of every access
+        var spans: [Span] = []  // regions[i].range as plain bounds, for the search of every access
         let store = ByteStore()
         var free: [PhysicalAddress: [PhysicalRange]] = [:]  // RAM region start → free extents, sorted
         var disabled: Set<PhysicalAddress> = []  // BAR regions whose memory decoding is off
     }
 
     private let state = Mutex(State())
+
+    /// A region's first and last byte, plain integers (no overflow checks to recompute `last`).
+    private struct Span {
+        var start: UInt64
+        var last: UInt64
+    }
 
     /// Creates an empty physical address space; add regions with ``addRegion(name:kind:range:)``.
     public init() {}
@@ -67,7 +73,7 @@ public final class SimulatedMemory: Sendable {
             let region = MemoryRegion(name: name, kind: kind, range: range)
             let index = state.regions.firstIndex { $0.range.start > range.start } ?? state.regions.endIndex
             state.regions.insert(region, at: index)
-            state.spans.insert(range, at: index)
+            state.spans.insert(Span(start: range.start.rawValue, last: range.last.rawValue), at: index)
             if kind == .ram { state.free[range.start] = [range] }
         }
     }
@@ -140,15 +146,20 @@ public final class SimulatedMemory: Sendable {
         return low < regions.count && regions[low].range.contains(address) ? regions[low] : nil
     }
 
-    /// The index of the region holding `address`, searching the plain `spans` (no region copied).
-    private static func findIndex(_ address: UInt64, in spans: [PhysicalRange]) -> Int? {
+    /// The index of the region holding `address`, searching the plain `spans` (no region copied):
+    /// a scan for the few regions of a machine, a binary search beyond eight.
+    private static func findIndex(_ address: UInt64, in spans: [Span]) -> Int? {
+        if spans.count <= 8 {
+            for index in spans.indices where spans[index].start <= address && address <= spans[index].last { return index }
+            return nil
+        }
         var low = 0
         var high = spans.count
         while low < high {
             let mid = (low + high) / 2
-            if spans[mid].last.rawValue < address { low = mid + 1 } else { high = mid }
+            if spans[mid].last < address { low = mid + 1 } else { high = mid }
         }
-        return low < spans.count && spans[low].start.rawValue <= address ? low : nil
+        return low < spans.count && spans[low].start <= address ? low : nil
     }
 
     private static func checkBacked(_ state: State, _ address: PhysicalAddress, _ count: Int) throws(DMAError) {
@@ -161,13 +172,13 @@ public final class SimulatedMemory: Sendable {
                 throw DMAError(.busError, .EIO, "physical address \(PhysicalAddress(cursor)) is not backed by RAM or a BAR")
             }
             let span = state.spans[index]
-            if !state.disabled.isEmpty && state.disabled.contains(span.start) {
+            if !state.disabled.isEmpty && state.disabled.contains(PhysicalAddress(span.start)) {
                 throw DMAError(
                     .busError, .EIO,
                     "\(state.regions[index].name) at \(PhysicalAddress(cursor)) does not decode: memory decoding of its BAR is off (revoked, reset or in low power)")
             }
-            if span.last.rawValue >= last { return }
-            cursor = span.last.rawValue + 1
+            if span.last >= last { return }
+            cursor = span.last + 1
         }
     }
 
