@@ -133,6 +133,24 @@ struct SimulatedMemoryCopyTests {
         try memory.free(freedAll)
         #expect(memory.materialisedPages == 0 && memory.storeBytes == 0, "freeing everything gives every chunk back")
     }
+
+    @Test("with more regions than the scan covers (binary search): every region reached, every gap a bus error", arguments: [3, 8, 9, 40])
+    func manyRegions(_ count: Int) throws {
+        let memory = SimulatedMemory()
+        for i in 0..<count {  // 64 KiB regions with 64 KiB holes between them, added out of order
+            let index = (i * 7) % count
+            try memory.addRAM(name: "ram\(index)", start: PhysicalAddress(0x100_0000 + UInt64(index) * 0x2_0000), length: 0x1_0000)
+        }
+        for index in 0..<count {
+            let start = PhysicalAddress(0x100_0000 + UInt64(index) * 0x2_0000)
+            try memory.write([UInt8(index), 1, 2], at: PhysicalAddress(start.rawValue + 0xfffd))
+            #expect(try memory.read(PhysicalAddress(start.rawValue + 0xfffd), count: 3) == [UInt8(index), 1, 2])
+            let error = #expect(throws: DMAError.self) { try memory.read(PhysicalAddress(start.rawValue + 0xfffe), count: 3) }
+            #expect(error?.code == .busError, "the hole after region \(index)")
+            #expect(throws: DMAError.self) { try memory.read(PhysicalAddress(start.rawValue + 0x1_8000), count: 1) }
+        }
+        #expect(throws: DMAError.self) { try memory.read(0xff_ffff, count: 1) }
+    }
 }
 
 /// A small deterministic generator (SplitMix64) so that the random tests repeat exactly.
