@@ -43,7 +43,7 @@ public final class SimulatedMemory: Sendable {
         var disabled: Set<PhysicalAddress> = []  // BAR regions whose memory decoding is off
     }
 
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// Creates an empty physical address space; add regions with ``addRegion(name:kind:range:)``.
     public init() {}

@@ -53,7 +53,7 @@ public final class PCITopology: P2PTopology, Sendable {
     private let byAddress: [PCIAddress: PCIFunction]
     /// Every memory BAR as a P2P provider, sorted by CPU address.
     public let providers: [P2PProvider]
-    private let cache = Mutex<[Pair: P2PVerdict]>([:])
+    private let cache = ModelMutex<[Pair: P2PVerdict]>([:])
     private let identities: [String: PCIFunction]
 
     private struct Pair: Hashable {
