@@ -123,7 +123,7 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
         var detached = false
     }
 
-    private let state: Mutex<State>
+    private let state: ModelMutex<State>
 
     init(buffer: DMABuffer, device: DMADevice, importer: (any DMABufImporter)?) {
         self.buffer = buffer
@@ -131,7 +131,7 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
         self.importer = importer
         // dma_buf_dynamic_attach: peer2peer comes from the importer's ops, so a static importer
         // never has it.
-        self.state = Mutex(State(peerToPeer: importer?.allowPeerToPeer ?? false))
+        self.state = ModelMutex(State(peerToPeer: importer?.allowPeerToPeer ?? false))
     }
 
     /// Whether the importer has `invalidate_mappings` (`dma_buf_attachment_is_dynamic`).
@@ -216,9 +216,9 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public let exporter: any DMABufExporter
     /// The reservation object.
     public let resv = ReservationObject()
-    private let attachmentList = Mutex<[DMABufAttachment]>([])
+    private let attachmentList = ModelMutex<[DMABufAttachment]>([])
     /// How many `invalidate_mappings` rounds are running (see ``invalidateMappings()``).
-    private let invalidating = Mutex(0)
+    private let invalidating = ModelMutex(0)
 
     /// `dma_buf_export`.
     /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
@@ -359,7 +359,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         exporter.unpin(attachment)
     }
 
-    private let released = Mutex(false)
+    private let released = ModelMutex(false)
 
     /// The last `dma_buf_put`: the exporter's `release` frees the memory and drops its reference
     /// to the buffer, which breaks the exporter ↔ buffer reference cycle. A second call does

@@ -30,7 +30,7 @@ public final class DMAFence: Sendable, CustomStringConvertible {
     public let context: UInt64
     /// The point on it.
     public let seqno: UInt64
-    private let signalled = Mutex(false)
+    private let signalled = ModelMutex(false)
 
     /// A fence that is not yet signalled.
     public init(context: UInt64, seqno: UInt64) {
@@ -62,7 +62,7 @@ public final class ReservationObject: Sendable {
         var fences: [(DMAFence, DMAFenceUsage)] = []
     }
 
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// An unlocked object with no fences.
     public init() {}

@@ -36,7 +36,7 @@ public struct DMABufExporterConformance: Sendable {
 
     final class Counter: DMABufImporter {
         let allowPeerToPeer = true
-        private let count = Mutex(0)
+        private let count = ModelMutex(0)
         var told: Int { count.withLock { $0 } }
         func invalidateMappings(_ attachment: DMABufAttachment) { count.withLock { $0 += 1 } }
     }

@@ -378,7 +378,7 @@ public struct DMAOpsConformance: Sendable {
             var problems: [String] = []
             var maps = 0
         }
-        let shared = Mutex(Shared())
+        let shared = ModelMutex(Shared())
         let ops = rig.ops
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for round in 0..<rounds {

@@ -45,7 +45,7 @@ public final class SimulatedMemory: Sendable {
         var disabled: Set<PhysicalAddress> = []  // BAR regions whose memory decoding is off
     }
 
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// A region's first and last byte, plain integers (no overflow checks to recompute `last`).
     private struct Span {

@@ -43,8 +43,8 @@ public final class GPUVRAMExporter: DMABufExporter {
     /// The buffer's size.
     public let size: UInt64
     public let exporterName: String
-    private let state: Mutex<State>
-    private let bufferBox = Mutex<DMABuffer?>(nil)
+    private let state: ModelMutex<State>
+    private let bufferBox = ModelMutex<DMABuffer?>(nil)
 
     /// Allocates `size` bytes of VRAM and exports them.
     /// - Returns: the exporter; its ``buffer`` is the dma-buf.
@@ -61,7 +61,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         self.memory = memory
         self.size = size
         self.exporterName = exporterName
-        self.state = Mutex(State(backing: .vram(range)))
+        self.state = ModelMutex(State(backing: .vram(range)))
         do {
             let buffer = try DMABuffer(name: name, size: size, exporter: self)
             bufferBox.withLock { $0 = buffer }

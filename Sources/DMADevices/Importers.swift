@@ -26,7 +26,7 @@ public final class DeviceImporter: DMABufImporter {
         var invalidations = 0
     }
 
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// Creates an importer.
     public init(name: String, device: DMADevice, dynamic: Bool, allowPeerToPeer: Bool) {

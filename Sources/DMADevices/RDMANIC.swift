@@ -36,7 +36,7 @@ public final class RDMAMemoryRegion: DMABufImporter {
         var deregistered = false
     }
 
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     init(device: DMADevice, buffer: DMABuffer, pinned: Bool, direction: DMADirection) throws(DMAError) {
         self.device = device

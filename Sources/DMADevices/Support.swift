@@ -62,12 +62,12 @@ func copyRanges(_ memory: SimulatedMemory, from: [PhysicalRange], to: [PhysicalR
 public final class VRAMHeap: Sendable {
     /// The VRAM BAR.
     public let provider: P2PProvider
-    private let free: Mutex<[PhysicalRange]>
+    private let free: ModelMutex<[PhysicalRange]>
 
     /// A heap over the whole BAR.
     public init(provider: P2PProvider) {
         self.provider = provider
-        self.free = Mutex([provider.cpuRange])
+        self.free = ModelMutex([provider.cpuRange])
     }
 
     /// Takes `size` bytes (page-aligned).

@@ -12,7 +12,7 @@ public final class SystemHeapExporter: DMABufExporter {
     public let pages: [PhysicalRange]
     /// The machine's memory.
     public let memory: SimulatedMemory
-    private let bufferBox = Mutex<DMABuffer?>(nil)
+    private let bufferBox = ModelMutex<DMABuffer?>(nil)
 
     /// Allocates `size` bytes of pages.
     /// - Throws: `EINVAL` for a size that is not a positive page multiple; `ENOMEM`.

@@ -58,8 +58,8 @@ public final class VFIOBARExporter: DMABufExporter {
     public let physicalRanges: [PhysicalRange]
     /// The machine's memory.
     public let memory: SimulatedMemory
-    private let state: Mutex<State>
-    private let bufferBox = Mutex<DMABuffer?>(nil)
+    private let state: ModelMutex<State>
+    private let bufferBox = ModelMutex<DMABuffer?>(nil)
 
     /// `VFIO_DEVICE_FEATURE_DMA_BUF`.
     /// - Note: About the arguments:
@@ -109,7 +109,7 @@ public final class VFIOBARExporter: DMABufExporter {
         self.provider = provider
         self.physicalRanges = physical
         self.memory = memory
-        self.state = Mutex(State(revoked: !memory.isDecoding(provider)))
+        self.state = ModelMutex(State(revoked: !memory.isDecoding(provider)))
         let buffer = try DMABuffer(name: name, size: total, exporter: self)
         bufferBox.withLock { $0 = buffer }
     }

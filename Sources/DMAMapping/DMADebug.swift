@@ -110,7 +110,7 @@ public final class DMADebug: Sendable {
 
     /// How the layer behaves.
     public let configuration: Configuration
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// Creates an empty debug state.
     public init(configuration: Configuration = Configuration()) {

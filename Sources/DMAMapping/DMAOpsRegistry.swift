@@ -7,7 +7,7 @@ import Synchronization
 /// the model has one so that a scenario, the CLI and the conformance suite can name ops, and so
 /// that third-party ops plug in exactly as the built-in ones do.
 public final class DMAOpsRegistry: Sendable {
-    private let table = Mutex<[String: any DMAOps]>([:])
+    private let table = ModelMutex<[String: any DMAOps]>([:])
 
     /// An empty registry.
     public init() {}

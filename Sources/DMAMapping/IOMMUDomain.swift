@@ -69,7 +69,7 @@ public final class IOMMUDomain: Sendable {
     /// Whether devices are first given addresses below 4 GiB (`pci_32bit_workaround`, on unless
     /// `iommu.forcedac=1`).
     public let tryBelow4GiBFirst: Bool
-    private let state = Mutex(State())
+    private let state = ModelMutex(State())
 
     /// The IOMMU page size and IOVA granule: 4 KiB.
     public static let granule: UInt64 = pageSize

@@ -52,7 +52,7 @@ public final class SwiotlbPool: Sendable {
     public let start: PhysicalAddress
     /// The number of slots.
     public let slotCount: Int
-    private let state: Mutex<State>
+    private let state: ModelMutex<State>
 
     /// Reserves `slotCount` slots of RAM in `memory` for a pool, below `limit` (4 GiB by default,
     /// where the kernel places the default pool so 32-bit devices can reach it).
@@ -70,7 +70,7 @@ public final class SwiotlbPool: Sendable {
         var slots: [Slot] = []
         slots.reserveCapacity(slotCount)
         for i in 0..<slotCount { slots.append(Slot(list: Self.segmentSlots - i % Self.segmentSlots, owner: nil)) }
-        self.state = Mutex(State(slots: slots, mappings: Array(repeating: nil, count: slotCount)))
+        self.state = ModelMutex(State(slots: slots, mappings: Array(repeating: nil, count: slotCount)))
     }
 
     /// The largest mapping the pool accepts for a device (`swiotlb_max_mapping_size`).

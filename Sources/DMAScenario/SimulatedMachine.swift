@@ -19,9 +19,9 @@ public final class SimulatedMachine: Sendable {
     public let registry: DMAOpsRegistry
     /// The debug state every importer device is checked by.
     public let debug: DMADebug
-    private let heaps = Mutex<[String: VRAMHeap]>([:])
-    private let devices = Mutex<[DMADevice]>([])
-    private let buffers = Mutex<[DMABuffer]>([])
+    private let heaps = ModelMutex<[String: VRAMHeap]>([:])
+    private let devices = ModelMutex<[DMADevice]>([])
+    private let buffers = ModelMutex<[DMABuffer]>([])
 
     /// Builds the machine.
     /// - Throws: `EINVAL` when two BARs overlap RAM.

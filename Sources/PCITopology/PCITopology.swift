@@ -53,7 +53,7 @@ public final class PCITopology: P2PTopology, Sendable {
     private let byAddress: [PCIAddress: PCIFunction]
     /// Every memory BAR as a P2P provider, sorted by CPU address.
     public let providers: [P2PProvider]
-    private let cache = Mutex<[Int: P2PVerdict]>([:])  // provider index * functions.count + client index
+    private let cache = ModelMutex<[Int: P2PVerdict]>([:])  // provider index * functions.count + client index
     private let identities: [String: PCIFunction]
 
     /// A function as the walk of every verdict sees it: indices and flags, so that no

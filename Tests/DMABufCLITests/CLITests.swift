@@ -5,23 +5,8 @@ import Testing
 
 /// Runs the built `dmabuf` binary (it sits beside the test bundle in the build folder).
 func runDMABuf(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let buildFolder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var binary = buildFolder.appendingPathComponent("dmabuf")
-    if !FileManager.default.fileExists(atPath: binary.path) {
-        binary = buildFolder.deletingLastPathComponent().appendingPathComponent("dmabuf")
-    }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    let result = try runChild(builtProduct("dmabuf"), arguments)
+    return (result.status, String(decoding: result.stdout, as: UTF8.self), String(decoding: result.stderr, as: UTF8.self))
 }
 
 @Suite("The dmabuf tool")

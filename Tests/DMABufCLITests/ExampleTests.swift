@@ -3,20 +3,8 @@ import Testing
 
 /// Runs a built executable of this package by name (it sits beside the test bundle).
 func runProduct(_ name: String, _ arguments: [String] = []) throws -> (status: Int32, stdout: String) {
-    let buildFolder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var binary = buildFolder.appendingPathComponent(name)
-    if !FileManager.default.fileExists(atPath: binary.path) {
-        binary = buildFolder.deletingLastPathComponent().appendingPathComponent(name)
-    }
-    let process = Process()
-    process.executableURL = binary
-    process.arguments = arguments
-    let out = Pipe()
-    process.standardOutput = out
-    try process.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    let result = try runChild(builtProduct(name), arguments)
+    return (result.status, String(decoding: result.stdout, as: UTF8.self))
 }
 
 @Suite("Examples: each story told with the library API, output compared")
