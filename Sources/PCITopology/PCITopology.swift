@@ -53,7 +53,12 @@ public final class PCITopology: P2PTopology, Sendable {
     private let byAddress: [PCIAddress: PCIFunction]
     /// Every memory BAR as a P2P provider, sorted by CPU address.
     public let providers: [P2PProvider]
-    private let cache = ModelMutex<[Int: P2PVerdict]>([:])  // provider index * functions.count + client index
+    private let cache = ModelMutex<[Pair: P2PVerdict]>([:])
+
+    private struct Pair: Hashable {
+        let provider: PCIAddress
+        let client: PCIAddress
+    }
     private let identities: [String: PCIFunction]
 
     /// A function as the walk of every verdict sees it: indices and flags, so that no
@@ -195,11 +200,9 @@ public final class PCITopology: P2PTopology, Sendable {
     /// The verdict for a pair, computed once and then answered from the cache.
     /// - Throws: `ENODEV` when either address is not in the topology.
     public func verdict(provider: PCIAddress, client: PCIAddress) throws(DMAError) -> P2PVerdict {
-        let p = try index(provider)
-        let c = try index(client)
-        let key = p * nodes.count + c
+        let key = Pair(provider: provider, client: client)
         if let cached = cache.withLock({ $0[key] }) { return cached }
-        let verdict = walk(p, c, keepSteps: false).verdict
+        let verdict = walk(try index(provider), try index(client), keepSteps: false).verdict
         cache.withLock { $0[key] = verdict }
         return verdict
     }
