@@ -25,12 +25,20 @@ final class ByteStore {
     private(set) var pageCount = 0
 
     init() {
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: Self.emptyKey, count: capacity)
-        chunkBytes = .allocate(capacity: capacity)
-        chunkBytes.initialize(repeating: nil, count: capacity)
-        chunkPages = .allocate(capacity: capacity)
-        chunkPages.initialize(repeating: 0, count: capacity)
+        (keys, chunkBytes, chunkPages) = Self.emptyTable(capacity)
+    }
+
+    /// The three arrays of an empty table of `capacity` slots.
+    private static func emptyTable(_ capacity: Int) -> (
+        UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UnsafeMutableRawPointer?>, UnsafeMutablePointer<UInt16>
+    ) {
+        let keys = UnsafeMutablePointer<UInt64>.allocate(capacity: capacity)
+        keys.initialize(repeating: emptyKey, count: capacity)
+        let bytes = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: capacity)
+        bytes.initialize(repeating: nil, count: capacity)
+        let pages = UnsafeMutablePointer<UInt16>.allocate(capacity: capacity)
+        pages.initialize(repeating: 0, count: capacity)
+        return (keys, bytes, pages)
     }
 
     deinit {
@@ -77,12 +85,7 @@ final class ByteStore {
         let (oldCapacity, oldKeys, oldBytes, oldPages) = (capacity, keys, chunkBytes, chunkPages)
         capacity *= 2
         shift -= 1
-        keys = .allocate(capacity: capacity)
-        keys.initialize(repeating: Self.emptyKey, count: capacity)
-        chunkBytes = .allocate(capacity: capacity)
-        chunkBytes.initialize(repeating: nil, count: capacity)
-        chunkPages = .allocate(capacity: capacity)
-        chunkPages.initialize(repeating: 0, count: capacity)
+        (keys, chunkBytes, chunkPages) = Self.emptyTable(capacity)
         chunkCount = 0
         for slot in 0..<oldCapacity where oldKeys[slot] != Self.emptyKey {
             insert(oldKeys[slot], bytes: oldBytes[slot]!, pages: oldPages[slot])
