@@ -2,7 +2,9 @@
 # `make bench`: generates the inputs into a temporary folder (a 1,024-endpoint sysfs copy and a
 # 10,000-step scenario), runs every benchmark once with ordo-one/benchmark, and prints each row
 # with its ratio to the baseline measured in the same run (scripts/report.py).
-# BENCH_FILTER=REGEX runs only the matching benchmarks; BENCH_RESULTS=DIR keeps the percentile files.
+# BENCH_FILTER=REGEX runs only the matching benchmarks; BENCH_RESULTS=DIR keeps the percentile files;
+# BENCH_RUNS=N runs everything N times and prints each row from the median run with every run's ratio
+# (on a shared machine single numbers move by 10-40 %).
 set -euo pipefail
 cd "$(dirname "$0")"
 SWIFT=${SWIFT:-swift}
@@ -13,12 +15,23 @@ python3 scripts/make-scenario.py "$work/scenario.yaml" 10000
 export DMABUF_BENCH_SYSFS="$work/sys"
 export DMABUF_BENCH_SCENARIO="$work/scenario.yaml"
 results=${BENCH_RESULTS:-$work/results}
-mkdir -p "$results"
+runs=${BENCH_RUNS:-1}
+if ! [[ "$runs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "run.sh: BENCH_RUNS must be a positive whole number, not '$runs'" >&2
+  exit 2
+fi
 filter=()
 if [ -n "${BENCH_FILTER:-}" ]; then filter=(--filter "$BENCH_FILTER"); fi
-"$SWIFT" package --allow-writing-to-directory "$results" benchmark "${filter[@]}" \
-  --format histogramPercentiles --path "$results" --no-progress
+folders=()
+for ((run = 1; run <= runs; run++)); do
+  folder=$results
+  if [ "$runs" -gt 1 ]; then folder=$results/run$run; echo "== run $run of $runs"; fi
+  mkdir -p "$folder"
+  "$SWIFT" package --allow-writing-to-directory "$folder" benchmark "${filter[@]}" \
+    --format histogramPercentiles --path "$folder" --no-progress
+  folders+=("$folder")
+done
 echo
 echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) CPUs," \
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); $(date -u '+%Y-%m-%d %H:%M UTC')"
-python3 scripts/report.py "$results"
+python3 scripts/report.py "${folders[@]}"

@@ -3,7 +3,10 @@
 prints every row of BENCHMARKS.md with its ratio to the baseline measured in the same run.
 Medians (p50) throughout. Exit code 0 whatever the goals say: a missed goal is a finding, reported.
 
-Usage: report.py DIR
+Usage: report.py DIR [DIR ...]
+
+With several folders (one per run, `BENCH_RUNS=N make bench`), each row is printed from the run
+whose ratio is the median of the runs (the goal judged on that run), followed by every run's ratio.
 """
 import glob
 import os
@@ -32,12 +35,8 @@ def load(folder):
     return values
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    v = load(sys.argv[1])
-    if not v:
-        sys.exit("report.py: no percentile files in %s" % sys.argv[1])
+def rows_for(v):
+    """Every row of the table from one run's percentiles."""
 
     def p50(name, metric="wallClock"):
         key = (name, metric)
@@ -129,10 +128,40 @@ def main():
             "%.0f ms, %.0f steps/s, peak RSS %.0f MB, %d mallocs" % (sim / 1e6, 10000 / (sim / 1e9), (peak or 0) / 1e6, allocs or 0),
             "-", "-", "report", None)
 
-    print("| what | measured (median) | baseline, same run | ratio | goal | |")
+    return rows
+
+
+def first_number(text):
+    m = re.search(r"[0-9]+(?:\.[0-9]+)?", text.replace(",", ""))
+    return float(m.group(0)) if m else 0.0
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    runs = []
+    for folder in sys.argv[1:]:
+        v = load(folder)
+        if not v:
+            sys.exit("report.py: no percentile files in %s" % folder)
+        runs.append(rows_for(v))
+    if len(runs) == 1:
+        print("| what | measured (median) | baseline, same run | ratio | goal | |")
+        print("|---|---|---|---|---|---|")
+        for r in runs[0]:
+            print("| " + " | ".join(r) + " |")
+        return
+    print("| what | measured (median run of %d) | baseline, same run | ratio (median run; every run) | goal | |" % len(runs))
     print("|---|---|---|---|---|---|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
+    for what in [r[0] for r in runs[0]]:
+        same = [r for rows in runs for r in rows if r[0] == what]
+        # The median run: by the ratio where there is one, else by the measured value.
+        key = (lambda r: first_number(r[3])) if same[0][3] != "-" else (lambda r: first_number(r[1]))
+        ordered = sorted(same, key=key)
+        median = ordered[(len(ordered) - 1) // 2]
+        every = ", ".join(r[3].split(" ")[0] if r[3] != "-" else r[1].split(",")[0] for r in same)
+        ratio = "%s (runs: %s)" % (median[3], every) if median[3] != "-" else "- (runs: %s)" % every
+        print("| " + " | ".join((median[0], median[1], median[2], ratio, median[4], median[5])) + " |")
 
 
 main()
