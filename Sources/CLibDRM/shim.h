@@ -35,6 +35,12 @@ static inline int dmabufkit_open(const char *path, int flags) {
     return open(path, flags, 0);
 }
 
+// O_DIRECT, which glibc names only with _GNU_SOURCE; its per-architecture value __O_DIRECT is
+// always there. `dmabuf p2p test` reads a block device straight into peer-to-peer memory with it.
+static inline int dmabufkit_o_direct(void) {
+    return __O_DIRECT;
+}
+
 // memfd_create(2) and the memfd seals (mm/memfd.c). glibc declares them only with _GNU_SOURCE,
 // which the Swift Glibc module is not built with, so the values of include/uapi/linux/fcntl.h are
 // given here.
