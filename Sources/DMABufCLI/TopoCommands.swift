@@ -93,17 +93,25 @@ extension DMABufCommand {
             var json = false
             @Flag(name: .customLong("export-yaml"), help: "Print the topology as a YAML topology file instead.")
             var exportYAML = false
+            @Flag(help: "On the live machine: make the kernel judge every pair of a p2pmem provider and a block-device client with a real transfer (root), next to the model (dmabuf p2p test).")
+            var verify = false
+            @Flag(help: "With --verify: read the kernel's own map type with a kprobe on pci_p2pdma_map_type.")
+            var kprobe = false
 
             public init() {}
 
             public func run() throws {
                 let topology = try source.load()
-                if exportYAML {
+                if verify {
+                    guard source.file == nil else { throw CLIError("--verify asks the running kernel: give a sysfs tree (the default /sys), not --file") }
+                    try verifyEveryPair(sysfs: source.sysfs ?? "/sys", topology: topology, kprobe: kprobe, json: json)
+                } else if exportYAML {
                     print(YAMLTopology.export(topology), terminator: "")
                 } else if json {
                     try printJSON(TopologyReport(topology))
                 } else {
                     print(renderTopology(topology, pairs: pairs), terminator: "")
+                    print(renderRunningKernelFacts(sysfs: source.file == nil ? source.sysfs ?? "/sys" : nil), terminator: "")
                 }
             }
         }
@@ -137,6 +145,7 @@ extension DMABufCommand {
                     try printJSON(explanation)
                 } else {
                     print(renderExplanation(explanation, topology: topology), terminator: "")
+                    print(renderRunningKernelFacts(sysfs: source.file == nil ? source.sysfs ?? "/sys" : nil), terminator: "")
                 }
             }
         }

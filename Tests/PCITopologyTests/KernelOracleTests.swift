@@ -57,10 +57,50 @@ struct KernelOracleTests {
             .filter { FileManager.default.fileExists(atPath: $0.folder.appendingPathComponent("verdicts.tsv").path) }
     }()
 
-    @Test("The oracle runs are there: both runs of the notes and the tier's own")
+    static let tierRuns = ["epyc-noiommu", "epyc-iommu", "epyc-iommu-pt", "skylake-noiommu", "skylake-iommu", "skylake-iommu-pt"]
+
+    @Test("The oracle runs are there: both runs of the notes and the tier's six (two CPUs, three IOMMU modes)")
     func runsPresent() {
         let names = Set(Self.runs.map(\.name))
-        #expect(names.isSuperset(of: ["switch-epyc-noiommu", "switch-skylake-iommu"]))
+        #expect(names.isSuperset(of: ["switch-epyc-noiommu", "switch-skylake-iommu"] + Self.tierRuns.map { "oracle-" + $0 }))
+    }
+
+    @Test("The tier's topology: 11 controllers, so 121 ordered pairs in every run, each one judged")
+    func tierRunsAskEveryPair() throws {
+        for name in Self.tierRuns {
+            let run = try #require(Self.runs.first { $0.name == "oracle-" + name })
+            let verdicts = try run.kernelVerdicts()
+            #expect(verdicts.count == 121, "\(name)")
+            #expect(Set(verdicts.map(\.provider)).count == 11 && Set(verdicts.map(\.client)).count == 11, "\(name)")
+        }
+    }
+
+    /// The kernel's verdict for one pair of one run.
+    func kernelMapType(_ run: String, _ provider: String, _ client: String) throws -> P2PMapType? {
+        let found = try #require(Self.runs.first { $0.name == run })
+        return try found.kernelVerdicts().first { $0.provider == provider && $0.client == client }?.mapType
+    }
+
+    @Test("What the kernel changes with the IOMMU and the CPU, pair by pair, as the model must")
+    func kernelDifferences() throws {
+        // Two functions of one device below root port 00:12.0: the root port routes them to each
+        // other until the kernel enables ACS redirect there, which it does when an IOMMU is on
+        // (pci_enable_acs), iommu=pt included; then only the host bridge can route them, and only
+        // an AMD Zen CPU lets it (cpu_supports_p2pdma).
+        let (f0, f1) = ("0000:0b:00.0", "0000:0b:00.1")
+        #expect(try kernelMapType("oracle-epyc-noiommu", f0, f1) == .busAddress)
+        #expect(try kernelMapType("oracle-epyc-iommu", f0, f1) == .throughHostBridge)
+        #expect(try kernelMapType("oracle-epyc-iommu-pt", f0, f1) == .throughHostBridge)
+        #expect(try kernelMapType("oracle-skylake-noiommu", f0, f1) == .busAddress)
+        #expect(try kernelMapType("oracle-skylake-iommu", f0, f1) == .notSupported)
+        // Two ports of a switch, one nested in the other: the switch routes them whatever the
+        // IOMMU does (its ports have no ACS capability in QEMU).
+        for run in Self.tierRuns {
+            #expect(try kernelMapType("oracle-" + run, "0000:04:00.0", "0000:09:00.0") == .busAddress, "\(run)")
+        }
+        // The second host bridge (pxb-pcie) and a device behind a conventional PCI bridge.
+        #expect(try kernelMapType("oracle-epyc-noiommu", "0000:41:00.0", "0000:01:01.0") == .throughHostBridge)
+        #expect(try kernelMapType("oracle-skylake-noiommu", "0000:41:00.0", "0000:01:01.0") == .notSupported)
     }
 
     @Test("Every ordered pair: the model's map type is the kernel's", arguments: runs)

@@ -4,9 +4,14 @@
 # busybox insmod can load them, in the order modprobe --show-depends gives) as an uncompressed
 # newc cpio (faster to unpack under software emulation than gzip).
 #
-# usage: build-initramfs.sh KERNEL_ROOT RELEASE SELFTEST_BINARY OUTPUT.cpio
+# usage: build-initramfs.sh KERNEL_ROOT RELEASE SELFTEST_BINARY OUTPUT.cpio [INIT [MODULE...]]
+#   INIT defaults to this folder's `init` (story 7), the modules to vgem and virtio-gpu. Files in
+#   the folder KTIER_OVERLAY, when set, are copied over the tree last.
 set -euo pipefail
 root=$1 release=$2 binary=$3 output=$4
+init=${5:-}
+modules=("${@:6}")
+[ ${#modules[@]} -gt 0 ] || modules=(vgem virtio-gpu)
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -14,12 +19,12 @@ mkdir -p "$work/bin" "$work/dev" "$work/proc" "$work/sys" "$work/tmp" "$work/boo
 cp /bin/busybox "$work/bin/busybox"
 cp "$binary" "$work/bin/dmabuf-kernel-selftest"
 cp "$root/boot/config-$release" "$work/boot/"
-cp "$here/init" "$work/init"
+cp "${init:-$here/init}" "$work/init"
 chmod 755 "$work/init" "$work/bin/busybox" "$work/bin/dmabuf-kernel-selftest"
 # Built-in modules (virtio_pci, udmabuf, the heaps on 6.12) print "builtin NAME" and need nothing.
-modprobe -d "$root" -S "$release" --show-depends -a vgem virtio-gpu \
+modprobe -d "$root" -S "$release" --show-depends -a "${modules[@]}" \
   | awk '$1 == "insmod" && !seen[$2]++ { print $2 }' > "$work/modules.list"
-[ -s "$work/modules.list" ] || { echo "build-initramfs: modprobe found no modules for vgem and virtio-gpu" >&2; exit 1; }
+[ -s "$work/modules.list" ] || { echo "build-initramfs: modprobe found no modules for ${modules[*]}" >&2; exit 1; }
 while read -r path; do
   name=$(basename "$path")
   case "$name" in
@@ -30,5 +35,6 @@ while read -r path; do
   echo "$name" >> "$work/lib/modules/order"
 done < "$work/modules.list"
 rm "$work/modules.list"
+[ -n "${KTIER_OVERLAY:-}" ] && cp -r "$KTIER_OVERLAY/." "$work/"
 (cd "$work" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) > "$output"
 echo "build-initramfs: $(tr '\n' ' ' < "$work/lib/modules/order")-> $output ($(du -m "$output" | cut -f1) MiB)" >&2

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The P2P oracle tier: the real Linux 7.3 kernel judges every ordered pair of NVMe controllers of
+# one q35 guest whose controller memory buffers (16 MiB, BAR 2, published as p2pmem by the nvme
+# driver) sit where the P2P rules differ: two functions under one switch port, different ports of
+# one switch, a switch nested in a switch, different root ports, a multifunction device on a root
+# port, the root bus, a conventional PCI bridge and a second host bridge (pxb-pcie). The guest is
+# booted with an AMD Zen CPU (EPYC, family 0x17) and an Intel one (Skylake-Client), each without an
+# IOMMU, with intel-iommu, and with intel-iommu plus iommu=pt. In each guest `dmabuf topo --verify
+# --kprobe` compares the kernel's pci_p2pdma_map_type (a kprobe) and the transfer's outcome with
+# the model computed from the guest's own /sys; the tier fails on any disagreement, on a guest that
+# reports no pair, or when fewer pairs were asked than the topology has.
+# Each run's tree, cpuinfo and verdicts land in OUT/RUN (the layout of
+# Tests/PCITopologyTests/Fixtures/kernel-73, where KernelOracleTests reads them without booting).
+#
+# usage: p2p-oracle.sh KERNEL_ROOT RELEASE SELFTEST_BINARY OUT
+# Environment: KTIER_ORACLE_RUNS (space-separated RUN names to boot; default all six),
+# KTIER_TIMEOUT (seconds per guest, default 300).
+set -euo pipefail
+root=$1 release=$2 binary=$3 out=$4
+here=$(cd "$(dirname "$0")" && pwd)
+timeout_s=${KTIER_TIMEOUT:-300}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# The topology: NAME BUS ADDR (a controller each; addr with .F is a function of a multifunction slot).
+topology=(
+  -device pcie-root-port,id=rp1,bus=pcie.0,addr=0x10,chassis=1,slot=1
+  -device x3130-upstream,id=up1,bus=rp1
+  -device xio3130-downstream,id=dn1,bus=up1,chassis=11,slot=0
+  -device xio3130-downstream,id=dn2,bus=up1,chassis=12,slot=1
+  -device xio3130-downstream,id=dn3,bus=up1,chassis=13,slot=2
+  -device x3130-upstream,id=up2,bus=dn3
+  -device xio3130-downstream,id=dn31,bus=up2,chassis=14,slot=0
+  -device xio3130-downstream,id=dn32,bus=up2,chassis=15,slot=1
+  -device pcie-root-port,id=rp2,bus=pcie.0,addr=0x11,chassis=2,slot=2
+  -device pcie-root-port,id=rp3,bus=pcie.0,addr=0x12,chassis=3,slot=3
+  -device pci-bridge,id=pb1,bus=pcie.0,addr=0x7,chassis_nr=7
+  -device pxb-pcie,id=pxb1,bus_nr=0x40,bus=pcie.0,addr=0x8
+  -device pcie-root-port,id=rp4,bus=pxb1,chassis=4,slot=4
+)
+controllers=(
+  "dn1 0x0.0,multifunction=on" "dn1 0x0.1"
+  "dn2 0x0"
+  "dn31 0x0" "dn32 0x0"
+  "rp2 0x0"
+  "rp3 0x0.0,multifunction=on" "rp3 0x0.1"
+  "pcie.0 0x5"
+  "pb1 0x1"
+  "rp4 0x0"
+)
+n=0
+for controller in "${controllers[@]}"; do
+  read -r bus addr <<< "$controller"
+  # A small namespace with bytes of its own, so a transfer that lands wrong shows.
+  python3 -c "import sys; sys.stdout.buffer.write(bytes((i * 7 + $n * 31 + 1) & 0xff for i in range(1 << 20)))" > "$work/nvme$n.img"
+  topology+=(-drive "if=none,id=nvd$n,file=$work/nvme$n.img,format=raw"
+    -device "nvme,serial=oracle$n,cmb_size_mb=16,drive=nvd$n,bus=$bus,addr=$addr")
+  n=$((n + 1))
+done
+pairs_expected=$((n * n))
+
+mkdir -p "$work/overlay/etc"
+echo "$n" > "$work/overlay/etc/nvme-count"
+KTIER_OVERLAY="$work/overlay" "$here/build-initramfs.sh" "$root" "$release" "$binary" "$work/initramfs.cpio" "$here/init-p2p" nvme
+
+all_runs="epyc-noiommu epyc-iommu epyc-iommu-pt skylake-noiommu skylake-iommu skylake-iommu-pt"
+failures=0
+printf '%-20s %-16s %-12s %6s %6s %9s %9s %6s\n' run cpu iommu pairs agree disagree bus/host refused
+for run in ${KTIER_ORACLE_RUNS:-$all_runs}; do
+  cpu_model=EPYC
+  case "$run" in skylake-*) cpu_model=Skylake-Client ;; esac
+  iommu_args=() append="console=ttyS0 quiet panic=-1 mitigations=off"
+  case "$run" in
+    *-iommu) iommu_args=(-device intel-iommu,intremap=off); append+=" intel_iommu=on iommu=nopt" ;;
+    *-iommu-pt) iommu_args=(-device intel-iommu,intremap=off); append+=" intel_iommu=on iommu=pt" ;;
+  esac
+  dest="$out/$run"
+  rm -rf "$dest" && mkdir -p "$dest"
+  log="$dest/guest.log"
+  started=$(date +%s)
+  set +e
+  timeout "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg -cpu "$cpu_model" -smp 1 -m 1024 -nographic \
+    -no-reboot -net none "${iommu_args[@]}" -kernel "$root/boot/vmlinuz-$release" -initrd "$work/initramfs.cpio" \
+    -append "$append" "${topology[@]}" < /dev/null 2> "$dest/qemu.stderr" \
+    | sed -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' > "$log"
+  qemu_status=${PIPESTATUS[0]}
+  set -e
+  seconds=$(( $(date +%s) - started ))
+  { echo "qemu-system-x86_64 -machine q35 -accel tcg -cpu $cpu_model -smp 1 -m 1024 -nographic -no-reboot -net none ${iommu_args[*]} -kernel vmlinuz-$release -initrd initramfs.cpio -append '$append' ${topology[*]}" | sed "s|$work/||g"; } > "$dest/qemu-cmd.txt"
+  sed -n '/^P2P-JSON-BEGIN$/,/^P2P-JSON-END$/p' "$log" | sed '1d;$d' | base64 -d > "$dest/verify.json" 2>/dev/null || true
+  sed -n '/^P2P-TREE-BEGIN$/,/^P2P-TREE-END$/p' "$log" | sed '1d;$d' | base64 -d 2>/dev/null | tar -xzf - -C "$dest" 2>/dev/null || true
+  sed -n 's/^P2P-TEXT //p' "$log" > "$dest/transcript.txt"
+  verify_status=$(sed -n 's/^P2P-VERIFY-EXIT \([0-9]*\) .*/\1/p' "$log" | tail -n1)
+  summary=$(python3 "$here/oracle-verdicts.py" "$dest/verify.json" "$dest/verdicts.tsv" "$pairs_expected" 2>&1) && ok=1 || ok=0
+  iommu=${run#*-}
+  printf '%-20s %-16s %-12s %s   (%s s, verify exit %s, qemu %s)\n' "$run" "$cpu_model" "$iommu" "$summary" "$seconds" "${verify_status:-none}" "$qemu_status"
+  if [ "$ok" -ne 1 ] || [ "${verify_status:-x}" != 0 ] || [ ! -d "$dest/sys/bus/pci/devices" ]; then
+    failures=$((failures + 1))
+    echo "p2p-oracle: FAIL: $run (log $log)"
+    grep -E '^(KTIER|P2P-ERR|P2P-VERIFY)' "$log" | head -20 >&2 || true
+  fi
+done
+[ "$failures" -eq 0 ]
