@@ -90,7 +90,7 @@ let package = Package(
         // The kernel tier's runner: story 7 on a real kernel (scripts/kernel-tier boots it in QEMU).
         .executableTarget(
             name: "dmabuf-kernel-selftest",
-            dependencies: ["LinuxDMABuf", "DMABufCLI", "DMACore", "CLibDRM"],
+            dependencies: ["LinuxDMABuf", "DMABufCLI", "DMACore", "CLibDRM", "DMABuf", "DMADevices", "DMAScenario", "PCITopology"],
             path: "Sources/KernelSelfTest",
             swiftSettings: strict
         ),

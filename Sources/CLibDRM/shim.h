@@ -41,6 +41,24 @@ static inline int dmabufkit_o_direct(void) {
     return __O_DIRECT;
 }
 
+// VFIO (include/uapi/linux/vfio.h): the request numbers and feature flags as the host's uapi header
+// defines them. Debian 12's header predates VFIO_DEVICE_FEATURE_DMA_BUF (6.19), whose number is
+// given here when the header lacks it.
+#include <linux/vfio.h>
+static inline unsigned long dmabufkit_VFIO_SET_IOMMU(void) { return VFIO_SET_IOMMU; }
+static inline unsigned long dmabufkit_VFIO_GROUP_SET_CONTAINER(void) { return VFIO_GROUP_SET_CONTAINER; }
+static inline unsigned long dmabufkit_VFIO_GROUP_GET_DEVICE_FD(void) { return VFIO_GROUP_GET_DEVICE_FD; }
+static inline unsigned long dmabufkit_VFIO_DEVICE_RESET(void) { return VFIO_DEVICE_RESET; }
+static inline unsigned long dmabufkit_VFIO_DEVICE_FEATURE(void) { return VFIO_DEVICE_FEATURE; }
+static inline unsigned int dmabufkit_VFIO_DEVICE_FEATURE_GET(void) { return VFIO_DEVICE_FEATURE_GET; }
+static inline unsigned int dmabufkit_VFIO_DEVICE_FEATURE_SET(void) { return VFIO_DEVICE_FEATURE_SET; }
+static inline unsigned int dmabufkit_VFIO_DEVICE_FEATURE_PROBE(void) { return VFIO_DEVICE_FEATURE_PROBE; }
+static inline int dmabufkit_VFIO_TYPE1v2_IOMMU(void) { return VFIO_TYPE1v2_IOMMU; }
+#ifndef VFIO_DEVICE_FEATURE_DMA_BUF
+#define VFIO_DEVICE_FEATURE_DMA_BUF 11
+#endif
+static inline unsigned int dmabufkit_VFIO_DEVICE_FEATURE_DMA_BUF(void) { return VFIO_DEVICE_FEATURE_DMA_BUF; }
+
 // memfd_create(2) and the memfd seals (mm/memfd.c). glibc declares them only with _GNU_SOURCE,
 // which the Swift Glibc module is not built with, so the values of include/uapi/linux/fcntl.h are
 // given here.

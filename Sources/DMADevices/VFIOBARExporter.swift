@@ -8,10 +8,15 @@ import Synchronization
 /// ranges of one memory BAR, reached only peer-to-peer.
 ///
 /// Rules:
-/// - creation checks, in the kernel's order: no ranges or flags set → `EINVAL`; a region index
-///   that is not a BAR (≥ the ROM region, 6) → `ENODEV`; a zero or unaligned range, or a total
-///   that overflows → `EINVAL`; a BAR that is not memory → `EINVAL`; `start + offset + length`
-///   overflowing → `EOVERFLOW`; a range past the end of the BAR → `EINVAL`;
+/// - creation checks, in the order Linux 7.3.4 makes them (held against the real kernel by the
+///   kernel tier's VFIO guest, docs/kernel-tier.md): no ranges or flags set → `EINVAL`; a region
+///   index that is not a BAR (≥ the ROM region, 6), or a BAR whose resource cannot be claimed (an
+///   empty BAR such as the upper half of a 64-bit one: `vfio_pci_core_setup_barmap` fails, a
+///   check the 2026 stable kernels added) → `ENODEV`; more ranges than one kmalloc can copy in
+///   (`memdup_array_user`: more than `KMALLOC_MAX_SIZE`, 4 MiB on x86-64, of 16-byte ranges) →
+///   `ENOMEM`; a zero or unaligned range, or a total that overflows → `EINVAL`; a BAR that is not
+///   memory (an I/O BAR: no P2P provider) → `EINVAL`; `start + offset + length` overflowing →
+///   `EOVERFLOW`; a range past the end of the BAR → `EINVAL`;
 /// - `attach` refuses an importer without P2P (`EOPNOTSUPP`), any attach while revoked (`ENODEV`),
 ///   and an importer that cannot be revoked (`dma_buf_attach_revocable`, `EOPNOTSUPP`);
 /// - `map` fails with `ENODEV` while revoked, and with `EINVAL` when the device cannot reach the
@@ -61,20 +66,36 @@ public final class VFIOBARExporter: DMABufExporter {
     private let state: ModelMutex<State>
     private let bufferBox = ModelMutex<DMABuffer?>(nil)
 
+    /// The most ranges one export can name: `memdup_array_user` copies them in with one kmalloc,
+    /// which cannot exceed `KMALLOC_MAX_SIZE` (`1 << (MAX_PAGE_ORDER + PAGE_SHIFT)`, 4 MiB on
+    /// x86-64), and a range is 16 bytes (`struct vfio_region_dma_range`).
+    public static let maximumRanges = (4 << 20) / 16
+
     /// `VFIO_DEVICE_FEATURE_DMA_BUF`.
     /// - Note: About the arguments:
     ///   - regionIndex: the VFIO region (BAR index, 0…5).
-    ///   - bars: the device's BARs by index (only memory BARs are P2P providers).
+    ///   - bars: the device's memory BARs by index (only memory BARs are P2P providers).
+    ///   - ioBARs: the indices of its I/O-port BARs: they exist (VFIO can claim them) but are not
+    ///     memory, so an export of one is refused later, with `EINVAL`, than an empty BAR's `ENODEV`.
     ///   - flags: must be 0.
     /// - Throws: the kernel's errors listed in the type's documentation; nothing is exported then.
     public init(
-        name: String, regionIndex: Int, bars: [Int: P2PProvider], ranges: [Range], memory: SimulatedMemory, flags: UInt32 = 0
+        name: String, regionIndex: Int, bars: [Int: P2PProvider], ioBARs: Set<Int> = [], ranges: [Range], memory: SimulatedMemory,
+        flags: UInt32 = 0
     ) throws(DMAError) {
         guard !ranges.isEmpty, flags == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "VFIO_DEVICE_FEATURE_DMA_BUF needs at least one range and flags 0")
         }
         guard regionIndex >= 0, regionIndex < 6 else {
             throw DMAError(.noDevice, .ENODEV, "VFIO region \(regionIndex) is not a BAR (regions 0…5; 6 is the ROM)")
+        }
+        guard bars[regionIndex] != nil || ioBARs.contains(regionIndex) else {
+            throw DMAError(.noDevice, .ENODEV, "BAR \(regionIndex) is empty: VFIO cannot claim it (vfio_pci_core_setup_barmap)")
+        }
+        guard ranges.count <= Self.maximumRanges else {
+            throw DMAError(
+                .resourceExhausted, .ENOMEM,
+                "\(ranges.count) ranges are more than the kernel copies in at once (\(Self.maximumRanges): memdup_array_user, KMALLOC_MAX_SIZE)")
         }
         var total: UInt64 = 0
         for range in ranges {

@@ -5,6 +5,7 @@
 // section it happened in, and the last line is `KTEST-SUMMARY: N passed, M failed`. The host
 // parses these lines and also requires every check named in scripts/kernel-tier/expected-checks.txt.
 //
+// `dmabuf-kernel-selftest --vfio BDF` runs the VFIO dma-buf table instead (VFIOChecks.swift).
 // `dmabuf-kernel-selftest --cli ARGS` runs the dmabuf tool itself (`dmabuf ls`, `dmabuf probe`),
 // so that the census is taken by another process, as a user would take it.
 
@@ -17,6 +18,9 @@ import LinuxDMABuf
 
 if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "--cli" {
     exit(dmabufMain(Array(CommandLine.arguments.dropFirst(2))))
+}
+if CommandLine.arguments.count > 1 && CommandLine.arguments[1] == "--vfio" {
+    exit(vfioMain(Array(CommandLine.arguments.dropFirst(2))))
 }
 
 /// Counts and prints the checks.
