@@ -10,9 +10,11 @@
 #     series fails when a check fails, when an expected check is missing, or when the guest never
 #     reports. The checks assert what differs between the two kernels (config facts);
 #  5. the P2P oracle on 7.3 (p2p-oracle.sh): six guests in which the kernel judges every pair of
-#     NVMe controller memory buffers and the model must agree on every one.
+#     NVMe controller memory buffers and the model must agree on every one;
+#  6. the VFIO guest on 7.3 (vfio.sh): VFIO_DEVICE_FEATURE_DMA_BUF's errno for a table of range
+#     sets against the model's VFIO exporter.
 # Environment: KTIER_DIR (cache, default .build-kernel), KTIER_TIMEOUT (seconds per guest, default
-# 600), KTIER_KERNELS (default "6.12 7.3"), KTIER_ORACLE (0 skips step 5), KTIER_ORACLE_RUNS,
+# 600), KTIER_KERNELS (default "6.12 7.3"), KTIER_ORACLE (0 skips step 5), KTIER_ORACLE_RUNS, KTIER_VFIO (0 skips step 6),
 # SWIFT (default swift).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -81,6 +83,20 @@ if [ "${KTIER_ORACLE:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
   fi
   total_passed=$((total_passed + runs - bad))
   total_failed=$((total_failed + bad))
+fi
+if [ "${KTIER_VFIO:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
+  vfio_started=$(date +%s)
+  set +e
+  KTIER_TIMEOUT=${KTIER_ORACLE_TIMEOUT:-300} "$here/vfio.sh" "$cache/kernel-7.3/root" "${releases[7.3]}" \
+    "$cache/dmabuf-kernel-selftest" "$cache/vfio" > "$cache/vfio.txt"
+  vfio_status=$?
+  set -e
+  sed -e '$d' -e 's/^/[vfio] /' "$cache/vfio.txt"
+  closing=$(tail -n 1 "$cache/vfio.txt")
+  stamp "VFIO: $closing, guest and table in $(( $(date +%s) - vfio_started )) s (rows in $cache/vfio/vfio-table.txt)"
+  total_passed=$((total_passed + $(echo "$closing" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
+  total_failed=$((total_failed + $(echo "$closing" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
+  [ "$vfio_status" -eq 0 ] || status=1
 fi
 stamp "done"
 # The closing line: kernel-tier: N passed, M failed.
