@@ -33,12 +33,15 @@ public protocol DMABufExporter: AnyObject, Sendable {
     /// `detach`.
     func detach(_ attachment: DMABufAttachment)
     /// `pin`: the memory stays where it is until `unpin` (a GPU first moves it where every
-    /// pinning importer can reach it).
-    func pin(_ attachment: DMABufAttachment) throws(DMAError)
+    /// pinning importer can reach it). Called with the reservation lock held by `context`, which
+    /// a move inside it passes on to ``DMABuffer/invalidateMappings(in:)``.
+    func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError)
     /// `unpin`.
     func unpin(_ attachment: DMABufAttachment)
     /// `map_dma_buf`: a mapped scatter-list for the attachment's device, one homogeneous list.
-    func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping
+    /// Called with the reservation lock held by `context` (a move inside it passes it on).
+    func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
     /// `unmap_dma_buf`.
     func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError)
     /// `begin_cpu_access`: the CPU is about to touch the memory.
@@ -56,7 +59,7 @@ extension DMABufExporter {
     public func release() {}
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {}
     public func detach(_ attachment: DMABufAttachment) {}
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {}
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {}
     public func unpin(_ attachment: DMABufAttachment) {}
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {}
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {}
@@ -73,8 +76,9 @@ public protocol DMABufImporter: AnyObject, Sendable {
     var canInvalidate: Bool { get }
     /// `invalidate_mappings` (`move_notify` before 7.1): the exporter is moving or revoking the
     /// memory; the importer must stop using its mappings of `attachment` and map again later.
-    /// Called with the reservation lock held.
-    func invalidateMappings(_ attachment: DMABufAttachment)
+    /// Called with the reservation lock held by `context` (the exporter's), which the importer
+    /// passes to ``DMABuffer/unmap(_:_:direction:in:)`` to drop its mappings.
+    func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext)
 }
 
 extension DMABufImporter {
@@ -201,8 +205,9 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
 /// The core's rules, which hold whatever the exporter:
 /// - a static importer's attachment never has P2P; its maps pin a dynamic exporter's buffer for as
 ///   long as they live (`dma_buf_pin_on_map`, 6.15: no more sg-table cache at attach);
-/// - mapping, unmapping, pinning and invalidating for a dynamic attachment need the reservation
-///   lock held (`dma_resv_assert_held`); the `…Unlocked` calls take it themselves;
+/// - mapping, unmapping, pinning and invalidating need the reservation lock held by the context
+///   passed in (`dma_resv_assert_held`); the `…Unlocked` calls take it themselves, waiting while
+///   another context holds it;
 /// - an unmap must name a live mapping of that attachment; a detach with live mappings is refused
 ///   with `EBUSY` and changes nothing; every call on a detached attachment is `ENODEV`;
 /// - a move or revoke calls `invalidate_mappings` on every dynamic attachment
@@ -277,18 +282,21 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// static importer of a dynamic exporter pins first; a static importer then waits for the
     /// kernel fences (a migration copy) before it may use the mapping, which the model cannot do
     /// for a fence nobody will signal, so it fails with `ETIMEDOUT` instead.
-    /// - Throws: `DMAError/Code/lockNotHeld`; `ENODEV` for a detached attachment; whatever the
-    ///   exporter's pin or map throws (nothing stays pinned or mapped then).
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        try resv.assertHeld("dma_buf_map_attachment")
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock; `ENODEV` for
+    ///   a detached attachment; whatever the exporter's pin or map throws (nothing stays pinned or
+    ///   mapped then).
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
+        try resv.assertHeld("dma_buf_map_attachment", by: context)
         try checkNotInvalidating("dma_buf_map_attachment")
         try checkLive(attachment, "dma_buf_map_attachment")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
         let pin = pinsOnMap(attachment)
-        if pin { try exporter.pin(attachment) }
+        if pin { try exporter.pin(attachment, in: context) }
         let mapping: DMABufMapping
         do {
-            mapping = try exporter.map(attachment, direction: direction)
+            mapping = try exporter.map(attachment, direction: direction, in: context)
         } catch {
             if pin { exporter.unpin(attachment) }
             throw error
@@ -309,17 +317,19 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         return mapping
     }
 
-    /// `dma_buf_map_attachment_unlocked`: takes the lock around ``map(_:direction:)`` (for static
-    /// importers, which do not hold it).
+    /// `dma_buf_map_attachment_unlocked`: takes the lock around ``map(_:direction:in:)`` (for
+    /// static importers, which do not hold it), waiting while another context holds it.
     public func mapUnlocked(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        try resv.withLock { () throws(DMAError) in try map(attachment, direction: direction) }
+        try resv.withLock { (context) throws(DMAError) in try map(attachment, direction: direction, in: context) }
     }
 
     /// `dma_buf_unmap_attachment`: the reservation lock must be held; the mapping must be live.
-    /// - Throws: `DMAError/Code/lockNotHeld`; `DMAError/Code/notMapped` (`EINVAL`) for a
-    ///   mapping that is not live (an unmap twice).
-    public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
-        try resv.assertHeld("dma_buf_unmap_attachment")
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock;
+    ///   `DMAError/Code/notMapped` (`EINVAL`) for a mapping that is not live (an unmap twice).
+    public func unmap(
+        _ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection, in context: ReservationContext
+    ) throws(DMAError) {
+        try resv.assertHeld("dma_buf_unmap_attachment", by: context)
         try checkLive(attachment, "dma_buf_unmap_attachment")
         guard attachment.mappings.contains(mapping) else {
             throw DMAError(.notMapped, .EINVAL, "dma_buf_unmap_attachment: \(attachment) has no such live mapping (unmapped twice?)")
@@ -330,27 +340,27 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
 
     /// `dma_buf_unmap_attachment_unlocked`.
     public func unmapUnlocked(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
-        try resv.withLock { () throws(DMAError) in try unmap(attachment, mapping, direction: direction) }
+        try resv.withLock { (context) throws(DMAError) in try unmap(attachment, mapping, direction: direction, in: context) }
     }
 
     /// `dma_buf_pin`: a dynamic importer keeps the memory where it is (RDMA pinned MRs).
     /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` for a static attachment (it pins on map);
     ///   whatever the exporter's pin throws.
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
-        try resv.assertHeld("dma_buf_pin")
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        try resv.assertHeld("dma_buf_pin", by: context)
         try checkNotInvalidating("dma_buf_pin")
         try checkLive(attachment, "dma_buf_pin")
         guard attachment.isDynamic else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_pin is for dynamic importers; \(attachment) is static and pins when it maps")
         }
-        try exporter.pin(attachment)
+        try exporter.pin(attachment, in: context)
         _ = attachment.adjustPin(1)
     }
 
     /// `dma_buf_unpin`.
     /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` when it is not pinned.
-    public func unpin(_ attachment: DMABufAttachment) throws(DMAError) {
-        try resv.assertHeld("dma_buf_unpin")
+    public func unpin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        try resv.assertHeld("dma_buf_unpin", by: context)
         try checkLive(attachment, "dma_buf_unpin")
         guard attachment.isDynamic, attachment.adjustPin(0) > 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_unpin: \(attachment) is not pinned")
@@ -380,16 +390,17 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public var isPinned: Bool { attachments.contains { $0.isPinned } }
 
     /// `dma_buf_invalidate_mappings` (`dma_buf_move_notify` before 7.1): tells every dynamic
-    /// importer that its mappings are about to become invalid. The reservation lock must be held.
+    /// importer that its mappings are about to become invalid. The reservation lock must be held
+    /// by `context`, which each importer gets to drop its mappings with.
     /// - Returns: the attachments that were told.
     /// - Throws: `DMAError/Code/lockNotHeld`.
     @discardableResult
-    public func invalidateMappings() throws(DMAError) -> [DMABufAttachment] {
-        try resv.assertHeld("dma_buf_invalidate_mappings")
+    public func invalidateMappings(in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        try resv.assertHeld("dma_buf_invalidate_mappings", by: context)
         let told = attachments.filter { $0.importer?.canInvalidate == true }
         invalidating.withLock { $0 += 1 }
         defer { invalidating.withLock { $0 -= 1 } }
-        for attachment in told { attachment.importer?.invalidateMappings(attachment) }
+        for attachment in told { attachment.importer?.invalidateMappings(attachment, in: context) }
         return told
     }
 
@@ -397,10 +408,12 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// the exporter holds, as `ib_umem_dmabuf_unmap_pages` does): a map or pin there would reach
     /// memory the exporter is about to move, and the `…Unlocked` calls would take the reservation
     /// lock a second time. Both are `EDEADLK`, as a `ww_mutex` taken again in one context is.
+    /// Called with the lock held by the caller's context, so a round running now is that
+    /// context's own (no other context can be inside one).
     private func checkNotInvalidating(_ call: String) throws(DMAError) {
         guard invalidating.withLock({ $0 }) == 0 else {
             throw DMAError(
-                .lockNotHeld, .EDEADLK,
+                .wouldDeadlock, .EDEADLK,
                 "\(call) from inside invalidate_mappings of \(name): the exporter holds the reservation lock to move or revoke the memory; drop the mapping now and map again after the callback")
         }
     }

@@ -38,7 +38,7 @@ public struct DMABufExporterConformance: Sendable {
         let allowPeerToPeer = true
         private let count = ModelMutex(0)
         var told: Int { count.withLock { $0 } }
-        func invalidateMappings(_ attachment: DMABufAttachment) { count.withLock { $0 += 1 } }
+        func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) { count.withLock { $0 += 1 } }
     }
 
     struct Violation: Error { let message: String }
@@ -113,7 +113,7 @@ public struct DMABufExporterConformance: Sendable {
                 continue
             }
         }
-        let told = try fixture.buffer.resv.withLock { () throws(DMAError) in try fixture.buffer.invalidateMappings() }
+        let told = try fixture.buffer.resv.withLock { (context) throws(DMAError) in try fixture.buffer.invalidateMappings(in: context) }
         guard told.count == counters.count, counters.allSatisfy({ $0.told == 1 }) else {
             throw Violation(message: "invalidate_mappings told \(told.count) of \(counters.count) dynamic attachments")
         }

@@ -107,7 +107,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         }
     }
 
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
         // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P.
         let everyoneP2P = buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
         if !everyoneP2P, placement == .vram {
@@ -116,7 +116,7 @@ public final class GPUVRAMExporter: DMABufExporter {
                     .busy, .EBUSY,
                     "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach VRAM peer-to-peer: it cannot be moved to system memory")
             }
-            try migrateToSystem(notify: true)
+            _ = try migrateToSystem(notifyIn: context)
         }
         state.withLock { $0.pins += 1 }
     }
@@ -125,7 +125,9 @@ public final class GPUVRAMExporter: DMABufExporter {
         state.withLock { $0.pins = max(0, $0.pins - 1) }
     }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
         var migrated: UInt64 = 0
         if case .vram(let range) = state.withLock({ $0.backing }) {
             if attachment.peerToPeer {
@@ -137,7 +139,7 @@ public final class GPUVRAMExporter: DMABufExporter {
                     .busy, .EBUSY,
                     "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
             }
-            migrated = try migrateToSystem(notify: true)
+            migrated = try migrateToSystem(notifyIn: context).bytes
         }
         let pages = try cpuRanges()
         return try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system, migratedBytes: migrated)
@@ -162,27 +164,29 @@ public final class GPUVRAMExporter: DMABufExporter {
         bufferBox.withLock { $0 = nil }
     }
 
-    /// Moves a VRAM buffer to system memory (TTM eviction): the reservation lock must be held
-    /// by the caller; every dynamic importer is told first.
+    /// Moves a VRAM buffer to system memory (TTM eviction, `amdgpu_bo_move_notify`). Like every
+    /// exporter move in this package (``VFIOBARExporter/revoke(_:in:)`` too), the caller holds
+    /// the reservation lock and passes its context, as TTM holds the BO's `dma_resv` across
+    /// `ttm_bo_move`; every dynamic importer is told before the memory moves.
     /// - Returns: the importers told.
-    /// - Throws: `EBUSY` when the buffer is pinned; `DMAError/Code/lockNotHeld`.
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock; `EBUSY` when
+    ///   the buffer is pinned. Nothing moves then.
     @discardableResult
-    public func evict() throws(DMAError) -> [DMABufAttachment] {
-        try buffer.resv.assertHeld("evict")
+    public func evict(in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        try buffer.resv.assertHeld("evict", by: context)
         guard !isPinned else {
             throw DMAError(.busy, .EBUSY, "\(buffer.name) is pinned: pinned memory cannot move")
         }
         guard placement == .vram else { return [] }
-        let told = try buffer.invalidateMappings()
-        try migrateToSystem(notify: false)
-        return told
+        return try migrateToSystem(notifyIn: context).told
     }
 
-    /// Copies VRAM to fresh system pages and frees the VRAM.
+    /// Tells every dynamic importer (with the lock `context` holds), then copies VRAM to fresh
+    /// system pages and frees the VRAM.
     @discardableResult
-    private func migrateToSystem(notify: Bool) throws(DMAError) -> UInt64 {
-        guard case .vram(let range) = state.withLock({ $0.backing }) else { return 0 }
-        if notify { try buffer.invalidateMappings() }
+    private func migrateToSystem(notifyIn context: ReservationContext) throws(DMAError) -> (bytes: UInt64, told: [DMABufAttachment]) {
+        guard case .vram(let range) = state.withLock({ $0.backing }) else { return (0, []) }
+        let told = try buffer.invalidateMappings(in: context)
         let pages = try allocateSystemPages(memory, size: size)
         do {
             try copyRanges(memory, from: [range], to: pages)
@@ -195,6 +199,6 @@ public final class GPUVRAMExporter: DMABufExporter {
             $0.backing = .system(pages)
             $0.migratedBytes += size
         }
-        return size
+        return (size, told)
     }
 }

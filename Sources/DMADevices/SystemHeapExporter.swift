@@ -45,7 +45,9 @@ public final class SystemHeapExporter: DMABufExporter {
     public var placement: DMABufPlacement { .system }
     public func cpuRanges() throws(DMAError) -> [PhysicalRange] { pages }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
         try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system)
     }
 

@@ -18,7 +18,8 @@ import Synchronization
 ///   BAR (`dma_buf_phys_vec_to_sgt`: `PCI_P2PDMA_MAP_NOT_SUPPORTED`); nothing is half-mapped;
 /// - a reset, a cleared memory-enable bit or low-power entry revokes it: memory decoding stops (the
 ///   simulated device faults), every importer is told (`invalidate_mappings`), maps fail until
-///   ``restore()``; closing the device revokes for good.
+///   ``restore()``; closing the device revokes for good. A revoke, like every move, runs with the
+///   reservation lock held (``revoke(_:in:)``).
 /// VFIO has no `pin`: it is not a moving exporter.
 public final class VFIOBARExporter: DMABufExporter {
     /// One requested range (`struct vfio_region_dma_range`).
@@ -145,7 +146,9 @@ public final class VFIOBARExporter: DMABufExporter {
         }
     }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
         guard !isRevoked else { throw DMAError(.noDevice, .ENODEV, "\(buffer.name) is revoked: map again after the device's memory is enabled") }
         let list = try ScatterList.peerToPeer(physicalRanges, provider: provider)
         guard attachment.device.p2pMapType(to: provider) != .notSupported else {
@@ -160,21 +163,26 @@ public final class VFIOBARExporter: DMABufExporter {
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
     }
 
-    /// `vfio_pci_dma_buf_move(vdev, true)`: stop memory decoding, tell every importer, refuse maps.
-    /// Takes the reservation lock itself, as VFIO does.
+    /// `vfio_pci_dma_buf_move(vdev, true)`: tell every importer, then stop memory decoding and
+    /// refuse maps. Like every exporter move in this package (``GPUVRAMExporter/evict(in:)``
+    /// too), the caller holds the reservation lock and passes its context; VFIO's own reset paths
+    /// take `dma_resv_lock` just around this, which is `resv.withLock { try revoke(reason, in: $0) }`.
+    ///
+    /// The buffer becomes revoked only after every importer was told: a call made without the
+    /// lock changes nothing, so a retry with it tells them all.
     /// - Returns: the importers told (empty when it was already revoked).
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock.
     @discardableResult
-    public func revoke(_ reason: RevokeReason) throws(DMAError) -> [DMABufAttachment] {
-        let changed = state.withLock { state -> Bool in
-            defer {
-                state.revoked = true
-                if reason == .closed { state.closed = true }
-            }
-            return !state.revoked
-        }
+    public func revoke(_ reason: RevokeReason, in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        try buffer.resv.assertHeld("vfio_pci_dma_buf_move", by: context)
+        // No map can land between the telling and the state change: maps need the lock held here.
+        let told = isRevoked ? [] : try buffer.invalidateMappings(in: context)
         try memory.setDecoding(provider, enabled: false)
-        guard changed else { return [] }
-        return try buffer.resv.withLock { () throws(DMAError) in try buffer.invalidateMappings() }
+        state.withLock {
+            $0.revoked = true
+            if reason == .closed { $0.closed = true }
+        }
+        return told
     }
 
     /// `vfio_pci_dma_buf_move(vdev, false)` once memory is enabled again: maps work again.

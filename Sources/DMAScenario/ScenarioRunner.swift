@@ -368,7 +368,7 @@ final class Execution {
                 throw DMAError(.invalidArgument, .EINVAL, "only GPU VRAM buffers are evicted; \(exported.buffer.name) is \(exported.buffer.exporter.exporterName)")
             }
             let before = gpu.migratedBytes
-            let told = try exported.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() }
+            let told = try exported.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
             result.notified = names(told)
             result.placement = gpu.placement.rawValue
             result.migratedBytes = gpu.migratedBytes - before
@@ -378,7 +378,7 @@ final class Execution {
             guard case .vfio(let vfio) = exported else {
                 throw DMAError(.invalidArgument, .EINVAL, "only VFIO BAR buffers are revoked; \(exported.buffer.name) is \(exported.buffer.exporter.exporterName)")
             }
-            let told = try vfio.revoke(step.reason)
+            let told = try exported.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(step.reason, in: context) }
             result.notified = names(told)
             result.message = "\(exported.buffer.name) revoked (\(step.reason.rawValue)); told: \(result.notified!.joined(separator: ", "))"
         case .restore:
