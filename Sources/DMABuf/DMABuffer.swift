@@ -341,7 +341,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
             try? exporter.unmap(attachment, mapping, direction: direction)
             if pin { exporter.unpin(attachment) }
             throw DMAError(
-                .busy, Errno(rawValue: 110),
+                .timedOut, .ETIMEDOUT,
                 "dma_buf_map_attachment: \(attachment) would wait for an unsignalled kernel fence (ETIMEDOUT in the model)")
         }
         guard attachment.record(mapping, pinned: pin) else {

@@ -411,7 +411,7 @@ final class Execution {
     private func verify(_ read: [UInt8], _ expected: [UInt8], _ offset: UInt64, _ result: inout StepResult) throws(DMAError) {
         if let first = zip(read, expected).enumerated().first(where: { $0.element.0 != $0.element.1 }) {
             throw DMAError(
-                .invalidArgument, .EIO,
+                .ioError, .EIO,
                 "byte \(UInt64(first.offset) + offset) is \(hex(UInt64(first.element.0))), expected \(hex(UInt64(first.element.1))): the data did not arrive")
         }
         result.message += "; the bytes are as expected"
