@@ -1,8 +1,10 @@
 /// A typed error of the model: a stable code, the errno the kernel would return in the same case,
 /// and a message a person can act on.
 ///
-/// The shape follows swift-nio's newest errors: a struct with an extensible ``Code`` so codes can be
-/// added without breaking users, rather than an enum. Programmer errors of the model itself are
+/// The shape follows swift-nio's newest errors: a struct with a ``Code`` so codes can be added
+/// without breaking users, rather than an enum. The codes are closed: only this package makes them
+/// (each with one meaning and the errno it goes with), and code outside it uses
+/// ``Code/vendor(_:)``. Programmer errors of the model itself are
 /// preconditions; everything a caller can get wrong is one of these.
 public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What went wrong, independent of the wording. Compare codes, not messages.
@@ -10,8 +12,13 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The stable, kebab-case name of the code (`"peer-to-peer-not-supported"`).
         public let name: String
 
-        /// Creates a code. Third-party ops may define their own codes the same way.
-        public init(_ name: String) { self.name = name }
+        /// Creates a code: for this package's modules only, so the set of codes stays closed and
+        /// each keeps one meaning (``vendor(_:)`` is the way out for code outside the package).
+        package init(_ name: String) { self.name = name }
+
+        /// A code of third-party ops or exporters, for a failure none of the package's codes
+        /// names. Its name is `vendor.NAME`, so it can never pass for one of the package's codes.
+        public static func vendor(_ name: String) -> Code { Code("vendor.\(name)") }
 
         public var description: String { name }
 

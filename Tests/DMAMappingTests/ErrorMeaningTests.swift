@@ -41,6 +41,7 @@ struct ErrorMeaningTests {
         #expect(top.cause == middle && top.rootCause == root && root.rootCause == root)
         #expect(top != DMAError(.mapFailed, .EINVAL, "mapping 2 segments"))
         #expect(top.description == "EINVAL: mapping 2 segments")
+        #expect(DMAError.Code.vendor("ring-full").name == "vendor.ring-full" && DMAError.Code.vendor("not-found") != .notFound)
         #expect(Errno.ETIMEDOUT.rawValue == 110 && Errno.ETIMEDOUT.name == "ETIMEDOUT" && Errno(name: "ETIMEDOUT") == .ETIMEDOUT)
     }
 }
