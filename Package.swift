@@ -142,7 +142,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DMAConformanceTests",
-            dependencies: ["DMAConformance", "DMACore", "DMAMapping"],
+            dependencies: ["DMAConformance", "DMACore", "DMAMapping", "DMABuf"],
             swiftSettings: strict
         ),
         .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"], swiftSettings: strict),

@@ -14,7 +14,7 @@ let mapping = try nic.map(vfio.buffer, direction: .bidirectional)
 print("mapped:", mapping.mapTypeName, mapping.table.segments.map(\.description))
 try nic.deviceWrite([0xAB], to: vfio.buffer, offset: 4096)
 
-let told = try vfio.revoke(.reset)
+let told = try vfio.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(.reset, in: context) }
 print("reset: told \(told.count) importer(s); the NIC was invalidated \(nic.invalidations) time(s)")
 func attempt(_ what: String, _ body: () throws(DMAError) -> Void) {
     do { try body(); print(what + ": ok") } catch { print(what + ":", error.errno.name, "-", error.message) }

@@ -10,6 +10,9 @@ public enum DMABufPlacement: String, Hashable, Sendable, Codable, CustomStringCo
     case system
     /// A device BAR exported as it is (a VFIO BAR).
     case bar
+    /// Nowhere: the buffer was released (the last `dma_buf_put`) and the exporter let go of the
+    /// memory; nothing can reach it any more.
+    case released
 
     public var description: String { rawValue }
 }
@@ -33,12 +36,15 @@ public protocol DMABufExporter: AnyObject, Sendable {
     /// `detach`.
     func detach(_ attachment: DMABufAttachment)
     /// `pin`: the memory stays where it is until `unpin` (a GPU first moves it where every
-    /// pinning importer can reach it).
-    func pin(_ attachment: DMABufAttachment) throws(DMAError)
+    /// pinning importer can reach it). Called with the reservation lock held by `context`, which
+    /// a move inside it passes on to ``DMABuffer/invalidateMappings(in:)``.
+    func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError)
     /// `unpin`.
     func unpin(_ attachment: DMABufAttachment)
     /// `map_dma_buf`: a mapped scatter-list for the attachment's device, one homogeneous list.
-    func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping
+    /// Called with the reservation lock held by `context` (a move inside it passes it on).
+    func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
     /// `unmap_dma_buf`.
     func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError)
     /// `begin_cpu_access`: the CPU is about to touch the memory.
@@ -56,7 +62,7 @@ extension DMABufExporter {
     public func release() {}
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {}
     public func detach(_ attachment: DMABufAttachment) {}
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {}
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {}
     public func unpin(_ attachment: DMABufAttachment) {}
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {}
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {}
@@ -73,8 +79,9 @@ public protocol DMABufImporter: AnyObject, Sendable {
     var canInvalidate: Bool { get }
     /// `invalidate_mappings` (`move_notify` before 7.1): the exporter is moving or revoking the
     /// memory; the importer must stop using its mappings of `attachment` and map again later.
-    /// Called with the reservation lock held.
-    func invalidateMappings(_ attachment: DMABufAttachment)
+    /// Called with the reservation lock held by `context` (the exporter's), which the importer
+    /// passes to ``DMABuffer/unmap(_:_:direction:in:)`` to drop its mappings.
+    func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext)
 }
 
 extension DMABufImporter {
@@ -201,12 +208,17 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
 /// The core's rules, which hold whatever the exporter:
 /// - a static importer's attachment never has P2P; its maps pin a dynamic exporter's buffer for as
 ///   long as they live (`dma_buf_pin_on_map`, 6.15: no more sg-table cache at attach);
-/// - mapping, unmapping, pinning and invalidating for a dynamic attachment need the reservation
-///   lock held (`dma_resv_assert_held`); the `…Unlocked` calls take it themselves;
+/// - mapping, unmapping, pinning and invalidating need the reservation lock held by the context
+///   passed in (`dma_resv_assert_held`); the `…Unlocked` calls take it themselves, waiting while
+///   another context holds it;
 /// - an unmap must name a live mapping of that attachment; a detach with live mappings is refused
 ///   with `EBUSY` and changes nothing; every call on a detached attachment is `ENODEV`;
 /// - a move or revoke calls `invalidate_mappings` on every dynamic attachment
-///   (``invalidateMappings()``).
+///   (``invalidateMappings(in:)``);
+/// - a released buffer is dead (`dma_buf_release`: nothing can reach a `struct dma_buf` after its
+///   last reference): every entry point after ``release()`` throws `ENODEV` before it reaches the
+///   exporter, and the exporters let go of the memory (their placement is
+///   ``DMABufPlacement/released``).
 public final class DMABuffer: Sendable, CustomStringConvertible {
     /// A name for traces and `DMA_BUF_SET_NAME`.
     public let name: String
@@ -216,9 +228,16 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public let exporter: any DMABufExporter
     /// The reservation object.
     public let resv = ReservationObject()
-    private let attachmentList = ModelMutex<[DMABufAttachment]>([])
-    /// How many `invalidate_mappings` rounds are running (see ``invalidateMappings()``).
-    private let invalidating = ModelMutex(0)
+    /// The buffer's own state, behind one lock so that what is checked together is set together
+    /// (a release against an attach, an invalidation round against a map).
+    private struct State {
+        var attachments: [DMABufAttachment] = []
+        /// How many `invalidate_mappings` rounds are running (see ``invalidateMappings(in:)``).
+        var invalidating = 0
+        var released = false
+    }
+
+    private let state = ModelMutex(State())
 
     /// `dma_buf_export`.
     /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
@@ -232,14 +251,25 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// The live attachments.
-    public var attachments: [DMABufAttachment] { attachmentList.withLock { $0 } }
+    public var attachments: [DMABufAttachment] { state.withLock { $0.attachments } }
 
     /// `dma_buf_attach` (static, `importer` `nil`) or `dma_buf_dynamic_attach`.
-    /// - Throws: whatever the exporter's `attach` throws; nothing is attached then.
+    /// - Throws: `ENODEV` after ``release()``; whatever the exporter's `attach` throws; nothing is
+    ///   attached then.
     public func attach(_ device: DMADevice, importer: (any DMABufImporter)? = nil) throws(DMAError) -> DMABufAttachment {
+        try checkAlive("dma_buf_attach")
         let attachment = DMABufAttachment(buffer: self, device: device, importer: importer)
         try exporter.attach(attachment)
-        attachmentList.withLock { $0.append(attachment) }
+        // The list is added to in one step with the released check: a release that came while the
+        // exporter attached wins, and the attachment is undone.
+        guard state.withLock({ state -> Bool in
+            guard !state.released else { return false }
+            state.attachments.append(attachment)
+            return true
+        }) else {
+            exporter.detach(attachment)
+            throw released("dma_buf_attach")
+        }
         return attachment
     }
 
@@ -249,6 +279,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// - Throws: `ENODEV` for an attachment already detached or of another buffer; `EBUSY` while
     ///   it has live mappings or pins (nothing changes: unmap and unpin first).
     public func detach(_ attachment: DMABufAttachment) throws(DMAError) {
+        try checkAlive("dma_buf_detach")
         try checkLive(attachment, "dma_buf_detach")
         // The check and the mark are one step: a map racing with this detach either lands first
         // (EBUSY here) or finds the attachment detached (ENODEV there), never a mapping left on a
@@ -260,7 +291,16 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
             throw DMAError(.busy, .EBUSY, "dma_buf_detach of \(attachment) while it pins the buffer: unpin first")
         }
         exporter.detach(attachment)
-        attachmentList.withLock { $0.removeAll { $0 === attachment } }
+        state.withLock { $0.attachments.removeAll { $0 === attachment } }
+    }
+
+    /// Every entry point's first check: a released buffer is dead.
+    private func checkAlive(_ call: String) throws(DMAError) {
+        guard !state.withLock({ $0.released }) else { throw released(call) }
+    }
+
+    private func released(_ call: String) -> DMAError {
+        DMAError(.noDevice, .ENODEV, "\(call): \(name) was released (its last dma_buf_put); its memory is gone")
     }
 
     private func checkLive(_ attachment: DMABufAttachment, _ call: String) throws(DMAError) {
@@ -277,18 +317,22 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// static importer of a dynamic exporter pins first; a static importer then waits for the
     /// kernel fences (a migration copy) before it may use the mapping, which the model cannot do
     /// for a fence nobody will signal, so it fails with `ETIMEDOUT` instead.
-    /// - Throws: `DMAError/Code/lockNotHeld`; `ENODEV` for a detached attachment; whatever the
-    ///   exporter's pin or map throws (nothing stays pinned or mapped then).
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        try resv.assertHeld("dma_buf_map_attachment")
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock; `ENODEV` for
+    ///   a detached attachment; whatever the exporter's pin or map throws (nothing stays pinned or
+    ///   mapped then).
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
+        try checkAlive("dma_buf_map_attachment")
+        try resv.assertHeld("dma_buf_map_attachment", by: context)
         try checkNotInvalidating("dma_buf_map_attachment")
         try checkLive(attachment, "dma_buf_map_attachment")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
         let pin = pinsOnMap(attachment)
-        if pin { try exporter.pin(attachment) }
+        if pin { try exporter.pin(attachment, in: context) }
         let mapping: DMABufMapping
         do {
-            mapping = try exporter.map(attachment, direction: direction)
+            mapping = try exporter.map(attachment, direction: direction, in: context)
         } catch {
             if pin { exporter.unpin(attachment) }
             throw error
@@ -297,7 +341,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
             try? exporter.unmap(attachment, mapping, direction: direction)
             if pin { exporter.unpin(attachment) }
             throw DMAError(
-                .busy, Errno(rawValue: 110),
+                .timedOut, .ETIMEDOUT,
                 "dma_buf_map_attachment: \(attachment) would wait for an unsignalled kernel fence (ETIMEDOUT in the model)")
         }
         guard attachment.record(mapping, pinned: pin) else {
@@ -309,17 +353,20 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         return mapping
     }
 
-    /// `dma_buf_map_attachment_unlocked`: takes the lock around ``map(_:direction:)`` (for static
-    /// importers, which do not hold it).
+    /// `dma_buf_map_attachment_unlocked`: takes the lock around ``map(_:direction:in:)`` (for
+    /// static importers, which do not hold it), waiting while another context holds it.
     public func mapUnlocked(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        try resv.withLock { () throws(DMAError) in try map(attachment, direction: direction) }
+        try resv.withLock { (context) throws(DMAError) in try map(attachment, direction: direction, in: context) }
     }
 
     /// `dma_buf_unmap_attachment`: the reservation lock must be held; the mapping must be live.
-    /// - Throws: `DMAError/Code/lockNotHeld`; `DMAError/Code/notMapped` (`EINVAL`) for a
-    ///   mapping that is not live (an unmap twice).
-    public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
-        try resv.assertHeld("dma_buf_unmap_attachment")
+    /// - Throws: `DMAError/Code/lockNotHeld` when `context` does not hold the lock;
+    ///   `DMAError/Code/notMapped` (`EINVAL`) for a mapping that is not live (an unmap twice).
+    public func unmap(
+        _ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection, in context: ReservationContext
+    ) throws(DMAError) {
+        try checkAlive("dma_buf_unmap_attachment")
+        try resv.assertHeld("dma_buf_unmap_attachment", by: context)
         try checkLive(attachment, "dma_buf_unmap_attachment")
         guard attachment.mappings.contains(mapping) else {
             throw DMAError(.notMapped, .EINVAL, "dma_buf_unmap_attachment: \(attachment) has no such live mapping (unmapped twice?)")
@@ -330,27 +377,29 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
 
     /// `dma_buf_unmap_attachment_unlocked`.
     public func unmapUnlocked(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
-        try resv.withLock { () throws(DMAError) in try unmap(attachment, mapping, direction: direction) }
+        try resv.withLock { (context) throws(DMAError) in try unmap(attachment, mapping, direction: direction, in: context) }
     }
 
     /// `dma_buf_pin`: a dynamic importer keeps the memory where it is (RDMA pinned MRs).
     /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` for a static attachment (it pins on map);
     ///   whatever the exporter's pin throws.
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
-        try resv.assertHeld("dma_buf_pin")
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        try checkAlive("dma_buf_pin")
+        try resv.assertHeld("dma_buf_pin", by: context)
         try checkNotInvalidating("dma_buf_pin")
         try checkLive(attachment, "dma_buf_pin")
         guard attachment.isDynamic else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_pin is for dynamic importers; \(attachment) is static and pins when it maps")
         }
-        try exporter.pin(attachment)
+        try exporter.pin(attachment, in: context)
         _ = attachment.adjustPin(1)
     }
 
     /// `dma_buf_unpin`.
     /// - Throws: `DMAError/Code/lockNotHeld`; `EINVAL` when it is not pinned.
-    public func unpin(_ attachment: DMABufAttachment) throws(DMAError) {
-        try resv.assertHeld("dma_buf_unpin")
+    public func unpin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        try checkAlive("dma_buf_unpin")
+        try resv.assertHeld("dma_buf_unpin", by: context)
         try checkLive(attachment, "dma_buf_unpin")
         guard attachment.isDynamic, attachment.adjustPin(0) > 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_unpin: \(attachment) is not pinned")
@@ -359,37 +408,51 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         exporter.unpin(attachment)
     }
 
-    private let released = ModelMutex(false)
-
-    /// The last `dma_buf_put`: the exporter's `release` frees the memory and drops its reference
-    /// to the buffer, which breaks the exporter ↔ buffer reference cycle. A second call does
-    /// nothing.
-    /// - Throws: `EBUSY` while attachments remain (detach them first; nothing changes).
+    /// The last `dma_buf_put` (`dma_buf_release`): the exporter's `release` frees the memory and
+    /// drops its reference to the buffer, which breaks the exporter ↔ buffer reference cycle. A
+    /// second call does nothing. From then on the buffer is dead: every entry point throws
+    /// `ENODEV`.
+    ///
+    /// The check for attachments and the mark are one step under the buffer's lock, taken with
+    /// the reservation lock held, so no attach can slip in and no map, pin or invalidation that
+    /// holds the reservation lock is half-way through the exporter when the memory goes.
+    /// - Throws: `EBUSY` while attachments remain (detach them first; nothing changes);
+    ///   `EDEADLK` when called with the reservation lock held on this thread.
     public func release() throws(DMAError) {
-        guard attachments.isEmpty else {
-            throw DMAError(.busy, .EBUSY, "\(name) still has \(attachments.count) attachment(s): detach them before the last dma_buf_put")
+        let now = try resv.withLock { (_) throws(DMAError) -> Bool in
+            try state.withLock { (state) throws(DMAError) -> Bool in
+                guard state.attachments.isEmpty else {
+                    throw DMAError(
+                        .busy, .EBUSY, "\(name) still has \(state.attachments.count) attachment(s): detach them before the last dma_buf_put")
+                }
+                defer { state.released = true }
+                return !state.released
+            }
         }
-        guard released.withLock({ was in defer { was = true }; return !was }) else { return }
-        exporter.release()
+        if now { exporter.release() }
     }
 
     /// Whether the buffer has been released.
-    public var isReleased: Bool { released.withLock { $0 } }
+    public var isReleased: Bool { state.withLock { $0.released } }
 
     /// Whether any attachment pins the buffer now.
     public var isPinned: Bool { attachments.contains { $0.isPinned } }
 
     /// `dma_buf_invalidate_mappings` (`dma_buf_move_notify` before 7.1): tells every dynamic
-    /// importer that its mappings are about to become invalid. The reservation lock must be held.
+    /// importer that its mappings are about to become invalid. The reservation lock must be held
+    /// by `context`, which each importer gets to drop its mappings with.
     /// - Returns: the attachments that were told.
     /// - Throws: `DMAError/Code/lockNotHeld`.
     @discardableResult
-    public func invalidateMappings() throws(DMAError) -> [DMABufAttachment] {
-        try resv.assertHeld("dma_buf_invalidate_mappings")
-        let told = attachments.filter { $0.importer?.canInvalidate == true }
-        invalidating.withLock { $0 += 1 }
-        defer { invalidating.withLock { $0 -= 1 } }
-        for attachment in told { attachment.importer?.invalidateMappings(attachment) }
+    public func invalidateMappings(in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        try checkAlive("dma_buf_invalidate_mappings")
+        try resv.assertHeld("dma_buf_invalidate_mappings", by: context)
+        let told = state.withLock { state -> [DMABufAttachment] in
+            state.invalidating += 1
+            return state.attachments.filter { $0.importer?.canInvalidate == true }
+        }
+        defer { state.withLock { $0.invalidating -= 1 } }
+        for attachment in told { attachment.importer?.invalidateMappings(attachment, in: context) }
         return told
     }
 
@@ -397,10 +460,12 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// the exporter holds, as `ib_umem_dmabuf_unmap_pages` does): a map or pin there would reach
     /// memory the exporter is about to move, and the `…Unlocked` calls would take the reservation
     /// lock a second time. Both are `EDEADLK`, as a `ww_mutex` taken again in one context is.
+    /// Called with the lock held by the caller's context, so a round running now is that
+    /// context's own (no other context can be inside one).
     private func checkNotInvalidating(_ call: String) throws(DMAError) {
-        guard invalidating.withLock({ $0 }) == 0 else {
+        guard state.withLock({ $0.invalidating }) == 0 else {
             throw DMAError(
-                .lockNotHeld, .EDEADLK,
+                .wouldDeadlock, .EDEADLK,
                 "\(call) from inside invalidate_mappings of \(name): the exporter holds the reservation lock to move or revoke the memory; drop the mapping now and map again after the callback")
         }
     }
@@ -409,17 +474,29 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// revoked (it has `invalidate_mappings`), which exporters such as VFIO require.
     public func isRevocable(_ attachment: DMABufAttachment) -> Bool { attachment.importer?.canInvalidate == true }
 
-    /// `dma_buf_begin_cpu_access`.
-    /// - Throws: `EINVAL` for `DMA_NONE`; whatever the exporter throws.
+    /// `dma_buf_begin_cpu_access`. The exporter's callback runs with the reservation lock held
+    /// (as amdgpu's reserves the BO), so a release cannot free the memory under it.
+    /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
+    ///   throws.
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
+        try checkAlive("dma_buf_begin_cpu_access")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_begin_cpu_access") }
-        try exporter.beginCPUAccess(direction: direction)
+        try resv.withLock { (_) throws(DMAError) in
+            try checkAlive("dma_buf_begin_cpu_access")
+            try exporter.beginCPUAccess(direction: direction)
+        }
     }
 
-    /// `dma_buf_end_cpu_access`.
+    /// `dma_buf_end_cpu_access`, with the reservation lock held as for ``beginCPUAccess(direction:)``.
+    /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
+    ///   throws.
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {
+        try checkAlive("dma_buf_end_cpu_access")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_end_cpu_access") }
-        try exporter.endCPUAccess(direction: direction)
+        try resv.withLock { (_) throws(DMAError) in
+            try checkAlive("dma_buf_end_cpu_access")
+            try exporter.endCPUAccess(direction: direction)
+        }
     }
 
     public var description: String { "\(name) (\(formatBytes(size)), \(exporter.exporterName), \(exporter.placement))" }

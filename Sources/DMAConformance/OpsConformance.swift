@@ -380,6 +380,7 @@ public struct DMAOpsConformance: Sendable {
         }
         let shared = ModelMutex(Shared())
         let ops = rig.ops
+        let memory = rig.memory
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for round in 0..<rounds {
                 do {
@@ -395,6 +396,23 @@ public struct DMAOpsConformance: Sendable {
                         s.live += table.segments.map { ($0.address, $0.length) }
                         s.maps += 1
                     }
+                    // Use the mapping while its record is live, as a driver does between map and
+                    // unmap: the device writes this worker's bytes, which must reach this worker's
+                    // own pages (an address handed to two live mappings sends them elsewhere).
+                    let bytes = Self.pattern(UInt8(truncatingIfNeeded: 31 &* worker &+ round), Int(table.mappedLength))
+                    var at = 0
+                    for segment in table.segments {
+                        try device.dmaWrite(Array(bytes[at..<(at + Int(segment.length))]), at: segment.address)
+                        at += Int(segment.length)
+                    }
+                    try ops.syncScatterListForCPU(table, direction: .bidirectional, device: device)
+                    var seen: [UInt8] = []
+                    for range in list { seen += try memory.read(range.start, count: Int(range.length)) }
+                    if seen != bytes {
+                        shared.withLock { $0.problems.append("worker \(worker) round \(round): the device's bytes did not reach the worker's own pages (another live mapping shares its addresses)") }
+                    }
+                    // The record goes only now, just before the unmap: it was live all the time
+                    // the mapping was in use.
                     shared.withLock { s in
                         for segment in table.segments {
                             if let index = s.live.firstIndex(where: { $0.0 == segment.address && $0.1 == segment.length }) { s.live.remove(at: index) }

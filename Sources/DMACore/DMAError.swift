@@ -1,8 +1,10 @@
 /// A typed error of the model: a stable code, the errno the kernel would return in the same case,
 /// and a message a person can act on.
 ///
-/// The shape follows swift-nio's newest errors: a struct with an extensible ``Code`` so codes can be
-/// added without breaking users, rather than an enum. Programmer errors of the model itself are
+/// The shape follows swift-nio's newest errors: a struct with a ``Code`` so codes can be added
+/// without breaking users, rather than an enum. The codes are closed: only this package makes them
+/// (each with one meaning and the errno it goes with), and code outside it uses
+/// ``Code/vendor(_:)``. Programmer errors of the model itself are
 /// preconditions; everything a caller can get wrong is one of these.
 public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
     /// What went wrong, independent of the wording. Compare codes, not messages.
@@ -10,8 +12,13 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
         /// The stable, kebab-case name of the code (`"peer-to-peer-not-supported"`).
         public let name: String
 
-        /// Creates a code. Third-party ops may define their own codes the same way.
-        public init(_ name: String) { self.name = name }
+        /// Creates a code: for this package's modules only, so the set of codes stays closed and
+        /// each keeps one meaning (``vendor(_:)`` is the way out for code outside the package).
+        package init(_ name: String) { self.name = name }
+
+        /// A code of third-party ops or exporters, for a failure none of the package's codes
+        /// names. Its name is `vendor.NAME`, so it can never pass for one of the package's codes.
+        public static func vendor(_ name: String) -> Code { Code("vendor.\(name)") }
 
         public var description: String { name }
 
@@ -45,6 +52,15 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let noDevice = Code("no-device")
         /// A DMA-API debug check failed in strict mode.
         public static let debugCheckFailed = Code("dma-debug")
+        /// A wait that would never end, given up (`ETIMEDOUT`): a fence nobody will signal.
+        public static let timedOut = Code("timed-out")
+        /// An I/O that went wrong (`EIO`): data that did not arrive, a call the kernel answers with
+        /// `EIO` (`dma_iova_link` misused).
+        public static let ioError = Code("io-error")
+        /// A scatter-list map that failed part way and was undone (`dma_map_sgtable`): the errno is
+        /// the one the ops return for the whole list (`EIO` from dma-direct, `EINVAL` from
+        /// iommu-dma) and ``DMAError/cause`` is the segment's own error.
+        public static let mapFailed = Code("map-failed")
     }
 
     /// What went wrong.
@@ -53,12 +69,37 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
     public var errno: Errno
     /// A sentence for a person: what failed, with the numbers, and where possible what to do.
     public var message: String
+    private var causeBox: Cause?
 
-    /// Creates an error.
-    public init(_ code: Code, _ errno: Errno, _ message: String) {
+    /// The error this one wraps, when a layer re-throws a lower layer's error with its own errno
+    /// (dma-direct's `map_sg` turns a segment's `ENOMEM` into `EIO`): the original code and errno
+    /// stay reachable here.
+    public var cause: DMAError? {
+        get { causeBox?.error }
+        set { causeBox = newValue.map(Cause.init) }
+    }
+
+    /// The innermost error of the ``cause`` chain (this error when it wraps none).
+    public var rootCause: DMAError {
+        var error = self
+        while let inner = error.cause { error = inner }
+        return error
+    }
+
+    /// Creates an error, wrapping `cause` when it is given.
+    public init(_ code: Code, _ errno: Errno, _ message: String, cause: DMAError? = nil) {
         self.code = code
         self.errno = errno
         self.message = message
+        self.causeBox = cause.map(Cause.init)
+    }
+
+    /// The cause, boxed: a struct cannot hold a value of its own type inline.
+    private final class Cause: Hashable, Sendable {
+        let error: DMAError
+        init(_ error: DMAError) { self.error = error }
+        static func == (a: Cause, b: Cause) -> Bool { a.error == b.error }
+        func hash(into hasher: inout Hasher) { hasher.combine(error) }
     }
 
     public var description: String { "\(errno.name): \(message)" }

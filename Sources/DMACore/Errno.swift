@@ -57,6 +57,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let EBADFD = Errno(rawValue: 77)
     /// Operation not supported.
     public static let EOPNOTSUPP = Errno(rawValue: 95)
+    /// Connection timed out: the model's answer for a wait that would never end.
+    public static let ETIMEDOUT = Errno(rawValue: 110)
     /// Remote I/O error: the kernel's answer when a peer-to-peer mapping is impossible.
     public static let EREMOTEIO = Errno(rawValue: 121)
     /// Kernel-internal "operation is not supported" (`include/linux/errno.h`), which some drivers
@@ -85,6 +87,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         75: ("EOVERFLOW", "value too large"),
         77: ("EBADFD", "file descriptor in bad state"),
         95: ("EOPNOTSUPP", "operation not supported"),
+        110: ("ETIMEDOUT", "timed out"),
         121: ("EREMOTEIO", "remote I/O error (peer-to-peer not possible)"),
         524: ("ENOTSUPP", "operation not supported (a kernel-internal errno leaked by the driver; from a dma-buf mmap it means the exporter has no CPU mapping)"),
     ]

@@ -25,13 +25,14 @@ public final class GPUVRAMExporter: DMABufExporter {
     private enum Backing {
         case vram(PhysicalRange)
         case system([PhysicalRange])
+        /// After ``release()``: the memory went back to its heap, and nothing here points at it.
+        case released
     }
 
     private struct State {
         var backing: Backing
         var pins = 0
         var migratedBytes: UInt64 = 0
-        var released = false
     }
 
     /// The GPU's name (a BDF).
@@ -80,10 +81,25 @@ public final class GPUVRAMExporter: DMABufExporter {
         }
     }
 
+    /// The dma-buf for one of the exporter's own calls.
+    /// - Throws: `ENODEV` after ``release()``.
+    private func liveBuffer(_ call: String) throws(DMAError) -> DMABuffer {
+        guard let buffer = bufferBox.withLock({ $0 }) else {
+            throw DMAError(.noDevice, .ENODEV, "\(call): the buffer was released; its VRAM went back to the heap")
+        }
+        return buffer
+    }
+
     public var isDynamic: Bool { true }
 
     public var placement: DMABufPlacement {
-        state.withLock { if case .vram = $0.backing { .vram } else { .system } }
+        state.withLock {
+            switch $0.backing {
+            case .vram: .vram
+            case .system: .system
+            case .released: .released
+            }
+        }
     }
 
     /// Bytes moved from VRAM to system memory so far.
@@ -92,12 +108,12 @@ public final class GPUVRAMExporter: DMABufExporter {
     /// Whether the buffer is pinned.
     public var isPinned: Bool { state.withLock { $0.pins > 0 } }
 
+    /// - Throws: `ENODEV` after ``release()``: the memory is no longer the buffer's.
     public func cpuRanges() throws(DMAError) -> [PhysicalRange] {
-        state.withLock {
-            switch $0.backing {
-            case .vram(let range): [range]
-            case .system(let pages): pages
-            }
+        switch state.withLock({ $0.backing }) {
+        case .vram(let range): [range]
+        case .system(let pages): pages
+        case .released: throw DMAError(.noDevice, .ENODEV, "\(exporterName) buffer on \(gpu) was released; its memory is gone")
         }
     }
 
@@ -107,8 +123,10 @@ public final class GPUVRAMExporter: DMABufExporter {
         }
     }
 
-    public func pin(_ attachment: DMABufAttachment) throws(DMAError) {
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
         // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P.
+        let buffer = attachment.buffer
+        _ = try cpuRanges()  // ENODEV once released
         let everyoneP2P = buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
         if !everyoneP2P, placement == .vram {
             guard !isPinned else {
@@ -116,7 +134,7 @@ public final class GPUVRAMExporter: DMABufExporter {
                     .busy, .EBUSY,
                     "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach VRAM peer-to-peer: it cannot be moved to system memory")
             }
-            try migrateToSystem(notify: true)
+            _ = try migrateToSystem(notifyIn: context)
         }
         state.withLock { $0.pins += 1 }
     }
@@ -125,7 +143,9 @@ public final class GPUVRAMExporter: DMABufExporter {
         state.withLock { $0.pins = max(0, $0.pins - 1) }
     }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
         var migrated: UInt64 = 0
         if case .vram(let range) = state.withLock({ $0.backing }) {
             if attachment.peerToPeer {
@@ -135,9 +155,9 @@ public final class GPUVRAMExporter: DMABufExporter {
             guard !isPinned else {
                 throw DMAError(
                     .busy, .EBUSY,
-                    "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
+                    "\(attachment.buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
             }
-            migrated = try migrateToSystem(notify: true)
+            migrated = try migrateToSystem(notifyIn: context).bytes
         }
         let pages = try cpuRanges()
         return try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system, migratedBytes: migrated)
@@ -147,42 +167,45 @@ public final class GPUVRAMExporter: DMABufExporter {
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
     }
 
-    /// `release`: frees the VRAM or system pages and drops the reference to the buffer.
+    /// `release`: frees the VRAM or system pages, leaves the backing ``DMABufPlacement/released``
+    /// (so no later call reaches the freed memory) and drops the reference to the buffer.
     public func release() {
-        let backing = state.withLock { state -> Backing? in
-            guard !state.released else { return nil }
-            state.released = true
+        let backing = state.withLock { state -> Backing in
+            defer { state.backing = .released }
             return state.backing
         }
         switch backing {
-        case .vram(let range)?: heap.release(range)
-        case .system(let pages)?: for page in pages { try? memory.free(page) }
-        case nil: break
+        case .vram(let range): heap.release(range)
+        case .system(let pages): for page in pages { try? memory.free(page) }
+        case .released: break
         }
         bufferBox.withLock { $0 = nil }
     }
 
-    /// Moves a VRAM buffer to system memory (TTM eviction): the reservation lock must be held
-    /// by the caller; every dynamic importer is told first.
+    /// Moves a VRAM buffer to system memory (TTM eviction, `amdgpu_bo_move_notify`). Like every
+    /// exporter move in this package (``VFIOBARExporter/revoke(_:in:)`` too), the caller holds
+    /// the reservation lock and passes its context, as TTM holds the BO's `dma_resv` across
+    /// `ttm_bo_move`; every dynamic importer is told before the memory moves.
     /// - Returns: the importers told.
-    /// - Throws: `EBUSY` when the buffer is pinned; `DMAError/Code/lockNotHeld`.
+    /// - Throws: `ENODEV` after ``release()``; `DMAError/Code/lockNotHeld` when `context` does
+    ///   not hold the lock; `EBUSY` when the buffer is pinned. Nothing moves then.
     @discardableResult
-    public func evict() throws(DMAError) -> [DMABufAttachment] {
-        try buffer.resv.assertHeld("evict")
+    public func evict(in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        let buffer = try liveBuffer("evict")
+        try buffer.resv.assertHeld("evict", by: context)
         guard !isPinned else {
             throw DMAError(.busy, .EBUSY, "\(buffer.name) is pinned: pinned memory cannot move")
         }
         guard placement == .vram else { return [] }
-        let told = try buffer.invalidateMappings()
-        try migrateToSystem(notify: false)
-        return told
+        return try migrateToSystem(notifyIn: context).told
     }
 
-    /// Copies VRAM to fresh system pages and frees the VRAM.
+    /// Tells every dynamic importer (with the lock `context` holds), then copies VRAM to fresh
+    /// system pages and frees the VRAM.
     @discardableResult
-    private func migrateToSystem(notify: Bool) throws(DMAError) -> UInt64 {
-        guard case .vram(let range) = state.withLock({ $0.backing }) else { return 0 }
-        if notify { try buffer.invalidateMappings() }
+    private func migrateToSystem(notifyIn context: ReservationContext) throws(DMAError) -> (bytes: UInt64, told: [DMABufAttachment]) {
+        guard case .vram(let range) = state.withLock({ $0.backing }) else { return (0, []) }
+        let told = try liveBuffer("migrate").invalidateMappings(in: context)
         let pages = try allocateSystemPages(memory, size: size)
         do {
             try copyRanges(memory, from: [range], to: pages)
@@ -195,6 +218,6 @@ public final class GPUVRAMExporter: DMABufExporter {
             $0.backing = .system(pages)
             $0.migratedBytes += size
         }
-        return size
+        return (size, told)
     }
 }

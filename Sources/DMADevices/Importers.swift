@@ -79,7 +79,7 @@ public final class DeviceImporter: DMABufImporter {
             throw DMAError(.busy, .EBUSY, "\(name) already has \(buffer.name) mapped; unmap it first")
         }
         let mapping = dynamic
-            ? try buffer.resv.withLock { () throws(DMAError) in try buffer.map(attachment, direction: direction) }
+            ? try buffer.resv.withLock { (context) throws(DMAError) in try buffer.map(attachment, direction: direction, in: context) }
             : try buffer.mapUnlocked(attachment, direction: direction)
         state.withLock {
             $0.live[ObjectIdentifier(buffer)] = (mapping, direction)
@@ -96,7 +96,7 @@ public final class DeviceImporter: DMABufImporter {
             throw DMAError(.notMapped, .EINVAL, "\(name) has no live mapping of \(buffer.name) (unmapped twice, or invalidated by the exporter)")
         }
         if dynamic {
-            try buffer.resv.withLock { () throws(DMAError) in try buffer.unmap(attachment, mapping, direction: direction) }
+            try buffer.resv.withLock { (context) throws(DMAError) in try buffer.unmap(attachment, mapping, direction: direction, in: context) }
         } else {
             try buffer.unmapUnlocked(attachment, mapping, direction: direction)
         }
@@ -116,15 +116,15 @@ public final class DeviceImporter: DMABufImporter {
 
     /// `invalidate_mappings`: drop the mapping now (the lock is held by the exporter), remember it
     /// as dead.
-    public func invalidateMappings(_ attachment: DMABufAttachment) {
+    public func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) {
         let buffer = attachment.buffer
         let live = state.withLock { state -> (mapping: DMABufMapping, direction: DMADirection)? in
             state.invalidations += 1
             return state.live.removeValue(forKey: ObjectIdentifier(buffer))
         }
         guard let live else { return }
-        // Called with the reservation lock held, as the exporter holds it while it notifies.
-        try? buffer.unmap(attachment, live.mapping, direction: live.direction)
+        // Called with the reservation lock held by the exporter's context, which it passes on.
+        try? buffer.unmap(attachment, live.mapping, direction: live.direction, in: context)
         state.withLock { $0.dead[ObjectIdentifier(buffer)] = live.mapping }
     }
 

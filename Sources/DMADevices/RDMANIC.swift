@@ -47,13 +47,13 @@ public final class RDMAMemoryRegion: DMABufImporter {
         state.withLock { $0.attachment = attachment }
         guard pinned else { return }
         do throws(DMAError) {
-            try buffer.resv.withLock { () throws(DMAError) in
-                try buffer.pin(attachment)
+            try buffer.resv.withLock { (context) throws(DMAError) in
+                try buffer.pin(attachment, in: context)
                 do throws(DMAError) {
-                    let mapping = try buffer.map(attachment, direction: direction)
+                    let mapping = try buffer.map(attachment, direction: direction, in: context)
                     state.withLock { $0.mapping = mapping }
                 } catch {
-                    try? buffer.unpin(attachment)
+                    try? buffer.unpin(attachment, in: context)
                     throw error
                 }
             }
@@ -70,13 +70,13 @@ public final class RDMAMemoryRegion: DMABufImporter {
     /// How many times the exporter invalidated it.
     public var invalidations: Int { state.withLock { $0.invalidations } }
 
-    public func invalidateMappings(_ attachment: DMABufAttachment) {
+    public func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) {
         let mapping = state.withLock { state -> DMABufMapping? in
             state.invalidations += 1
             defer { state.mapping = nil }
             return state.mapping
         }
-        if let mapping { try? buffer.unmap(attachment, mapping, direction: direction) }
+        if let mapping { try? buffer.unmap(attachment, mapping, direction: direction, in: context) }
     }
 
     /// Faults the MR in when it has no mapping: lock, map, unlock.
@@ -84,7 +84,7 @@ public final class RDMAMemoryRegion: DMABufImporter {
         let (attachment, current, gone) = state.withLock { ($0.attachment, $0.mapping, $0.deregistered) }
         guard !gone, let attachment else { throw DMAError(.noDevice, .ENODEV, "the MR of \(buffer.name) is deregistered") }
         if let current { return current }
-        let mapping = try buffer.resv.withLock { () throws(DMAError) in try buffer.map(attachment, direction: direction) }
+        let mapping = try buffer.resv.withLock { (context) throws(DMAError) in try buffer.map(attachment, direction: direction, in: context) }
         state.withLock {
             $0.mapping = mapping
             $0.faults += 1
@@ -124,9 +124,9 @@ public final class RDMAMemoryRegion: DMABufImporter {
             return (state.attachment, state.mapping)
         }
         guard let attachment else { return }
-        try buffer.resv.withLock { () throws(DMAError) in
-            if let mapping { try buffer.unmap(attachment, mapping, direction: direction) }
-            if pinned { try buffer.unpin(attachment) }
+        try buffer.resv.withLock { (context) throws(DMAError) in
+            if let mapping { try buffer.unmap(attachment, mapping, direction: direction, in: context) }
+            if pinned { try buffer.unpin(attachment, in: context) }
         }
         try buffer.detach(attachment)
     }

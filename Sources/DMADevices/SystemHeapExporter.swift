@@ -8,8 +8,10 @@ import Synchronization
 /// gets system pages, bounced where its mask needs it.
 public final class SystemHeapExporter: DMABufExporter {
     public let exporterName = "system"
-    /// The pages, in order.
-    public let pages: [PhysicalRange]
+    /// The pages, in order; none after ``release()`` (they went back to the allocator).
+    public var pages: [PhysicalRange] { backing.withLock { $0 ?? [] } }
+    /// The pages, or `nil` once released, so that no call reaches freed memory.
+    private let backing: ModelMutex<[PhysicalRange]?>
     /// The machine's memory.
     public let memory: SimulatedMemory
     private let bufferBox = ModelMutex<DMABuffer?>(nil)
@@ -20,7 +22,7 @@ public final class SystemHeapExporter: DMABufExporter {
         guard size > 0, size % pageSize == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "heap buffer '\(name)': size \(size) is not a positive multiple of \(pageSize)")
         }
-        pages = try allocateSystemPages(memory, size: size)
+        backing = ModelMutex(try allocateSystemPages(memory, size: size))
         self.memory = memory
         let buffer = try DMABuffer(name: name, size: size, exporter: self)
         bufferBox.withLock { $0 = buffer }
@@ -36,17 +38,37 @@ public final class SystemHeapExporter: DMABufExporter {
     }
     public var isDynamic: Bool { false }
 
-    /// `release`: frees the pages and drops the reference to the buffer.
-    public func release() {
-        guard let buffer = bufferBox.withLock({ box -> DMABuffer? in defer { box = nil }; return box }) else { return }
-        _ = buffer
-        for page in pages { try? memory.free(page) }
+    private func liveBuffer() throws(DMAError) -> DMABuffer {
+        guard let buffer = bufferBox.withLock({ $0 }) else {
+            throw DMAError(.noDevice, .ENODEV, "the system-heap buffer was released")
+        }
+        return buffer
     }
-    public var placement: DMABufPlacement { .system }
-    public func cpuRanges() throws(DMAError) -> [PhysicalRange] { pages }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system)
+    /// `release`: frees the pages, leaves no backing (``DMABufPlacement/released``) and drops the
+    /// reference to the buffer.
+    public func release() {
+        bufferBox.withLock { $0 = nil }
+        let freed = backing.withLock { pages in
+            defer { pages = nil }
+            return pages ?? []
+        }
+        for page in freed { try? memory.free(page) }
+    }
+    public var placement: DMABufPlacement { backing.withLock { $0 == nil } ? .released : .system }
+
+    /// - Throws: `ENODEV` after ``release()``.
+    public func cpuRanges() throws(DMAError) -> [PhysicalRange] {
+        guard let pages = backing.withLock({ $0 }) else {
+            throw DMAError(.noDevice, .ENODEV, "the system-heap buffer was released; its pages were freed")
+        }
+        return pages
+    }
+
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
+        try mapForDevice(try ScatterList.host(try cpuRanges()), attachment, direction, placement: .system)
     }
 
     public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
@@ -55,14 +77,14 @@ public final class SystemHeapExporter: DMABufExporter {
 
     /// `system_heap_dma_buf_begin_cpu_access`: syncs every mapping for the CPU.
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
-        for attachment in buffer.attachments {
+        for attachment in try liveBuffer().attachments {
             for mapping in attachment.mappings { try attachment.device.syncForCPU(mapping.table, direction: direction) }
         }
     }
 
     /// `system_heap_dma_buf_end_cpu_access`: syncs every mapping for the device.
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {
-        for attachment in buffer.attachments {
+        for attachment in try liveBuffer().attachments {
             for mapping in attachment.mappings { try attachment.device.syncForDevice(mapping.table, direction: direction) }
         }
     }

@@ -23,7 +23,8 @@ import Synchronization
 ///   BAR (`dma_buf_phys_vec_to_sgt`: `PCI_P2PDMA_MAP_NOT_SUPPORTED`); nothing is half-mapped;
 /// - a reset, a cleared memory-enable bit or low-power entry revokes it: memory decoding stops (the
 ///   simulated device faults), every importer is told (`invalidate_mappings`), maps fail until
-///   ``restore()``; closing the device revokes for good.
+///   ``restore()``; closing the device revokes for good. A revoke, like every move, runs with the
+///   reservation lock held (``revoke(_:in:)``).
 /// VFIO has no `pin`: it is not a moving exporter.
 public final class VFIOBARExporter: DMABufExporter {
     /// One requested range (`struct vfio_region_dma_range`).
@@ -54,6 +55,9 @@ public final class VFIOBARExporter: DMABufExporter {
     private struct State {
         var revoked: Bool
         var closed = false
+        /// After ``release()``: the buffer is gone (the BAR stays the device's, but no call here
+        /// reaches it any more).
+        var released = false
     }
 
     public let exporterName = "vfio_pci_core"
@@ -145,12 +149,35 @@ public final class VFIOBARExporter: DMABufExporter {
     }
     public var isDynamic: Bool { false }
 
-    /// `release`: drops the reference to the buffer (the BAR stays the device's).
-    public func release() { bufferBox.withLock { $0 = nil } }
-    public var placement: DMABufPlacement { .bar }
+    /// The dma-buf for one of the exporter's own calls.
+    /// - Throws: `ENODEV` after ``release()``.
+    private func liveBuffer(_ call: String) throws(DMAError) -> DMABuffer {
+        guard let buffer = bufferBox.withLock({ $0 }) else {
+            throw DMAError(.noDevice, .ENODEV, "\(call): the VFIO dma-buf was released")
+        }
+        return buffer
+    }
+
+    /// `release`: marks the export released and drops the reference to the buffer (the BAR stays
+    /// the device's).
+    public func release() {
+        state.withLock { $0.released = true }
+        bufferBox.withLock { $0 = nil }
+    }
+    public var placement: DMABufPlacement { state.withLock { $0.released ? .released : .bar } }
     /// Whether access is revoked now.
     public var isRevoked: Bool { state.withLock { $0.revoked } }
-    public func cpuRanges() throws(DMAError) -> [PhysicalRange] { physicalRanges }
+    /// - Throws: `ENODEV` after ``release()``.
+    public func cpuRanges() throws(DMAError) -> [PhysicalRange] {
+        try checkNotReleased("cpuRanges")
+        return physicalRanges
+    }
+
+    private func checkNotReleased(_ call: String) throws(DMAError) {
+        guard !state.withLock({ $0.released }) else {
+            throw DMAError(.noDevice, .ENODEV, "\(call): the VFIO dma-buf was released")
+        }
+    }
 
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {
         guard attachment.peerToPeer else {
@@ -158,7 +185,10 @@ public final class VFIOBARExporter: DMABufExporter {
                 .notSupported, .EOPNOTSUPP,
                 "a VFIO BAR can only be reached peer-to-peer: \(attachment.device.name) must attach dynamically with allow_peer2peer")
         }
-        guard !isRevoked else { throw DMAError(.noDevice, .ENODEV, "\(buffer.name) is revoked (device reset, memory disabled or closed)") }
+        try checkNotReleased("attach")
+        guard !isRevoked else {
+            throw DMAError(.noDevice, .ENODEV, "\(attachment.buffer.name) is revoked (device reset, memory disabled or closed)")
+        }
         guard attachment.buffer.isRevocable(attachment) else {
             throw DMAError(
                 .notSupported, .EOPNOTSUPP,
@@ -166,8 +196,13 @@ public final class VFIOBARExporter: DMABufExporter {
         }
     }
 
-    public func map(_ attachment: DMABufAttachment, direction: DMADirection) throws(DMAError) -> DMABufMapping {
-        guard !isRevoked else { throw DMAError(.noDevice, .ENODEV, "\(buffer.name) is revoked: map again after the device's memory is enabled") }
+    public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
+        -> DMABufMapping
+    {
+        try checkNotReleased("map")
+        guard !isRevoked else {
+            throw DMAError(.noDevice, .ENODEV, "\(attachment.buffer.name) is revoked: map again after the device's memory is enabled")
+        }
         let list = try ScatterList.peerToPeer(physicalRanges, provider: provider)
         guard attachment.device.p2pMapType(to: provider) != .notSupported else {
             throw DMAError(
@@ -181,26 +216,34 @@ public final class VFIOBARExporter: DMABufExporter {
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
     }
 
-    /// `vfio_pci_dma_buf_move(vdev, true)`: stop memory decoding, tell every importer, refuse maps.
-    /// Takes the reservation lock itself, as VFIO does.
+    /// `vfio_pci_dma_buf_move(vdev, true)`: tell every importer, then stop memory decoding and
+    /// refuse maps. Like every exporter move in this package (``GPUVRAMExporter/evict(in:)``
+    /// too), the caller holds the reservation lock and passes its context; VFIO's own reset paths
+    /// take `dma_resv_lock` just around this, which is `resv.withLock { try revoke(reason, in: $0) }`.
+    ///
+    /// The buffer becomes revoked only after every importer was told: a call made without the
+    /// lock changes nothing, so a retry with it tells them all.
     /// - Returns: the importers told (empty when it was already revoked).
+    /// - Throws: `ENODEV` after ``release()``; `DMAError/Code/lockNotHeld` when `context` does not
+    ///   hold the lock.
     @discardableResult
-    public func revoke(_ reason: RevokeReason) throws(DMAError) -> [DMABufAttachment] {
-        let changed = state.withLock { state -> Bool in
-            defer {
-                state.revoked = true
-                if reason == .closed { state.closed = true }
-            }
-            return !state.revoked
-        }
+    public func revoke(_ reason: RevokeReason, in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
+        let buffer = try liveBuffer("vfio_pci_dma_buf_move")
+        try buffer.resv.assertHeld("vfio_pci_dma_buf_move", by: context)
+        // No map can land between the telling and the state change: maps need the lock held here.
+        let told = isRevoked ? [] : try buffer.invalidateMappings(in: context)
         try memory.setDecoding(provider, enabled: false)
-        guard changed else { return [] }
-        return try buffer.resv.withLock { () throws(DMAError) in try buffer.invalidateMappings() }
+        state.withLock {
+            $0.revoked = true
+            if reason == .closed { $0.closed = true }
+        }
+        return told
     }
 
     /// `vfio_pci_dma_buf_move(vdev, false)` once memory is enabled again: maps work again.
-    /// - Throws: `ENODEV` after the device was closed (revoked for good).
+    /// - Throws: `ENODEV` after the device was closed (revoked for good) or the buffer released.
     public func restore() throws(DMAError) {
+        let buffer = try liveBuffer("restore")
         try state.withLock { (state) throws(DMAError) in
             guard !state.closed else {
                 throw DMAError(.noDevice, .ENODEV, "\(buffer.name) was revoked for good when the VFIO device was closed")

@@ -140,7 +140,7 @@ public struct DirectDMAOps: DMAOps {
             } catch {
                 // dma_direct_map_sg: unwind what was mapped, without syncing, and fail with EIO.
                 unwind(segments, direction: direction, attributes: attrs, device: device)
-                throw DMAError(error.code, .EIO, "segment \(segments.count) of \(list.count): \(error.message)")
+                throw DMAError(.mapFailed, .EIO, "segment \(segments.count) of \(list.count): \(error.message)", cause: error)
             }
         }
         return DMAScatterTable(list: list, segments: segments, p2pMapType: type)

@@ -129,7 +129,7 @@ public struct IOMMUDMAOps: DMAOps {
             try domain.map(runs, protection: IOMMUDomain.Protection(direction: direction, attributes: attrs))
         } catch {
             try? domain.freeIOVA(base)
-            throw DMAError(error.code, .EINVAL, "mapping \(list.count) segments: \(error.message)")
+            throw DMAError(.mapFailed, .EINVAL, "mapping \(list.count) segments: \(error.message)", cause: error)
         }
 
         // __finalise_sg: merge entries into DMA segments.
@@ -206,7 +206,7 @@ public struct IOMMUDMAOps: DMAOps {
         let pad = physical.rawValue % Self.granule
         guard pad == 0 || offset == 0 else {
             throw DMAError(
-                .invalidArgument, .EIO,
+                .ioError, .EIO,
                 "dma_iova_link at offset \(hex(offset)): \(physical) is not granule-aligned; only the first link may start inside a page")
         }
         guard length > 0, offset <= state.size, length <= state.size - offset else {

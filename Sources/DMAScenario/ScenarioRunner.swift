@@ -368,7 +368,7 @@ final class Execution {
                 throw DMAError(.invalidArgument, .EINVAL, "only GPU VRAM buffers are evicted; \(exported.buffer.name) is \(exported.buffer.exporter.exporterName)")
             }
             let before = gpu.migratedBytes
-            let told = try exported.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() }
+            let told = try exported.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
             result.notified = names(told)
             result.placement = gpu.placement.rawValue
             result.migratedBytes = gpu.migratedBytes - before
@@ -378,7 +378,7 @@ final class Execution {
             guard case .vfio(let vfio) = exported else {
                 throw DMAError(.invalidArgument, .EINVAL, "only VFIO BAR buffers are revoked; \(exported.buffer.name) is \(exported.buffer.exporter.exporterName)")
             }
-            let told = try vfio.revoke(step.reason)
+            let told = try exported.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(step.reason, in: context) }
             result.notified = names(told)
             result.message = "\(exported.buffer.name) revoked (\(step.reason.rawValue)); told: \(result.notified!.joined(separator: ", "))"
         case .restore:
@@ -411,7 +411,7 @@ final class Execution {
     private func verify(_ read: [UInt8], _ expected: [UInt8], _ offset: UInt64, _ result: inout StepResult) throws(DMAError) {
         if let first = zip(read, expected).enumerated().first(where: { $0.element.0 != $0.element.1 }) {
             throw DMAError(
-                .invalidArgument, .EIO,
+                .ioError, .EIO,
                 "byte \(UInt64(first.offset) + offset) is \(hex(UInt64(first.element.0))), expected \(hex(UInt64(first.element.1))): the data did not arrive")
         }
         result.message += "; the bytes are as expected"

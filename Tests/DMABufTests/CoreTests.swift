@@ -23,18 +23,20 @@ struct CoreTests {
         let rig = try Rig()
         let gpu = try rig.gpuBuffer()
         let attachment = try gpu.buffer.attach(try rig.nearNIC(), importer: RecordingImporter())
-        let error = #expect(throws: DMAError.self) { try gpu.buffer.map(attachment, direction: .bidirectional) }
+        let unlocked = ReservationContext()
+        let error = #expect(throws: DMAError.self) { try gpu.buffer.map(attachment, direction: .bidirectional, in: unlocked) }
         #expect(error?.code == .lockNotHeld)
         #expect(attachment.mappings.isEmpty)
         let mapping = try gpu.buffer.mapUnlocked(attachment, direction: .bidirectional)
         #expect(!gpu.buffer.resv.isHeld)
-        #expect(throws: DMAError.self) { try gpu.buffer.unmap(attachment, mapping, direction: .bidirectional) }
+        #expect(throws: DMAError.self) { try gpu.buffer.unmap(attachment, mapping, direction: .bidirectional, in: unlocked) }
         try gpu.buffer.unmapUnlocked(attachment, mapping, direction: .bidirectional)
-        try gpu.buffer.resv.lock()
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.lock() }  // EDEADLK
-        try gpu.buffer.resv.unlock()
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.unlock() }
-        #expect(throws: DMAError.self) { try gpu.buffer.invalidateMappings() }
+        try gpu.buffer.resv.lock(unlocked)
+        #expect(gpu.buffer.resv.isHeld(by: unlocked))
+        try gpu.buffer.resv.unlock(unlocked)
+        let twice = #expect(throws: DMAError.self) { try gpu.buffer.resv.unlock(unlocked) }
+        #expect(twice?.errno == .EPERM)
+        #expect(throws: DMAError.self) { try gpu.buffer.invalidateMappings(in: unlocked) }
     }
 
     @Test("A static importer of a dynamic exporter pins on map and unpins on unmap (dma_buf_pin_on_map)")
@@ -46,7 +48,7 @@ struct CoreTests {
         let mapping = try gpu.buffer.mapUnlocked(attachment, direction: .toDevice)
         #expect(gpu.isPinned && attachment.isPinned)
         // Pinned memory cannot move.
-        let evict = #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() } }
+        let evict = #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) } }
         #expect(evict?.errno == .EBUSY)
         try gpu.buffer.unmapUnlocked(attachment, mapping, direction: .toDevice)
         #expect(!gpu.isPinned)
@@ -96,7 +98,7 @@ struct CoreTests {
         _ = try gpu.buffer.attach(try rig.farNIC(), importer: b)
         _ = try gpu.buffer.attach(try rig.nearNIC(), importer: pinnedLike)
         _ = try gpu.buffer.attach(try rig.nearNIC())  // static
-        let told = try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() }
+        let told = try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
         #expect(told.count == 2)
         #expect(a.told == 1 && b.told == 1 && pinnedLike.told == 0)
         #expect(gpu.placement == .system)
@@ -108,11 +110,11 @@ struct CoreTests {
         let rig = try Rig()
         let gpu = try rig.gpuBuffer()
         let fence = DMAFence(context: 1, seqno: 1)
-        try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.buffer.resv.addFence(fence, usage: .kernel) }
+        try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.buffer.resv.addFence(fence, usage: .kernel, by: context) }
         #expect(!gpu.buffer.resv.isIdle(for: .read))
         let staticAttachment = try gpu.buffer.attach(try rig.nearNIC())
         let blocked = #expect(throws: DMAError.self) { try gpu.buffer.mapUnlocked(staticAttachment, direction: .toDevice) }
-        #expect(blocked?.errno.rawValue == 110)
+        #expect(blocked?.errno == .ETIMEDOUT && blocked?.code == .timedOut)
         #expect(staticAttachment.mappings.isEmpty && !gpu.isPinned)
         let dynamic = try gpu.buffer.attach(try rig.nearNIC(), importer: RecordingImporter())
         let mapping = try gpu.buffer.mapUnlocked(dynamic, direction: .toDevice)
@@ -121,7 +123,7 @@ struct CoreTests {
         let now = try gpu.buffer.mapUnlocked(staticAttachment, direction: .toDevice)
         try gpu.buffer.unmapUnlocked(staticAttachment, now, direction: .toDevice)
         try gpu.buffer.unmapUnlocked(dynamic, mapping, direction: .toDevice)
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.addFence(DMAFence(context: 1, seqno: 2), usage: .write) }
+        #expect(throws: DMAError.self) { try gpu.buffer.resv.addFence(DMAFence(context: 1, seqno: 2), usage: .write, by: ReservationContext()) }
     }
 }
 

@@ -42,15 +42,15 @@ struct GPUExporterTests {
         let rig = try Rig()
         let gpu = try rig.gpuBuffer()
         let near = try gpu.buffer.attach(try rig.nearNIC(), importer: RecordingImporter())
-        try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.buffer.pin(near) }
+        try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.buffer.pin(near, in: context) }
         #expect(gpu.placement == .vram && gpu.isPinned)
         let far = try gpu.buffer.attach(try rig.farNIC())
         let error = #expect(throws: DMAError.self) { try gpu.buffer.mapUnlocked(far, direction: .toDevice) }
         #expect(error?.errno == .EBUSY)
         #expect(gpu.placement == .vram)
-        try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.buffer.unpin(near) }
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.buffer.unpin(near) } }
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.buffer.pin(far) } }
+        try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.buffer.unpin(near, in: context) }
+        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.buffer.unpin(near, in: context) } }
+        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.buffer.pin(far, in: context) } }
     }
 
     @Test("Eviction tells every dynamic importer; a careful importer re-maps system pages after")
@@ -61,7 +61,7 @@ struct GPUExporterTests {
         try nic.attach(gpu.buffer)
         let before = try nic.map(gpu.buffer, direction: .bidirectional)
         #expect(before.mapTypeName == "bus-address")
-        let told = try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() }
+        let told = try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
         #expect(told.count == 1 && nic.invalidations == 1)
         #expect(nic.mapping(of: gpu.buffer) == nil && nic.deadMapping(of: gpu.buffer) == before)
         let after = try nic.map(gpu.buffer, direction: .bidirectional)
@@ -144,8 +144,8 @@ struct VFIOExporterTests {
         try nic.attach(vfio.buffer)
         try nic.map(vfio.buffer, direction: .fromDevice)
         try nic.deviceWrite([1, 2, 3], to: vfio.buffer, offset: 0)
-        #expect(try vfio.revoke(.memoryDisabled).count == 1)
-        #expect(try vfio.revoke(.lowPower).isEmpty)  // already revoked
+        #expect(try vfio.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(.memoryDisabled, in: context) }.count == 1)
+        #expect(try vfio.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(.lowPower, in: context) }.isEmpty)  // already revoked
         let dead = #expect(throws: DMAError.self) { try nic.deviceWrite([9], to: vfio.buffer, offset: 0) }
         #expect(dead?.code == .busError)
         #expect(throws: DMAError.self) { try nic.map(vfio.buffer, direction: .fromDevice) }
@@ -155,7 +155,7 @@ struct VFIOExporterTests {
         try vfio.restore()
         try nic.map(vfio.buffer, direction: .bidirectional)
         #expect(try nic.deviceRead(from: vfio.buffer, offset: 0, count: 3) == [1, 2, 3])
-        try vfio.revoke(.closed)
+        _ = try vfio.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(.closed, in: context) }
         let gone = #expect(throws: DMAError.self) { try vfio.restore() }
         #expect(gone?.errno == .ENODEV)
         try nic.detach(vfio.buffer)
@@ -173,7 +173,7 @@ struct RDMATests {
         #expect(mr.mapping == nil)
         try mr.write([7, 7, 7], offset: 10)
         #expect(mr.faultIns == 1 && mr.mapping?.peerToPeer == true)
-        try gpu.buffer.resv.withLock { () throws(DMAError) in _ = try gpu.evict() }
+        try gpu.buffer.resv.withLock { (context) throws(DMAError) in _ = try gpu.evict(in: context) }
         #expect(mr.invalidations == 1 && mr.mapping == nil)
         #expect(try mr.read(offset: 10, count: 3) == [7, 7, 7])  // the bytes moved with the buffer
         #expect(mr.faultIns == 2 && mr.mapping?.placement == .system)
@@ -188,7 +188,7 @@ struct RDMATests {
         let gpu = try rig.gpuBuffer()
         let mr = try RDMANIC(name: "nic", device: try rig.nearNIC()).registerMR(gpu.buffer, pinned: true)
         #expect(mr.mapping?.placement == .vram && gpu.isPinned)
-        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { () throws(DMAError) in try gpu.evict() } }
+        #expect(throws: DMAError.self) { try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) } }
         try mr.deregister()
         #expect(!gpu.isPinned)
         #expect(throws: DMAError.self) { try mr.write([1], offset: 0) }

@@ -28,5 +28,5 @@ final class RecordingImporter: DMABufImporter, @unchecked Sendable {
         self.allowPeerToPeer = allowPeerToPeer
         self.canInvalidate = canInvalidate
     }
-    func invalidateMappings(_ attachment: DMABufAttachment) { told += 1 }
+    func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) { told += 1 }
 }

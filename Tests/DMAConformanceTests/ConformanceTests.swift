@@ -1,13 +1,57 @@
 import DMAConformance
 import DMACore
 import DMAMapping
+import Synchronization
 import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The one DMA window every scatter-list map of `Broken(.sharesOneWindow)` hands out: the last
+/// map's pages, as an IOVA allocator that never marks anything allocated would leave it.
+final class SharedWindow: Sendable {
+    static let base: UInt64 = 0xC000_0000
+    private let entries = Mutex<[(dma: UInt64, length: UInt64, physical: PhysicalAddress)]>([])
+    func set(_ list: ScatterList) -> [DMASegment] {
+        var at = Self.base
+        var made: [(dma: UInt64, length: UInt64, physical: PhysicalAddress)] = []
+        for range in list {
+            made.append((at, range.length, range.start))
+            at += range.length
+        }
+        entries.withLock { $0 = made }
+        return made.map { DMASegment(address: DMAAddress($0.dma), length: $0.length) }
+    }
+    func physical(_ address: DMAAddress) -> PhysicalAddress? {
+        entries.withLock { entries in
+            entries.first { address.rawValue >= $0.dma && address.rawValue - $0.dma < $0.length }
+                .map { PhysicalAddress($0.physical.rawValue + (address.rawValue - $0.dma)) }
+        }
+    }
+}
 
 /// Ops that delegate to direct mapping but break one rule, to prove each check can fail.
 struct Broken: DMAOps {
-    enum Bug: Sendable { case ignoresMask, claimsNoP2PButMapsIt, leaksBounceSlots, acceptsDirectionNone, wrongBytes }
+    enum Bug: Sendable {
+        case ignoresMask, claimsNoP2PButMapsIt, leaksBounceSlots, acceptsDirectionNone, wrongBytes
+        /// `map_phys` for DMA_TO_DEVICE maps the page after the one asked for.
+        case mapsNeighbourPage
+        /// A DMA_FROM_DEVICE scatter-list map hands its first two segments back swapped.
+        case scramblesSegments
+        /// `map_phys` maps a range no memory backs instead of refusing it.
+        case acceptsUnbacked
+        /// `unmap_sg` unmaps each segment through the public `dma_unmap_phys` API (so the debug
+        /// layer sees an sg mapping freed as single ones).
+        case unmapsThroughTheAPI
+        /// Every scatter-list map gets the same DMA window (an allocator that marks nothing used).
+        case sharesOneWindow
+    }
     let bug: Bug
     let base = DirectDMAOps()
+    let window = SharedWindow()
     var name: String { "broken-\(bug)" }
     var p2pSupported: Bool { bug != .claimsNoP2PButMapsIt }
 
@@ -18,6 +62,13 @@ struct Broken: DMAOps {
             return DMAAddress(range.start.rawValue)
         }
         if bug == .acceptsDirectionNone && direction == .none { return DMAAddress(range.start.rawValue) }
+        if bug == .mapsNeighbourPage, direction == .toDevice, !attributes.contains(.mmio) {
+            let next = try PhysicalRange(start: try range.start.advanced(by: range.length), length: range.length)
+            return try base.mapPhys(next, direction: direction, attributes: attributes, device: device)
+        }
+        if bug == .acceptsUnbacked, !(device.memory.region(containing: range.start).map { $0.range.contains(range) } ?? false) {
+            return DMAAddress(range.start.rawValue &+ device.dmaOffset)
+        }
         return try base.mapPhys(range, direction: direction, attributes: attributes, device: device)
     }
     func unmapPhys(_ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
@@ -25,6 +76,18 @@ struct Broken: DMAOps {
         try base.unmapPhys(address, length: length, direction: direction, attributes: attributes, device: device)
     }
     func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAScatterTable {
+        if bug == .sharesOneWindow, !list.isPeerToPeer {
+            _ = try checkScatterList(list, direction: direction, device: device)
+            let segments = window.set(list)
+            usleep(300)  // a slower map: another thread's map lands in this window meanwhile
+            return DMAScatterTable(list: list, segments: segments)
+        }
+        if bug == .scramblesSegments, direction == .fromDevice, !list.isPeerToPeer, list.count >= 2 {
+            let table = try base.mapScatterList(list, direction: direction, attributes: attributes, device: device)
+            var segments = table.segments
+            if segments.count >= 2, segments[0].length == segments[1].length { segments.swapAt(0, 1) }
+            return DMAScatterTable(list: list, segments: segments)
+        }
         if bug == .claimsNoP2PButMapsIt, let provider = list.provider {
             return DMAScatterTable(list: list, segments: list.map { DMASegment(address: provider.busAddress(of: $0.start), length: $0.length, isBusAddress: true) })
         }
@@ -42,6 +105,17 @@ struct Broken: DMAOps {
         return try base.mapScatterList(list, direction: direction, attributes: attributes, device: device)
     }
     func unmapScatterList(_ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
+        if bug == .sharesOneWindow, !table.list.isPeerToPeer {
+            guard direction.isValidForMapping else { throw .invalidDirection(direction, "unmap_sg") }
+            return
+        }
+        if bug == .unmapsThroughTheAPI {
+            guard direction.isValidForMapping else { throw .invalidDirection(direction, "unmap_sg") }
+            for segment in table.segments where !segment.isBusAddress {
+                try device.unmapPhys(segment.address, length: segment.length, direction: direction)
+            }
+            return
+        }
         if bug == .leaksBounceSlots || bug == .claimsNoP2PButMapsIt && table.list.isPeerToPeer { return }
         if bug == .ignoresMask, !table.list.isPeerToPeer { return }
         if bug == .acceptsDirectionNone, direction == .none { return }
@@ -56,6 +130,7 @@ struct Broken: DMAOps {
     }
     func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
         if bug == .ignoresMask { return PhysicalAddress(address.rawValue) }  // identity, like its maps
+        if bug == .sharesOneWindow, let physical = window.physical(address) { return physical }
         return try base.translate(address, access: access, device: device)
     }
 }
@@ -78,6 +153,11 @@ struct ConformanceTests {
             (.leaksBounceSlots, ["all-or-nothing", "unmap-releases"]),
             (.acceptsDirectionNone, ["direction-none"]),
             (.wrongBytes, ["sync-semantics"]),
+            (.mapsNeighbourPage, ["round-trip-single"]),
+            (.scramblesSegments, ["round-trip-scatterlist"]),
+            (.acceptsUnbacked, ["bad-ranges"]),
+            (.unmapsThroughTheAPI, ["debug-clean"]),
+            (.sharesOneWindow, ["concurrency"]),
         ])
     func broken(bug: Broken.Bug, failing: [String]) {
         let report = DMAOpsConformance(makeOps: { Broken(bug: bug) }).run()
