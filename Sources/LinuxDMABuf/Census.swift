@@ -48,7 +48,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     public struct Unreadable: Sendable, Hashable, Codable {
         /// The process ID.
         public var pid: Int32
-        /// What could not be read (`fd`, `maps`).
+        /// What could not be read (`fd`, `maps`, `fdinfo/N`).
         public var what: String
         /// The errno's name (`EACCES`).
         public var errno: String
@@ -70,6 +70,12 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     public static func isDMABufPath(_ target: String) -> Bool {
         target.hasPrefix("/dmabuf:") || target == "anon_inode:dmabuf"
     }
+
+    /// The most an fdinfo file is read for: 64 KiB (a dma-buf's is a few hundred bytes; one that
+    /// never ends is refused with `EFBIG` and listed as unreadable).
+    static let fdinfoLimit = 64 << 10
+    /// The most a `maps` file is read for: 64 MiB (`vm.max_map_count`, 65,530 lines by default).
+    static let mapsLimit = 64 << 20
 
     /// Takes the census.
     /// - Note: About the arguments:
@@ -114,9 +120,17 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             for fdName in fds {
                 guard let fd = Int32(fdName),
                       let target = try? SystemCalls.readLink("\(base)/fd/\(fdName)").get(),
-                      isDMABufPath(target),
-                      let bytes = try? SystemCalls.readFile("\(base)/fdinfo/\(fdName)").get()
+                      isDMABufPath(target)
                 else { continue }
+                let bytes: [UInt8]
+                switch SystemCalls.readFile("\(base)/fdinfo/\(fdName)", limit: fdinfoLimit) {
+                case .success(let read): bytes = read
+                case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
+                case .failure(let errno):
+                    // Refused (not a regular file, longer than an fdinfo can be) or unreadable: said, not skipped.
+                    census.unreadable.append(Unreadable(pid: pid, what: "fdinfo/\(fdName)", errno: errno.name))
+                    continue
+                }
                 let info = FDInfo(parsing: String(decoding: bytes, as: UTF8.self))
                 guard info.isDMABuf, let inode = info.inode else { continue }
                 var buffer = byInode[inode] ?? Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])
@@ -127,7 +141,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 buffer.holders[index].fds.append(fd)
                 byInode[inode] = buffer
             }
-            switch SystemCalls.readFile("\(base)/maps") {
+            switch SystemCalls.readFile("\(base)/maps", limit: mapsLimit) {
             case .success(let bytes):
                 for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
                     guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }

@@ -10,12 +10,17 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
     public let column: Int?
     /// What is wrong and what to do.
     public let message: String
+    /// The errno the kernel gives for the same refusal: `EINVAL` for malformed content (the
+    /// default), `ELOOP`, `EXDEV`, `EISDIR` or `EFBIG` for a file of a sysfs tree that was refused
+    /// unread (see ``SysfsTopologyLoader``).
+    public let errno: Errno
 
     /// Creates an error.
-    public init(file: String, line: Int? = nil, column: Int? = nil, _ message: String) {
+    public init(file: String, line: Int? = nil, column: Int? = nil, errno: Errno = .EINVAL, _ message: String) {
         self.file = file
         self.line = line
         self.column = column
+        self.errno = errno
         self.message = message
     }
 
@@ -34,10 +39,15 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
 /// `pciDDDD:BB` folder. A link may be a real symbolic link or, in copies made by tools that do not
 /// keep links, a file holding the link's text. Per device: `vendor`, `device`, `class`, `config`
 /// and `resource` are required; `dma_mask_bits`, `numa_node` and the driver are read when there.
+///
+/// Every file is read as the kernel sizes it (at most a page, ``SysfsFiles/attributeLimit``) and
+/// opened without blocking; a file that is not a regular file (a FIFO, `/dev/zero`, a folder), one
+/// that is longer, and a link or device folder that resolves outside the tree are refused with an
+/// error naming the file, the reason and the errno, before anything is read from them.
 public enum SysfsTopologyLoader {
     /// Loads the tree under `root`.
-    /// - Throws: ``TopologyLoadError`` naming the file for a missing or unparseable file, a link out
-    ///   of the tree, or an inconsistent tree; a 64-byte `config` (a non-root read) is a warning
+    /// - Throws: ``TopologyLoadError`` naming the file for a missing, unparseable or refused file
+    ///   (not a regular file, too long), a link out of the tree, or an inconsistent tree; a 64-byte `config` (a non-root read) is a warning
     ///   in the topology instead, with ACS taken as unknown.
     /// - Note: `progress` is called after each device with (devices read, devices in all), for a
     ///   progress line on large trees.
@@ -48,6 +58,9 @@ public enum SysfsTopologyLoader {
         guard let entries = SysfsFiles.list(devicesDir) else {
             throw TopologyLoadError(file: devicesDir, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
         }
+        // Where the tree really is: links and device folders must resolve below it.
+        let realRoot = SysfsFiles.realPath(rootPath) ?? rootPath
+        let realTree = SysfsFiles.realPath(treeDir) ?? treeDir
         var functions: [PCIFunction] = []
         var warnings: [String] = []
         let total = entries.count
@@ -61,7 +74,8 @@ public enum SysfsTopologyLoader {
             let linkText: String
             if let target = SysfsFiles.readLink(entryPath) {
                 linkText = target
-            } else if let bytes = SysfsFiles.read(entryPath), !bytes.isEmpty, !bytes.contains(0),
+            } else if let bytes = try refusing(entryPath, { () throws(SysfsFiles.Refusal) in try SysfsFiles.read(entryPath) }),
+                !bytes.isEmpty, !bytes.contains(0),
                 String(validating: bytes, as: UTF8.self) != nil
             {
                 linkText = SysfsFiles.text(bytes)
@@ -84,8 +98,13 @@ public enum SysfsTopologyLoader {
             guard let folder = SysfsFiles.Folder(dir) else {
                 throw TopologyLoadError(file: entryPath, "the link '\(linkText)' leads to \(dir), which is not a folder")
             }
+            if let real = folder.realPath, !real.hasPrefix(realTree + "/") {
+                throw TopologyLoadError(
+                    file: dir, errno: .EXDEV, "refused: the device folder resolves outside the tree (to \(real)); a link on the way leaves it")
+            }
             let function = try readFunction(
-                address: address, folder: folder, dir: dir, parent: enclosing.last, hostBridge: components[hostIndex], warnings: &warnings)
+                address: address, folder: folder, dir: dir, tree: realRoot, parent: enclosing.last, hostBridge: components[hostIndex],
+                warnings: &warnings)
             functions.append(function)
         }
         do {
@@ -101,18 +120,32 @@ public enum SysfsTopologyLoader {
             && UInt32(parts[0].dropFirst(3), radix: 16) != nil && UInt8(parts[1], radix: 16) != nil
     }
 
-    private static func readText(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, required: Bool = true)
-        throws -> String?
-    {
-        guard let data = folder.read(name) else {
+    /// Runs a bounded read of `path`, turning a refusal into an error that names the file.
+    private static func refusing(_ path: String, _ read: () throws(SysfsFiles.Refusal) -> [UInt8]?) throws(TopologyLoadError) -> [UInt8]? {
+        do { return try read() } catch { throw TopologyLoadError(file: path, errno: error.errno, "refused: \(error.reason)") }
+    }
+
+    /// The bytes of the attribute `name` of the device folder, read bounded (see ``SysfsFiles``).
+    private static func attribute(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, tree: String) throws -> [UInt8]? {
+        do { return try folder.read(name, within: tree) } catch {
+            throw TopologyLoadError(file: dir + "/" + name, errno: error.errno, "refused: \(error.reason)")
+        }
+    }
+
+    private static func readText(
+        _ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, tree: String, required: Bool = true
+    ) throws -> String? {
+        guard let data = try attribute(folder, dir, name, tree: tree) else {
             if required { throw TopologyLoadError(file: dir + "/" + name, "missing or unreadable") }
             return nil
         }
         return SysfsFiles.text(data)
     }
 
-    private static func readHex(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, max: UInt64) throws -> UInt64 {
-        let text = try readText(folder, dir, name)!
+    private static func readHex(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, tree: String, max: UInt64)
+        throws -> UInt64
+    {
+        let text = try readText(folder, dir, name, tree: tree)!
         let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
         guard let value = UInt64(digits, radix: 16), value <= max else {
             throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(text)' is not a hexadecimal value up to \(hex(max))")
@@ -121,13 +154,14 @@ public enum SysfsTopologyLoader {
     }
 
     private static func readFunction(
-        address: PCIAddress, folder: borrowing SysfsFiles.Folder, dir: String, parent: PCIAddress?, hostBridge: String, warnings: inout [String]
+        address: PCIAddress, folder: borrowing SysfsFiles.Folder, dir: String, tree: String, parent: PCIAddress?, hostBridge: String,
+        warnings: inout [String]
     ) throws -> PCIFunction {
-        let vendor = UInt16(try readHex(folder, dir, "vendor", max: 0xffff))
-        let device = UInt16(try readHex(folder, dir, "device", max: 0xffff))
-        let classCode = UInt32(try readHex(folder, dir, "class", max: 0xff_ffff))
+        let vendor = UInt16(try readHex(folder, dir, "vendor", tree: tree, max: 0xffff))
+        let device = UInt16(try readHex(folder, dir, "device", tree: tree, max: 0xffff))
+        let classCode = UInt32(try readHex(folder, dir, "class", tree: tree, max: 0xff_ffff))
         let configPath = dir + "/config"
-        guard let configData = folder.read("config") else {
+        guard let configData = try attribute(folder, dir, "config", tree: tree) else {
             throw TopologyLoadError(file: configPath, "missing or unreadable: the config space is needed for BARs, PCIe port type and ACS")
         }
         let config = ConfigSpace(configData)
@@ -142,10 +176,11 @@ public enum SysfsTopologyLoader {
         let capabilityNote = config.capability(ConfigSpace.pcieCapabilityID).note
         if let capabilityNote { warnings.append("\(configPath): \(capabilityNote)") }
         let isBridgeHeader = config.headerType == 1
-        let bars = try readBARs(folder.read("resource"), dir + "/resource", config: config, count: isBridgeHeader ? 2 : 6)
-        let maskText = try readText(folder, dir, "dma_mask_bits", required: false)
-        let numaText = try readText(folder, dir, "numa_node", required: false)
-        var driver = try readText(folder, dir, "driver_name", required: false)
+        let bars = try readBARs(
+            try attribute(folder, dir, "resource", tree: tree), dir + "/resource", config: config, count: isBridgeHeader ? 2 : 6)
+        let maskText = try readText(folder, dir, "dma_mask_bits", tree: tree, required: false)
+        let numaText = try readText(folder, dir, "numa_node", tree: tree, required: false)
+        var driver = try readText(folder, dir, "driver_name", tree: tree, required: false)
         if driver == nil, let link = folder.readLink("driver") {
             driver = link.split(separator: "/").last.map(String.init) ?? link
         }
