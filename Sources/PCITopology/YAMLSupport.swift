@@ -11,9 +11,11 @@ public struct YAMLReader {
     /// Creates a reader for errors about `file`.
     public init(file: String) { self.file = file }
 
-    /// Parses `text` into its root node.
-    /// - Throws: ``TopologyLoadError`` with the parser's line and column.
+    /// Parses `text` into its root node, after checking it against ``YAMLLimits/standard``.
+    /// - Throws: ``TopologyLoadError`` with the parser's line and column; `E2BIG` for nesting or
+    ///   aliases past the limits (checked in linear time before the tree is built).
     public func root(_ text: String) throws -> Node {
+        try YAMLLimits.standard.check(text, file: file)
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw TopologyLoadError(file: file, line: 1, "the file is empty")
@@ -90,17 +92,31 @@ public struct YAMLReader {
         }
     }
 
-    /// Parses `4096`, `0x1000`, `4KiB`, `16 MiB`.
+    /// Parses `4096`, `0x1000`, `4KiB`, `16 MiB`: one decimal or `0x` hexadecimal number, then at
+    /// most one unit. Anything else (`1KiBKiB`, `4 0`, `-1`, an empty text) is nil, as is a value
+    /// past 2^64 - 1.
+    /// - Complexity: O(n) in the length of the text.
     public static func parseNumber(_ text: String) -> UInt64? {
-        let trimmed = text.filter { $0 != " " }
-        let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
-        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
-            guard let base = parseNumber(String(trimmed.dropLast(suffix.count))) else { return nil }
-            let (product, overflow) = base.multipliedReportingOverflow(by: scale)
-            return overflow ? nil : product
+        var digits = Substring(text).drop { $0 == " " }
+        while digits.last == " " { digits = digits.dropLast() }
+        var scale: UInt64 = 1
+        for (suffix, value) in [("KiB", UInt64(1) << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
+        where digits.hasSuffix(suffix) {
+            digits = digits.dropLast(suffix.count)
+            while digits.last == " " { digits = digits.dropLast() }
+            scale = value
+            break
         }
-        if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") { return UInt64(trimmed.dropFirst(2), radix: 16) }
-        return UInt64(trimmed)
+        let base: UInt64?
+        if digits.hasPrefix("0x") || digits.hasPrefix("0X") {
+            let hex = digits.dropFirst(2)
+            base = hex.allSatisfy(\.isHexDigit) ? UInt64(hex, radix: 16) : nil
+        } else {
+            base = digits.allSatisfy { $0 >= "0" && $0 <= "9" } ? UInt64(digits) : nil
+        }
+        guard let base else { return nil }
+        let (product, overflow) = base.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : product
     }
 }
 

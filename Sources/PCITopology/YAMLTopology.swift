@@ -125,16 +125,36 @@ public enum YAMLTopology {
             pending[address] = Pending(function: function, explicitHostBridge: map["hostBridge"] != nil, node: node)
             order.append(address)
         }
-        // A device below a bridge inherits the bridge's host bridge unless it names one.
-        func resolvedHostBridge(_ address: PCIAddress, depth: Int = 0) throws -> String {
-            let entry = pending[address]!
-            guard let parent = entry.function.parent, !entry.explicitHostBridge, depth < pending.count else {
-                return entry.function.hostBridge
+        // A device below a bridge inherits the bridge's host bridge unless it names one. Iterative,
+        // each chain walked once (answers are kept), and a loop is named where it is found.
+        var resolved: [PCIAddress: String] = [:]
+        func resolvedHostBridge(_ address: PCIAddress) throws -> String {
+            var chain: [PCIAddress] = []
+            var onChain: Set<PCIAddress> = []
+            var current = address
+            var answer: String
+            while true {
+                if let known = resolved[current] {
+                    answer = known
+                    break
+                }
+                let entry = pending[current]!
+                guard let parent = entry.function.parent, !entry.explicitHostBridge else {
+                    answer = entry.function.hostBridge
+                    chain.append(current)
+                    break
+                }
+                guard onChain.insert(current).inserted else {
+                    throw reader.error(entry.node, "the parents of \(address) form a loop through \(current)")
+                }
+                guard pending[parent] != nil else {
+                    throw reader.error(entry.node, "parent \(parent) of \(current) is not in the file")
+                }
+                chain.append(current)
+                current = parent
             }
-            guard pending[parent] != nil else {
-                throw reader.error(entry.node, "parent \(parent) of \(address) is not in the file")
-            }
-            return try resolvedHostBridge(parent, depth: depth + 1)
+            for walked in chain { resolved[walked] = answer }
+            return answer
         }
         var functions: [PCIFunction] = []
         for address in order {
