@@ -151,7 +151,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     }
                     let index = holderIndex(&buffer, pid, comm)
                     buffer.holders[index].mappings += 1
-                    buffer.holders[index].mappedBytes += mapping.length
+                    buffer.holders[index].mappedBytes = saturatingSum(buffer.holders[index].mappedBytes, mapping.length)
                     byInode[mapping.inode] = buffer
                 }
             case .failure(let errno) where errno == .ENOENT:
@@ -172,12 +172,19 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             let exporter = buffer.exporter ?? "?"
             var total = totals[exporter] ?? ExporterTotal(exporter: exporter, buffers: 0, bytes: 0)
             total.buffers += 1
-            total.bytes += buffer.size ?? 0
+            total.bytes = saturatingSum(total.bytes, max(0, buffer.size ?? 0))
             totals[exporter] = total
         }
         census.totals = totals.values.sorted { $0.exporter < $1.exporter }
         return census
     }
+}
+
+/// `a + b`, or `Int.max` when that passes it: sizes and lengths read from a `/proc` copy can be
+/// anything, and a sum of them must not trap (no real machine's total comes near 2^63).
+func saturatingSum(_ a: Int, _ b: Int) -> Int {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? (b > 0 ? Int.max : Int.min) : sum
 }
 
 /// One line of `/proc/PID/maps` (`fs/proc/task_mmu.c`, `show_map_vma`):
@@ -191,8 +198,9 @@ struct MapsLine {
         let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
         guard fields.count >= 6 else { return nil }
         let range = fields[0].split(separator: "-")
+        // A length past Int.max is no mapping (user address space ends at 2^57): not a maps line.
         guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
-              end >= start, let inode = UInt64(fields[4])
+              end >= start, end - start <= UInt64(Int.max), let inode = UInt64(fields[4])
         else { return nil }
         length = Int(end - start)
         self.inode = inode

@@ -228,3 +228,6 @@ enum SysfsFiles {
         return value
     }
 }
+
+/// Input text made safe for an error message (see `ErrorText.printable`).
+func printable(_ text: some StringProtocol) -> String { ErrorText.printable(text) }

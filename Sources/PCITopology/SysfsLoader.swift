@@ -184,10 +184,26 @@ public enum SysfsTopologyLoader {
         if driver == nil, let link = folder.readLink("driver") {
             driver = link.split(separator: "/").last.map(String.init) ?? link
         }
+        // The kernel writes fls64 of the mask (0 to 64) and a node number (-1 for none): anything
+        // else is refused here, as the YAML loader refuses it, so an export always loads back.
+        var maskBits: Int?
+        if let maskText {
+            guard let bits = Int(maskText), (0...64).contains(bits) else {
+                throw TopologyLoadError(
+                    file: dir + "/dma_mask_bits", line: 1, "'\(printable(maskText))' is not a number of DMA address bits (0 to 64)")
+            }
+            maskBits = bits
+        }
+        var numaNode: Int?
+        if let numaText {
+            guard let node = Int(numaText), node >= -1, node < 1 << 16 else {
+                throw TopologyLoadError(file: dir + "/numa_node", line: 1, "'\(printable(numaText))' is not a NUMA node (-1 for none)")
+            }
+            numaNode = node
+        }
         return PCIFunction(
             address: address, vendor: vendor, device: device, classCode: classCode, parent: parent, hostBridge: hostBridge,
-            portType: config.portType, acs: acs, bars: bars, dmaMaskBits: maskText.flatMap { Int($0) },
-            numaNode: numaText.flatMap { Int($0) }, driver: driver)
+            portType: config.portType, acs: acs, bars: bars, dmaMaskBits: maskBits, numaNode: numaNode, driver: driver)
     }
 
     /// `IORESOURCE_MEM`, `IORESOURCE_PREFETCH`, `IORESOURCE_MEM_64` (`include/linux/ioport.h`).

@@ -227,3 +227,30 @@ struct HostileProcTests {
         #expect(config.source.hasSuffix("/boot/config-6.12"))  // the 24 MiB config.gz was refused
     }
 }
+
+/// Issue [O] class 5 in the census: sizes and mapping lengths near 2^64 in a `/proc` copy.
+@Suite("Census integers: sizes and mapping lengths near 2^64 do not trap")
+struct CensusIntegerTests {
+    @Test("a maps line spanning 2^64, mappings and sizes that sum past Int.max")
+    func nearTheTop() throws {
+        let tree = try TemporaryTree()
+        let huge = Int.max - 5
+        for (pid, ino) in [(100, 7), (200, 8)] {
+            try tree.write("\(pid)/comm", "p\n")
+            try tree.link("\(pid)/fd/3", to: "/dmabuf:x")
+            try tree.write("\(pid)/fdinfo/3", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t\(ino)\nsize:\t\(huge)\ncount:\t1\nexp_name:\tsystem\n")
+        }
+        try tree.write("100/maps", """
+            0000000000000000-ffffffffffffffff rw-s 00000000 00:0c 7      /dmabuf:x
+            0000000000000000-7ffffffffffffff0 rw-s 00000000 00:0c 7      /dmabuf:x
+            0000000000000000-7ffffffffffffff0 rw-s 00000000 00:0c 7      /dmabuf:x\n
+            """)
+        try tree.write("200/maps", "")
+        let census = DMABufCensus.take(procRoot: tree.path)
+        #expect(census.buffers.count == 2)
+        #expect(census.buffers[0].holders[0].mappings == 2)  // the 2^64 line is not a mapping
+        #expect(census.buffers[0].holders[0].mappedBytes == Int.max)
+        #expect(census.totals == [DMABufCensus.ExporterTotal(exporter: "system", buffers: 2, bytes: Int.max)])
+        #expect(FDInfo(parsing: "size:\t-5\nexp_name:\tsystem\n").size == nil)
+    }
+}
