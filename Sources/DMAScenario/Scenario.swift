@@ -178,6 +178,9 @@ extension Scenario {
             return name
         }
         func fill(_ m: Node.Mapping, byteKey: String, patternKey: String) throws -> Fill? {
+            if m[byteKey] != nil, let p = m[patternKey] {
+                throw r.error(p, "'\(byteKey)' and '\(patternKey)' are both given; give one (a byte fills every byte, a pattern varies them)")
+            }
             if let b = m[byteKey] { return .byte(UInt8(try r.number(b, what: byteKey, max: 0xff))) }
             if let p = m[patternKey] { return .pattern(UInt8(try r.number(p, what: patternKey, max: 0xff))) }
             return nil

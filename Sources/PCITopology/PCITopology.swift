@@ -78,7 +78,8 @@ public final class PCITopology: P2PTopology, Sendable {
 
     /// Builds a topology and checks it.
     /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
-    ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap.
+    ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap
+    ///   (in CPU addresses, or in bus addresses below one host bridge).
     public init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
         var byAddress: [PCIAddress: PCIFunction] = [:]
         for function in functions {
@@ -116,15 +117,30 @@ public final class PCITopology: P2PTopology, Sendable {
             for address in path { endsOnRootBus[address] = true }
         }
         var providers: [P2PProvider] = []
+        var onBus: [(bridge: String, provider: P2PProvider)] = []
         for function in functions {
             for bar in function.bars {
-                providers.append(
-                    try P2PProvider(owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart))
+                let provider = try P2PProvider(
+                    owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
+                providers.append(provider)
+                onBus.append((function.hostBridge, provider))
             }
         }
         providers.sort { $0.cpuRange.start < $1.cpuRange.start }
         for (a, b) in zip(providers, providers.dropFirst()) where a.cpuRange.overlaps(b.cpuRange) {
             throw DMAError(.invalidArgument, .EINVAL, "BARs overlap: \(a) and \(b)")
+        }
+        // Below one host bridge, bus addresses are one address space too: two BARs at the same bus
+        // address would make a device's P2P access reach the other's memory.
+        onBus.sort { ($0.bridge, $0.provider.busStart.rawValue) < ($1.bridge, $1.provider.busStart.rawValue) }
+        for (a, b) in zip(onBus, onBus.dropFirst()) where a.bridge == b.bridge {
+            // Bus ranges do not wrap (P2PProvider checked), so the last byte is start + length - 1.
+            let aLast = a.provider.busStart.rawValue + (a.provider.cpuRange.length - 1)
+            if b.provider.busStart.rawValue <= aLast {
+                throw DMAError(
+                    .invalidArgument, .EINVAL,
+                    "BARs overlap on the bus of host bridge \(a.bridge): \(a.provider) and \(b.provider) (bus \(a.provider.busStart) and \(b.provider.busStart))")
+            }
         }
         // pci_host_bridge_dev, once per host bridge: the first device on its root bus, when that is
         // devfn 00.0 or a PCIe root port.

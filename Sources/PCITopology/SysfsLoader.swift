@@ -229,10 +229,13 @@ public enum SysfsTopologyLoader {
                     "'\(String(decoding: lines[index], as: UTF8.self))' is not three hexadecimal fields (start end flags)")
             }
             let (start, end, flags) = (values[0], values[1], values[2])
-            guard flags & resourceMem != 0, end > start || (end == start && start != 0) else { continue }
+            guard flags & resourceMem != 0 else { continue }
+            // A memory BAR the kernel has not placed reads 0 0 (with its flags); one that ends
+            // before it starts is nothing the kernel writes (`resource_show`), and is refused.
             guard end >= start else {
-                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) ends before it starts")
+                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) ends (\(hex(end))) before it starts (\(hex(start)))")
             }
+            guard end > start || start != 0 else { continue }
             // 0 to 0xffffffffffffffff is 2^64 bytes, one more than a 64-bit size holds.
             let (size, overflow) = (end - start).addingReportingOverflow(1)
             guard !overflow else {

@@ -54,3 +54,20 @@ struct IntegerInputTests {
         #expect(long.count < 200 && long.hasSuffix("(1999880 more bytes)"))
     }
 }
+
+/// Issue [O] class 7 in the sysfs reader: a BAR that ends before it starts was dropped unseen.
+@Suite("A memory BAR that ends before it starts is refused, naming the resource file and line")
+struct BAREndBeforeStartTests {
+    @Test("resource line 1: start 0x400000000000, end 0x3fffffffffff")
+    func endBeforeStart() throws {
+        let b = try BadInputTests.written(after: {
+            var lines = ["0x0000400000000000 0x00003fffffffffff 0x000000000014220c"]
+            lines += Array(repeating: "0x0000000000000000 0x0000000000000000 0x0000000000000000", count: 12)
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("resource"))
+        })
+        defer { b.remove() }
+        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        #expect(error?.file.hasSuffix("0000:03:00.0/resource") == true && error?.line == 1)
+        #expect(error?.message.contains("ends") == true)
+    }
+}
