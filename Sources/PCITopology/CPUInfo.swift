@@ -37,7 +37,7 @@ public struct CPUInfo: Hashable, Sendable, CustomStringConvertible {
         guard parts.count == 2, let vendor = Vendor(rawValue: String(parts[0])), !digits.isEmpty, digits.count <= 4,
             digits.allSatisfy({ $0.isASCII && $0.isHexDigit }), let family = Int(digits, radix: 16), family <= Self.maxFamily
         else {
-            throw DMAError(.invalidArgument, .EINVAL, "'\(text)' is not a CPU description; write VENDOR:FAMILY such as intel:0x6 or amd:0x19")
+            throw DMAError(.invalidArgument, .EINVAL, "'\(ErrorText.printable(text))' is not a CPU description; write VENDOR:FAMILY such as intel:0x6 or amd:0x19")
         }
         self.init(vendor: vendor, family: family)
     }

@@ -80,11 +80,30 @@ public final class PCITopology: P2PTopology, Sendable {
     /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
     ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap
     ///   (in CPU addresses, or in bus addresses below one host bridge).
-    public init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
+    public convenience init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
+        do { try self.init(checking: cpu, functions: functions, warnings: warnings) } catch { throw error.error }
+    }
+
+    /// A check of ``init(cpu:functions:warnings:)`` that failed, with the function it is about, so
+    /// that a loader can name the line or the file that function came from.
+    struct Problem: Error {
+        /// The function the problem is about.
+        var address: PCIAddress
+        /// Whether it is about the function's BARs (its `resource` file, its `bars:` key).
+        var inBARs: Bool
+        /// The error.
+        var error: DMAError
+    }
+
+    /// ``init(cpu:functions:warnings:)``, saying which function a refusal is about.
+    init(checking cpu: CPUInfo, functions: [PCIFunction], warnings: [String]) throws(Problem) {
+        func problem(_ address: PCIAddress, bars: Bool = false, _ message: String) -> Problem {
+            Problem(address: address, inBARs: bars, error: DMAError(.invalidArgument, .EINVAL, message))
+        }
         var byAddress: [PCIAddress: PCIFunction] = [:]
         for function in functions {
             guard byAddress[function.address] == nil else {
-                throw DMAError(.invalidArgument, .EINVAL, "PCI address \(function.address) appears twice")
+                throw problem(function.address, "PCI address \(function.address) appears twice")
             }
             byAddress[function.address] = function
         }
@@ -94,11 +113,11 @@ public final class PCITopology: P2PTopology, Sendable {
         for function in functions {
             guard let parentAddress = function.parent else { continue }
             guard let parent = byAddress[parentAddress] else {
-                throw DMAError(.invalidArgument, .EINVAL, "the parent \(parentAddress) of \(function.address) is not in the topology")
+                throw problem(function.address, "the parent \(parentAddress) of \(function.address) is not in the topology")
             }
             guard parent.hostBridge == function.hostBridge else {
-                throw DMAError(
-                    .invalidArgument, .EINVAL,
+                throw problem(
+                    function.address,
                     "\(function.address) is below host bridge \(function.hostBridge) but its parent \(parentAddress) is below \(parent.hostBridge)")
             }
         }
@@ -112,23 +131,29 @@ public final class PCITopology: P2PTopology, Sendable {
                 current = node.parent.flatMap { byAddress[$0] }
             }
             if let node = current, endsOnRootBus[node.address] == false {
-                throw DMAError(.invalidArgument, .EINVAL, "the parents of \(function.address) form a loop through \(node.address)")
+                throw problem(function.address, "the parents of \(function.address) form a loop through \(node.address)")
             }
             for address in path { endsOnRootBus[address] = true }
         }
         var providers: [P2PProvider] = []
-        var onBus: [(bridge: String, provider: P2PProvider)] = []
+        var onBus: [(bridge: String, provider: P2PProvider, owner: PCIAddress)] = []
         for function in functions {
             for bar in function.bars {
-                let provider = try P2PProvider(
-                    owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
+                let provider: P2PProvider
+                do {
+                    provider = try P2PProvider(
+                        owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
+                } catch {
+                    throw Problem(address: function.address, inBARs: true, error: error)
+                }
                 providers.append(provider)
-                onBus.append((function.hostBridge, provider))
+                onBus.append((function.hostBridge, provider, function.address))
             }
         }
-        providers.sort { $0.cpuRange.start < $1.cpuRange.start }
-        for (a, b) in zip(providers, providers.dropFirst()) where a.cpuRange.overlaps(b.cpuRange) {
-            throw DMAError(.invalidArgument, .EINVAL, "BARs overlap: \(a) and \(b)")
+        onBus.sort { $0.provider.cpuRange.start < $1.provider.cpuRange.start }
+        providers = onBus.map(\.provider)
+        for (a, b) in zip(onBus, onBus.dropFirst()) where a.provider.cpuRange.overlaps(b.provider.cpuRange) {
+            throw problem(b.owner, bars: true, "BARs overlap: \(a.provider) and \(b.provider)")
         }
         // Below one host bridge, bus addresses are one address space too: two BARs at the same bus
         // address would make a device's P2P access reach the other's memory.
@@ -137,8 +162,8 @@ public final class PCITopology: P2PTopology, Sendable {
             // Bus ranges do not wrap (P2PProvider checked), so the last byte is start + length - 1.
             let aLast = a.provider.busStart.rawValue + (a.provider.cpuRange.length - 1)
             if b.provider.busStart.rawValue <= aLast {
-                throw DMAError(
-                    .invalidArgument, .EINVAL,
+                throw problem(
+                    b.owner, bars: true,
                     "BARs overlap on the bus of host bridge \(a.bridge): \(a.provider) and \(b.provider) (bus \(a.provider.busStart) and \(b.provider.busStart))")
             }
         }

@@ -15,13 +15,15 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
     /// unread (see ``SysfsTopologyLoader``).
     public let errno: Errno
 
-    /// Creates an error.
+    /// Creates an error. The file name and the message are made safe to print here, whatever
+    /// input they quote: control characters are escaped (no escape sequence reaches a terminal)
+    /// and each is cut to a sane length (``ErrorText``).
     public init(file: String, line: Int? = nil, column: Int? = nil, errno: Errno = .EINVAL, _ message: String) {
-        self.file = file
+        self.file = ErrorText.printable(file, limit: 4096)
         self.line = line
         self.column = column
         self.errno = errno
-        self.message = message
+        self.message = ErrorText.message(message)
     }
 
     public var description: String {
@@ -62,6 +64,7 @@ public enum SysfsTopologyLoader {
         let realRoot = SysfsFiles.realPath(rootPath) ?? rootPath
         let realTree = SysfsFiles.realPath(treeDir) ?? treeDir
         var functions: [PCIFunction] = []
+        var folders: [PCIAddress: String] = [:]
         var warnings: [String] = []
         let total = entries.count
         for (done, entry) in entries.sorted().enumerated() {
@@ -69,7 +72,7 @@ public enum SysfsTopologyLoader {
             let entryPath = devicesDir + "/" + entry
             let address: PCIAddress
             do { address = try PCIAddress(parsing: entry) } catch {
-                throw TopologyLoadError(file: entryPath, "'\(entry)' is not a PCI address")
+                throw TopologyLoadError(file: entryPath, "'\(printable(entry))' is not a PCI address")
             }
             let linkText: String
             if let target = SysfsFiles.readLink(entryPath) {
@@ -84,19 +87,19 @@ public enum SysfsTopologyLoader {
             }
             let target = SysfsFiles.standardize(linkText, relativeTo: devicesDir)
             guard target.hasPrefix(treeDir + "/") else {
-                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' points outside the tree (\(target))")
+                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' points outside the tree (\(printable(target)))")
             }
             let components = target.dropFirst(treeDir.count + 1).split(separator: "/").map(String.init)
             guard let hostIndex = components.firstIndex(where: isHostBridgeName) else {
-                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' does not lead through a pciDDDD:BB host bridge folder")
+                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' does not lead through a pciDDDD:BB host bridge folder")
             }
             guard components.last == entry else {
-                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' ends in '\(components.last ?? "")', not in \(entry)")
+                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' ends in '\(printable(components.last ?? ""))', not in \(printable(entry))")
             }
             let enclosing = components[(hostIndex + 1)..<(components.count - 1)].compactMap { try? PCIAddress(parsing: $0) }
             let dir = target
             guard let folder = SysfsFiles.Folder(dir) else {
-                throw TopologyLoadError(file: entryPath, "the link '\(linkText)' leads to \(dir), which is not a folder")
+                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' leads to \(printable(dir)), which is not a folder")
             }
             if let real = folder.realPath, !real.hasPrefix(realTree + "/") {
                 throw TopologyLoadError(
@@ -106,11 +109,14 @@ public enum SysfsTopologyLoader {
                 address: address, folder: folder, dir: dir, tree: realRoot, parent: enclosing.last, hostBridge: components[hostIndex],
                 warnings: &warnings)
             functions.append(function)
+            folders[address] = dir
         }
         do {
-            return try PCITopology(cpu: cpu, functions: functions, warnings: warnings)
+            return try PCITopology(checking: cpu, functions: functions, warnings: warnings)
         } catch {
-            throw TopologyLoadError(file: rootPath, error.message)
+            // Named at the device's folder (its resource file for a BAR problem).
+            let folder = folders[error.address].map { error.inBARs ? $0 + "/resource" : $0 }
+            throw TopologyLoadError(file: folder ?? rootPath, error.error.message)
         }
     }
 
@@ -148,7 +154,7 @@ public enum SysfsTopologyLoader {
         let text = try readText(folder, dir, name, tree: tree)!
         let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
         guard let value = UInt64(digits, radix: 16), value <= max else {
-            throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(text)' is not a hexadecimal value up to \(hex(max))")
+            throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(printable(text))' is not a hexadecimal value up to \(hex(max))")
         }
         return value
     }
@@ -226,7 +232,7 @@ public enum SysfsTopologyLoader {
             guard fields.count == 3, values.count == 3 else {
                 throw TopologyLoadError(
                     file: path, line: index + 1,
-                    "'\(String(decoding: lines[index], as: UTF8.self))' is not three hexadecimal fields (start end flags)")
+                    "'\(printable(String(decoding: lines[index], as: UTF8.self)))' is not three hexadecimal fields (start end flags)")
             }
             let (start, end, flags) = (values[0], values[1], values[2])
             guard flags & resourceMem != 0 else { continue }

@@ -22,14 +22,25 @@ public struct YAMLReader {
             }
             return node
         } catch let error as YamlError {
-            throw TopologyLoadError(file: file, line: Self.line(of: error), "YAML syntax error: \(error)")
+            let (mark, problem) = Self.describe(error)
+            throw TopologyLoadError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
         }
     }
 
-    static func line(of error: YamlError) -> Int? {
+    /// Where a parser error is and what it says, in libyaml's words, without the text of the
+    /// input line that Yams's own description quotes (a line can be megabytes long).
+    static func describe(_ error: YamlError) -> (Mark?, String) {
         switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
-        default: nil
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return (mark, problem + (context.map { " (\($0.text))" } ?? ""))
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            let keys = duplicates.map { "'\(ErrorText.printable($0))'" }.joined(separator: ", ")
+            return (context.mark, "duplicate key \(keys) in one mapping")
+        case .reader(let problem, let offset, _, _):
+            return (nil, problem + (offset.map { " at byte \($0)" } ?? ""))
+        default:
+            return (nil, ErrorText.printable(String(describing: error)))
         }
     }
 
@@ -43,7 +54,7 @@ public struct YAMLReader {
         guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
         for key in mapping.keys {
             guard let name = key.string, allowed.contains(name) else {
-                throw error(key, "unknown key '\(key.string ?? "?")' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
+                throw error(key, "unknown key '\(ErrorText.printable(key.string ?? "?"))' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
             }
         }
         return mapping
@@ -71,7 +82,7 @@ public struct YAMLReader {
     public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws -> UInt64 {
         let text = try string(node, what: what).replacingUnderscores()
         guard let value = Self.parseNumber(text), value <= max else {
-            throw error(node, "\(what) '\(text)' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
+            throw error(node, "\(what) '\(ErrorText.printable(text))' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
         }
         return value
     }
@@ -79,7 +90,7 @@ public struct YAMLReader {
     /// The node as a signed integer.
     public func integer(_ node: Node, what: String) throws -> Int {
         let text = try string(node, what: what)
-        guard let value = Int(text) else { throw error(node, "\(what) '\(text)' is not an integer") }
+        guard let value = Int(text) else { throw error(node, "\(what) '\(ErrorText.printable(text))' is not an integer") }
         return value
     }
 

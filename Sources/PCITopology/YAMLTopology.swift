@@ -19,7 +19,14 @@ public enum YAMLTopology {
     ///   duplicate BDF, an unknown parent, overlapping BARs.
     public static func load(_ text: String, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
         let reader = YAMLReader(file: file)
-        let root = try reader.root(text)
+        return try load(node: try reader.root(text), file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
+    }
+
+    /// Loads a topology from a node of a YAML document already read, such as the `inline:`
+    /// topology of a scenario: errors name `file` and the node's own line and column in it.
+    /// - Throws: as ``load(_:file:cpu:overrideCPU:)``.
+    public static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
+        let reader = YAMLReader(file: file)
         let top = try reader.mapping(root, allowed: topKeys, what: "the topology")
         var cpu = defaultCPU
         if let node = top["cpu"], !overrideCPU {
@@ -64,14 +71,14 @@ public enum YAMLTopology {
             if let node = map["hostBridge"] {
                 hostBridge = try reader.string(node, what: "hostBridge")
                 guard SysfsTopologyLoader.isHostBridgeName(hostBridge) else {
-                    throw reader.error(node, "hostBridge '\(hostBridge)' is not of the form pciDDDD:BB")
+                    throw reader.error(node, "hostBridge '\(ErrorText.printable(hostBridge))' is not of the form pciDDDD:BB")
                 }
             }
             var portType: PCIePortType?
             if let node = map["port"] {
                 let name = try reader.string(node, what: "port")
                 guard let type = PCIePortType(name: name) else {
-                    throw reader.error(node, "unknown port '\(name)'; one of \(PCIePortType.allCases.map(\.name).joined(separator: ", "))")
+                    throw reader.error(node, "unknown port '\(ErrorText.printable(name))'; one of \(PCIePortType.allCases.map(\.name).joined(separator: ", "))")
                 }
                 portType = type
             }
@@ -166,9 +173,13 @@ public enum YAMLTopology {
                     dmaMaskBits: f.dmaMaskBits, numaNode: f.numaNode, driver: f.driver))
         }
         do {
-            return try PCITopology(cpu: cpu, functions: functions, warnings: warnings)
+            return try PCITopology(checking: cpu, functions: functions, warnings: warnings)
         } catch {
-            throw TopologyLoadError(file: file, error.message)
+            // Named at the device the check is about (its bars: key for a BAR problem).
+            let node = pending[error.address].map { entry in
+                error.inBARs ? (entry.node.mapping?["bars"] ?? entry.node) : entry.node
+            }
+            throw reader.error(node, error.error.message)
         }
     }
 
