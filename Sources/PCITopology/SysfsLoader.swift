@@ -90,7 +90,10 @@ public enum SysfsTopologyLoader {
                 throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' points outside the tree (\(printable(target)))")
             }
             let components = target.dropFirst(treeDir.count + 1).split(separator: "/").map(String.init)
-            guard let hostIndex = components.firstIndex(where: isHostBridgeName) else {
+            // The last host bridge on the path: an Intel VMD endpoint opens a PCI domain of its own
+            // below it (`.../0000:00:05.0/pci10000:e0/10000:e0:00.0`), whose root bus has no
+            // upstream bridge and whose host bridge is `pci10000:e0` (`drivers/pci/controller/vmd.c`).
+            guard let hostIndex = components.lastIndex(where: isHostBridgeName) else {
                 throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' does not lead through a pciDDDD:BB host bridge folder")
             }
             guard components.last == entry else {
@@ -120,10 +123,13 @@ public enum SysfsTopologyLoader {
         }
     }
 
+    /// Whether `name` is a host bridge's folder, `pciDDDD:BB` (`pci%04x:%02x`: a domain of 4 to 8
+    /// hexadecimal digits, so VMD's `pci10000:e0` is one).
     static func isHostBridgeName(_ name: String) -> Bool {
-        let parts = name.split(separator: ":")
-        return name.hasPrefix("pci") && parts.count == 2 && parts[0].count == 7 && parts[1].count == 2
-            && UInt32(parts[0].dropFirst(3), radix: 16) != nil && UInt8(parts[1], radix: 16) != nil
+        let parts = name.split(separator: ":", omittingEmptySubsequences: false)
+        guard name.hasPrefix("pci"), parts.count == 2, (7...11).contains(parts[0].count), parts[1].count == 2 else { return false }
+        let hexDigits: (Substring) -> Bool = { $0.allSatisfy { $0.isASCII && $0.isHexDigit } }
+        return hexDigits(parts[0].dropFirst(3)) && hexDigits(parts[1])
     }
 
     /// Runs a bounded read of `path`, turning a refusal into an error that names the file.

@@ -219,8 +219,25 @@ public enum YAMLTopology {
         return out
     }
 
+    /// `text` as a YAML double-quoted scalar that loads back to the same text: `\` and `"`
+    /// escaped, and every character YAML does not allow raw (control characters, a byte-order mark,
+    /// C1 controls) written as a `\u`/`\U` escape (a driver name or a warning may hold any).
     static func quote(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x5c: out += "\\\\"
+            case 0x22: out += "\\\""
+            case 0x20...0x7e, 0xa0...0xd7ff, 0xe000...0xfefe, 0xff00...0xfffd, 0x10000...:
+                out.unicodeScalars.append(scalar)
+            default:
+                let digits = String(scalar.value, radix: 16)
+                out += scalar.value > 0xffff
+                    ? "\\U" + String(repeating: "0", count: 8 - digits.count) + digits
+                    : "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+            }
+        }
+        return out + "\""
     }
 }
 
