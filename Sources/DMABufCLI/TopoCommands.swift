@@ -27,10 +27,8 @@ struct TopologySource: ParsableArguments {
         let hostCPU = explicitCPU ?? Self.hostCPU()
         do {
             if let file {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw CLIError("\(file): cannot read the topology file")
-                }
-                return try YAMLTopology.load(String(decoding: data, as: UTF8.self), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
+                return try YAMLTopology.load(
+                    try InputFile.read(file, what: "the topology file"), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
             }
             let progress = ProgressLine("reading \(sysfs ?? "/sys")")
             defer { progress.finish() }
