@@ -33,7 +33,8 @@ extension DMABufCommand {
         public init() {}
 
         public func run() throws {
-            let census = DMABufCensus.take(procRoot: procRoot, pid: pid)
+            let census: DMABufCensus
+            do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
             if json {
                 try printJSON(census)
             } else {
@@ -257,12 +258,11 @@ func renderCensus(_ census: DMABufCensus) -> String {
             out += "  " + pad(total.exporter, 12) + " " + pad(String(total.buffers), 4, left: true) + " buffer\(total.buffers == 1 ? " " : "s") " + pad(String(total.bytes), 12, left: true) + " bytes\n"
         }
     }
-    let bytes = census.totals.reduce(0) { $0 + $1.bytes }
-    out += "\(census.buffers.count) dma-bufs, \(bytes) bytes; \(census.processesScanned) processes scanned"
+    out += "\(census.buffers.count) dma-bufs, \(census.totalBytes) bytes; \(census.processesScanned) processes scanned"
     if census.vanished > 0 { out += ", \(census.vanished) exited during the census" }
     out += ".\n"
     if !census.unreadable.isEmpty {
-        out += "\(census.unreadable.count) unreadable (run as root to see them): "
+        out += "\(census.unreadable.count) unreadable (\(geteuid() == 0 ? "even as root" : "run as root to see them")): "
         out += census.unreadable.map { "pid \($0.pid) \($0.what) \($0.errno)" }.joined(separator: ", ") + "\n"
     }
     return out

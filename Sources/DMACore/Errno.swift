@@ -18,6 +18,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let EPERM = Errno(rawValue: 1)
     /// No such file or directory (also: no such registered name).
     public static let ENOENT = Errno(rawValue: 2)
+    /// No such process.
+    public static let ESRCH = Errno(rawValue: 3)
     /// Interrupted system call.
     public static let EINTR = Errno(rawValue: 4)
     /// I/O error; `dma_map_sgtable` returns it when a segment cannot be mapped.
@@ -43,6 +45,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let EXDEV = Errno(rawValue: 18)
     /// No such device (a revoked or absent device).
     public static let ENODEV = Errno(rawValue: 19)
+    /// Not a directory: a file where a folder was expected.
+    public static let ENOTDIR = Errno(rawValue: 20)
     /// Is a directory: a folder where a file was expected.
     public static let EISDIR = Errno(rawValue: 21)
     /// Invalid argument.
@@ -75,6 +79,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     private static let names: [Int32: (String, String)] = [
         1: ("EPERM", "operation not permitted"),
         2: ("ENOENT", "no such file, device or name"),
+        3: ("ESRCH", "no such process"),
         4: ("EINTR", "interrupted system call"),
         5: ("EIO", "input/output error"),
         7: ("E2BIG", "argument list too long"),
@@ -87,6 +92,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         17: ("EEXIST", "already exists"),
         18: ("EXDEV", "the path leaves the tree it must stay in"),
         19: ("ENODEV", "no such device"),
+        20: ("ENOTDIR", "not a folder"),
         21: ("EISDIR", "is a folder"),
         22: ("EINVAL", "invalid argument"),
         25: ("ENOTTY", "inappropriate ioctl for this file"),

@@ -71,6 +71,25 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
         target.hasPrefix("/dmabuf:") || target == "anon_inode:dmabuf"
     }
 
+    /// All buffers' bytes together (the totals' sum, saturating at `Int.max` instead of trapping
+    /// on sizes from a `/proc` copy near 2^63).
+    public var totalBytes: Int { totals.reduce(0) { saturatingSum($0, $1.bytes) } }
+
+    /// Takes the census after checking that there is something to take it from: `procRoot` must
+    /// be a folder that can be listed, and `pid`, when given, a process in it.
+    /// - Throws: `DMAError` `notFound`: `ENOENT` naming a `procRoot` that is missing or not a
+    ///   folder (it is not procfs), `ESRCH` naming a `pid` that is not running (a process that
+    ///   never existed is not one that "exited during the census").
+    public static func takeChecked(procRoot: String = "/proc", pid: Int32? = nil) throws(DMAError) -> DMABufCensus {
+        if case .failure(let errno) = SystemCalls.listDirectory(procRoot) {
+            throw DMAError(.notFound, errno, "cannot list \(ErrorText.printable(procRoot)) (\(errno.name)): it is not a procfs folder")
+        }
+        if let pid, case .failure(let errno) = SystemCalls.listDirectory("\(procRoot)/\(pid)"), errno == .ENOENT || errno == .ENOTDIR {
+            throw DMAError(.notFound, .ESRCH, "no process \(pid) in \(ErrorText.printable(procRoot)) (--pid \(pid))")
+        }
+        return take(procRoot: procRoot, pid: pid)
+    }
+
     /// The most an fdinfo file is read for: 64 KiB (a dma-buf's is a few hundred bytes; one that
     /// never ends is refused with `EFBIG` and listed as unreadable).
     static let fdinfoLimit = 64 << 10
