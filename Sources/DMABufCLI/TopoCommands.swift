@@ -126,10 +126,13 @@ extension DMABufCommand {
             public func run() throws {
                 let topology = try source.load()
                 let explanation: P2PExplanation
+                func address(_ text: String, _ role: String) throws -> PCIAddress {
+                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)") }
+                }
                 do {
-                    explanation = try topology.explain(provider: try PCIAddress(parsing: provider), client: try PCIAddress(parsing: client))
-                } catch {
-                    throw CLIError(error.message)
+                    explanation = try topology.explain(provider: try address(provider, "provider"), client: try address(client, "client"))
+                } catch let error as DMAError {
+                    throw CLIError(error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')")
                 }
                 if json {
                     try printJSON(explanation)

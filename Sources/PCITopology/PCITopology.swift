@@ -376,8 +376,14 @@ public final class PCITopology: P2PTopology, Sendable {
     /// step for a person to read.
     /// - Throws: `ENODEV` when either address is not in the topology.
     public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
-        let provider = try require(providerAddress)
-        let client = try require(clientAddress)
+        func require(_ address: PCIAddress, _ role: String) throws(DMAError) -> PCIFunction {
+            guard let function = byAddress[address] else {
+                throw DMAError(.notFound, .ENODEV, "no PCI device \(address) in this topology, which has \(functions.count): the \(role) is not there")
+            }
+            return function
+        }
+        let provider = try require(providerAddress, "provider")
+        let client = try require(clientAddress, "client")
         let w = walk(try index(providerAddress), try index(clientAddress), keepSteps: true)
         let common = w.common.map { functions[$0] }
         let acsList = w.acsList.map { functions[$0].address }

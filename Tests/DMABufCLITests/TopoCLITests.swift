@@ -64,6 +64,10 @@ struct TopoCLITests {
         let unknown = try runDMABuf(["topo", "explain", "0000:00:06.0", "0000:00:09.0", "--sysfs", Self.fixtures.appendingPathComponent("h200-vm").path])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("no PCI device 0000:00:09.0"))
+        // Which argument it was, echoed as given (issue [O] class 6).
+        #expect(unknown.stderr.contains("the client is not there") && unknown.stderr.contains("<client> '0000:00:09.0'"), "\(unknown.stderr)")
+        let malformed = try runDMABuf(["topo", "explain", "0000:00:06.0\u{1B}[2J", "0000:00:03.0", "--sysfs", Self.fixtures.appendingPathComponent("h200-vm").path])
+        #expect(malformed.status == 2 && malformed.stderr.contains("<provider> '0000:00:06.0\\u{1B}[2J'"), "\(malformed.stderr)")
         let both = try runDMABuf(["topo", "--sysfs", "/sys", "--file", "x.yaml"])
         #expect(both.status == 2)
     }
