@@ -45,4 +45,15 @@ struct IntegerOverflowTests {
         try ops.iovaDestroy(state, mappedLength: 0, direction: .toDevice, attributes: [], device: device)
         #expect(domain.liveAllocations == 0)
     }
+
+    @Test("a sync whose length is near 2^64 is reported by the debug layer, not trapped on while it is described")
+    func syncLengthNearTheTop() throws {
+        let machine = try Machine()
+        let device = try machine.device(DirectDMAOps())
+        let page = try machine.discontiguousPages(1)[0]
+        let address = try device.mapPhys(page, direction: .fromDevice)
+        try? device.syncForCPU(try address.advanced(by: 16), length: UInt64.max - 8, direction: .fromDevice)
+        #expect(device.debug.reports.contains { $0.kind == .syncOutOfBounds })
+        try device.unmapPhys(address, length: page.length, direction: .fromDevice)
+    }
 }
