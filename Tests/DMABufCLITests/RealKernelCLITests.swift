@@ -84,6 +84,19 @@ struct RealKernelCLITests {
         #expect(result.stdout.contains("run as root") == (geteuid() != 0), "\(result.stdout)")
     }
 
+    @Test("a process name and a buffer name with escape sequences are printed escaped")
+    func lsEscapes() throws {
+        let tree = try Self.proc()
+        try tree.write("60/comm", "evil\u{1B}[2J\n")
+        try tree.link("60/fd/3", to: "/dmabuf:x")
+        try tree.write("60/fdinfo/3", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t60\nsize:\t4096\ncount:\t1\nexp_name:\tsys\u{7}tem\nname:\tn\u{1B}]0;t\u{7}\n")
+        try tree.write("60/maps", "")
+        let result = try runDMABuf(["ls", "--proc-root", tree.path])
+        #expect(result.status == 0)
+        #expect(!result.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(result.stdout.debugDescription)")
+        #expect(result.stdout.contains("evil\\u{1B}[2J"), "\(result.stdout)")
+    }
+
     @Test("dmabuf ls on sizes near 2^63 in two exporters prints without a trap")
     func lsHugeSizes() throws {
         let tree = try Self.proc()
