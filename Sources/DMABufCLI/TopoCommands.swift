@@ -193,7 +193,7 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
         }
     }
     if !topology.warnings.isEmpty {
-        out += "\nWarnings:\n" + topology.warnings.map { "  - \($0)\n" }.joined()
+        out += "\nWarnings:\n" + topology.warnings.map { "  - \(ErrorText.message($0))\n" }.joined()
     }
     return out
 }
@@ -204,7 +204,7 @@ private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, pre
     var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
     if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
     var facts: [String] = []
-    if let driver = function.driver { facts.append(driver) }
+    if let driver = function.driver { facts.append(ErrorText.printable(driver)) }  // from a file: no raw control bytes
     if let bits = function.dmaMaskBits { facts.append("\(bits)-bit DMA") }
     if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
     facts.append(function.acs.description)
@@ -299,7 +299,7 @@ public struct TopologyProbeSection: ProbeSection {
             lines.append("\(bridge.name): " + (bridge.ids.map { "identity \($0), " } ?? "no identity device, ") + (bridge.whitelisted ? "whitelisted" : "not whitelisted"))
         }
         lines.append("endpoint pairs: " + ["bus-address", "through-host-bridge", "not-supported"].map { "\(counts[$0, default: 0]) \($0)" }.joined(separator: ", "))
-        lines += topology.warnings.map { "warning: \($0)" }
+        lines += topology.warnings.map { "warning: \(ErrorText.message($0))" }
         lines.append("details: dmabuf topo --pairs; dmabuf topo explain PROVIDER CLIENT")
         return ProbeSectionReport(
             lines: lines,

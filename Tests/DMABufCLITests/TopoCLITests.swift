@@ -72,6 +72,25 @@ struct TopoCLITests {
         #expect(both.status == 2)
     }
 
+    @Test("driver names and warnings with escape sequences are printed escaped in the tree")
+    func escapes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("topo-escapes-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("t.yaml").path
+        let yaml = """
+            warnings: ["bad \\e[2J warning"]
+            devices:
+              - {bdf: "0000:00:01.0", vendor: 1, device: 1, class: 0x020000, driver: "nv\\e]0;owned\\a"}
+
+            """
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(yaml.utf8)))
+        let result = try runDMABuf(["topo", "--file", file, "--cpu", "intel:0x6"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!result.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(result.stdout.debugDescription)")
+        #expect(result.stdout.contains("nv\\u{1B}]0;owned\\u{7}") && result.stdout.contains("bad \\u{1B}[2J warning"), "\(result.stdout)")
+    }
+
     @Test("--export-yaml writes a file that loads back to the same JSON report")
     func exportRoundTrip() throws {
         let sysfs = Self.fixtures.appendingPathComponent("qemu-q35").path
