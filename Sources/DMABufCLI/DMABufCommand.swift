@@ -39,8 +39,14 @@ struct ModelFailure: Error, CustomStringConvertible {
 }
 
 /// Runs the tool and returns its exit code: 0 ok, 1 an expectation failed, 2 bad input (a usage
-/// error, a bad file, a model error such as an unknown ops name).
+/// error, a bad file, a model error such as an unknown ops name) or output that could not be
+/// written.
 public func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Int32 {
+    let code = runCommand(arguments)
+    return flushOutput(code)
+}
+
+private func runCommand(_ arguments: [String]) -> Int32 {
     do {
         var command = try DMABufCommand.parseAsRoot(arguments)
         try command.run()

@@ -33,7 +33,8 @@ extension DMABufCommand {
         public init() {}
 
         public func run() throws {
-            let census = DMABufCensus.take(procRoot: procRoot, pid: pid)
+            let census: DMABufCensus
+            do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
             if json {
                 try printJSON(census)
             } else {
@@ -244,29 +245,33 @@ func renderCensus(_ census: DMABufCensus) -> String {
         out += "INODE      SIZE  EXPORTER      NAME\n"
         for buffer in census.buffers {
             let size = buffer.size.map(String.init) ?? "?"
-            out += pad(String(buffer.inode), 5) + " " + pad(size, 9, left: true) + "  " + pad(buffer.exporter ?? "?", 12) + "  " + (buffer.name ?? "-") + "\n"
+            // Names come from other processes (DMA_BUF_SET_NAME, comm): escaped, never raw control bytes.
+            out += pad(String(buffer.inode), 5) + " " + pad(size, 9, left: true) + "  " + pad(shown(buffer.exporter ?? "?"), 12) + "  "
+                + shown(buffer.name ?? "-") + "\n"
             for holder in buffer.holders {
                 var parts: [String] = []
                 if !holder.fds.isEmpty { parts.append("fd " + holder.fds.map(String.init).joined(separator: ",")) }
                 if holder.mappings > 0 { parts.append("\(holder.mappings) mapping\(holder.mappings == 1 ? "" : "s"), \(holder.mappedBytes) bytes") }
-                out += "      held by \(holder.pid) (\(holder.comm)): \(parts.joined(separator: "; "))\n"
+                out += "      held by \(holder.pid) (\(shown(holder.comm))): \(parts.joined(separator: "; "))\n"
             }
         }
         out += "\nTotals by exporter:\n"
         for total in census.totals {
-            out += "  " + pad(total.exporter, 12) + " " + pad(String(total.buffers), 4, left: true) + " buffer\(total.buffers == 1 ? " " : "s") " + pad(String(total.bytes), 12, left: true) + " bytes\n"
+            out += "  " + pad(shown(total.exporter), 12) + " " + pad(String(total.buffers), 4, left: true) + " buffer\(total.buffers == 1 ? " " : "s") " + pad(String(total.bytes), 12, left: true) + " bytes\n"
         }
     }
-    let bytes = census.totals.reduce(0) { $0 + $1.bytes }
-    out += "\(census.buffers.count) dma-bufs, \(bytes) bytes; \(census.processesScanned) processes scanned"
+    out += "\(census.buffers.count) dma-bufs, \(census.totalBytes) bytes; \(census.processesScanned) processes scanned"
     if census.vanished > 0 { out += ", \(census.vanished) exited during the census" }
     out += ".\n"
     if !census.unreadable.isEmpty {
-        out += "\(census.unreadable.count) unreadable (run as root to see them): "
+        out += "\(census.unreadable.count) unreadable (\(geteuid() == 0 ? "even as root" : "run as root to see them")): "
         out += census.unreadable.map { "pid \($0.pid) \($0.what) \($0.errno)" }.joined(separator: ", ") + "\n"
     }
     return out
 }
+
+/// A name read from another process, as the text output shows it: control characters escaped.
+private func shown(_ name: String) -> String { ErrorText.printable(name, limit: 256) }
 
 private func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))

@@ -39,8 +39,7 @@ extension DMABufCommand {
                     scenario = try Story.all[story - 1].scenario()
                 } else {
                     let file = self.file!
-                    guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("\(file): cannot read the scenario file") }
-                    scenario = try Scenario.parse(String(decoding: data, as: UTF8.self), file: file)
+                    scenario = try Scenario.parse(try InputFile.read(file, what: "the scenario file"), file: file)
                     base = URL(fileURLWithPath: file).deletingLastPathComponent().path
                 }
             } catch let error as TopologyLoadError {

@@ -27,10 +27,8 @@ struct TopologySource: ParsableArguments {
         let hostCPU = explicitCPU ?? Self.hostCPU()
         do {
             if let file {
-                guard let data = FileManager.default.contents(atPath: file) else {
-                    throw CLIError("\(file): cannot read the topology file")
-                }
-                return try YAMLTopology.load(String(decoding: data, as: UTF8.self), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
+                return try YAMLTopology.load(
+                    try InputFile.read(file, what: "the topology file"), file: file, cpu: hostCPU, overrideCPU: explicitCPU != nil)
             }
             let progress = ProgressLine("reading \(sysfs ?? "/sys")")
             defer { progress.finish() }
@@ -136,10 +134,13 @@ extension DMABufCommand {
             public func run() throws {
                 let topology = try source.load()
                 let explanation: P2PExplanation
+                func address(_ text: String, _ role: String) throws -> PCIAddress {
+                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)") }
+                }
                 do {
-                    explanation = try topology.explain(provider: try PCIAddress(parsing: provider), client: try PCIAddress(parsing: client))
-                } catch {
-                    throw CLIError(error.message)
+                    explanation = try topology.explain(provider: try address(provider, "provider"), client: try address(client, "client"))
+                } catch let error as DMAError {
+                    throw CLIError(error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')")
                 }
                 if json {
                     try printJSON(explanation)
@@ -201,7 +202,7 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
         }
     }
     if !topology.warnings.isEmpty {
-        out += "\nWarnings:\n" + topology.warnings.map { "  - \($0)\n" }.joined()
+        out += "\nWarnings:\n" + topology.warnings.map { "  - \(ErrorText.message($0))\n" }.joined()
     }
     return out
 }
@@ -212,7 +213,7 @@ private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, pre
     var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
     if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
     var facts: [String] = []
-    if let driver = function.driver { facts.append(driver) }
+    if let driver = function.driver { facts.append(ErrorText.printable(driver)) }  // from a file: no raw control bytes
     if let bits = function.dmaMaskBits { facts.append("\(bits)-bit DMA") }
     if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
     facts.append(function.acs.description)
@@ -307,7 +308,7 @@ public struct TopologyProbeSection: ProbeSection {
             lines.append("\(bridge.name): " + (bridge.ids.map { "identity \($0), " } ?? "no identity device, ") + (bridge.whitelisted ? "whitelisted" : "not whitelisted"))
         }
         lines.append("endpoint pairs: " + ["bus-address", "through-host-bridge", "not-supported"].map { "\(counts[$0, default: 0]) \($0)" }.joined(separator: ", "))
-        lines += topology.warnings.map { "warning: \($0)" }
+        lines += topology.warnings.map { "warning: \(ErrorText.message($0))" }
         lines.append("details: dmabuf topo --pairs; dmabuf topo explain PROVIDER CLIENT")
         return ProbeSectionReport(
             lines: lines,

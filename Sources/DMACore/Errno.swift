@@ -18,6 +18,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let EPERM = Errno(rawValue: 1)
     /// No such file or directory (also: no such registered name).
     public static let ENOENT = Errno(rawValue: 2)
+    /// No such process.
+    public static let ESRCH = Errno(rawValue: 3)
     /// Interrupted system call.
     public static let EINTR = Errno(rawValue: 4)
     /// I/O error; `dma_map_sgtable` returns it when a segment cannot be mapped.
@@ -38,12 +40,21 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let EBUSY = Errno(rawValue: 16)
     /// File exists (a duplicate registration).
     public static let EEXIST = Errno(rawValue: 17)
+    /// Invalid cross-device link; `openat2` with `RESOLVE_BENEATH` gives it for a path that leaves
+    /// the folder it must stay beneath (a sysfs link out of the tree being read).
+    public static let EXDEV = Errno(rawValue: 18)
     /// No such device (a revoked or absent device).
     public static let ENODEV = Errno(rawValue: 19)
+    /// Not a directory: a file where a folder was expected.
+    public static let ENOTDIR = Errno(rawValue: 20)
+    /// Is a directory: a folder where a file was expected.
+    public static let EISDIR = Errno(rawValue: 21)
     /// Invalid argument.
     public static let EINVAL = Errno(rawValue: 22)
     /// Inappropriate ioctl for device: the request is not one the file's driver knows.
     public static let ENOTTY = Errno(rawValue: 25)
+    /// File too large: more bytes than the file can hold (a sysfs attribute longer than a page).
+    public static let EFBIG = Errno(rawValue: 27)
     /// No space left on device.
     public static let ENOSPC = Errno(rawValue: 28)
     /// Result out of range.
@@ -51,6 +62,8 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     /// Resource deadlock avoided: a `ww_mutex` such as the reservation lock taken again in the same
     /// context (`dma_resv_lock`), or a buffer re-entered from its own `invalidate_mappings`.
     public static let EDEADLK = Errno(rawValue: 35)
+    /// Too many levels of symbolic links, or a link where `O_NOFOLLOW` asked for none.
+    public static let ELOOP = Errno(rawValue: 40)
     /// Value too large for the type (an address that wraps past 2^64).
     public static let EOVERFLOW = Errno(rawValue: 75)
     /// File descriptor in bad state: `udmabuf` gives it for an fd that is not a memfd.
@@ -68,6 +81,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     private static let names: [Int32: (String, String)] = [
         1: ("EPERM", "operation not permitted"),
         2: ("ENOENT", "no such file, device or name"),
+        3: ("ESRCH", "no such process"),
         4: ("EINTR", "interrupted system call"),
         5: ("EIO", "input/output error"),
         7: ("E2BIG", "argument list too long"),
@@ -78,12 +92,17 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         14: ("EFAULT", "bad address"),
         16: ("EBUSY", "device or resource busy"),
         17: ("EEXIST", "already exists"),
+        18: ("EXDEV", "the path leaves the tree it must stay in"),
         19: ("ENODEV", "no such device"),
+        20: ("ENOTDIR", "not a folder"),
+        21: ("EISDIR", "is a folder"),
         22: ("EINVAL", "invalid argument"),
         25: ("ENOTTY", "inappropriate ioctl for this file"),
+        27: ("EFBIG", "file too large"),
         28: ("ENOSPC", "no space left"),
         34: ("ERANGE", "result out of range"),
         35: ("EDEADLK", "resource deadlock avoided"),
+        40: ("ELOOP", "a symbolic link where none may be, or a loop of them"),
         75: ("EOVERFLOW", "value too large"),
         77: ("EBADFD", "file descriptor in bad state"),
         95: ("EOPNOTSUPP", "operation not supported"),

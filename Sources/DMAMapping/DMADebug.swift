@@ -245,7 +245,7 @@ public final class DMADebug: Sendable {
             if size > entry.size - offset {
                 report(
                     .syncOutOfBounds,
-                    "device driver syncs DMA memory outside allocated range [device address=\(entry.address)] [allocation size=\(entry.size) bytes] [sync offset+size=\(offset + size)]")
+                    "device driver syncs DMA memory outside allocated range [device address=\(entry.address)] [allocation size=\(entry.size) bytes] [sync offset=\(offset) size=\(size) bytes]")
             }
             if entry.direction == .bidirectional { return }
             if entry.direction != direction {

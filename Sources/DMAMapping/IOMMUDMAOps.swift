@@ -35,7 +35,24 @@ public struct IOMMUDMAOps: DMAOps {
         return domain
     }
 
-    private static func align(_ value: UInt64) -> UInt64 { (value + granule - 1) / granule * granule }
+    /// `value + extra` rounded up to whole granules.
+    /// - Throws: ``DMAError/Code/addressOverflow`` (`EOVERFLOW`) when that passes 2^64 − 1 (a
+    ///   length near 2^64 from a caller, or a list whose entries add up past it).
+    private static func align(_ value: UInt64, plus extra: UInt64 = 0) throws(DMAError) -> UInt64 {
+        let (sum, carried) = value.addingReportingOverflow(extra)
+        let (rounded, roundedOver) = sum.addingReportingOverflow(granule - 1)
+        guard !carried, !roundedOver else {
+            throw DMAError(.addressOverflow, .EOVERFLOW, "\(hex(value)) + \(hex(extra)) bytes in whole IOVA pages pass 2^64 − 1")
+        }
+        return rounded / granule * granule
+    }
+
+    /// `a + b`, or `EOVERFLOW` naming `what` when the sum passes 2^64 − 1.
+    private static func sum(_ a: UInt64, _ b: UInt64, _ what: String) throws(DMAError) -> UInt64 {
+        let (sum, overflow) = a.addingReportingOverflow(b)
+        guard !overflow else { throw DMAError(.addressOverflow, .EOVERFLOW, "\(what): \(hex(a)) + \(hex(b)) passes 2^64 − 1") }
+        return sum
+    }
 
     /// Where one scatter-list entry sits in the list's IOVA range.
     private struct Placement {
@@ -52,7 +69,7 @@ public struct IOMMUDMAOps: DMAOps {
         try checkMemoryKind(range, attributes: attributes, device: device)
         let domain = try domain(device)
         let offset = range.start.rawValue % Self.granule
-        let size = Self.align(range.length + offset)
+        let size = try Self.align(range.length, plus: offset)
         let iova = try domain.allocateIOVA(pages: size / Self.granule, limit: device.mask.value, device: device.name)
         do {
             try domain.map(
@@ -80,7 +97,7 @@ public struct IOMMUDMAOps: DMAOps {
         guard let allocation = domain.iovaAllocation(containing: start), allocation.start == start else {
             throw DMAError(.notMapped, .EINVAL, "\(device.name): \(address) is not the start of a live IOVA mapping")
         }
-        domain.unmap(start, length: Self.align(length + offset))
+        domain.unmap(start, length: try Self.align(length, plus: offset))
         try domain.freeIOVA(start)
     }
 
@@ -105,14 +122,14 @@ public struct IOMMUDMAOps: DMAOps {
         var iovaLength: UInt64 = 0
         for range in list {
             let offset = range.start.rawValue % Self.granule
-            let widened = Self.align(range.length + offset)
+            let widened = try Self.align(range.length, plus: offset)
             let pad = (boundary &- iovaLength &+ 1) & boundary
             if pad != 0 && pad < widened - 1, !layout.isEmpty {
                 layout[layout.count - 1].padded += pad
-                iovaLength += pad
+                iovaLength = try Self.sum(iovaLength, pad, "the IOVA range of \(list.count) segments")
             }
             layout.append(Placement(iova: iovaLength, offset: offset, widened: widened, padded: widened))
-            iovaLength += widened
+            iovaLength = try Self.sum(iovaLength, widened, "the IOVA range of \(list.count) segments")
         }
         let base = try domain.allocateIOVA(pages: iovaLength / Self.granule, limit: device.mask.value, device: device.name)
         // iommu_map_sg: every entry in one call, all or nothing.
@@ -140,7 +157,12 @@ public struct IOMMUDMAOps: DMAOps {
         for (index, range) in list.enumerated() {
             let place = layout[index]
             let dma = base.rawValue + place.iova
-            if current != 0 && place.offset == 0 && dma & boundary != 0 && maxSegmentSize - current >= range.length {
+            // `max_len - cur_len >= s_length`, without the unsigned wrap when an entry alone is
+            // longer than the device's maximum segment (a VFIO BAR exported in 1 MiB ranges to a
+            // device whose dma_parms say 64 KiB): such a segment is never merged into.
+            if current != 0 && place.offset == 0 && dma & boundary != 0 && current <= maxSegmentSize
+                && maxSegmentSize - current >= range.length
+            {
                 current += range.length
                 segments[segments.count - 1].length = current
             } else {
@@ -159,7 +181,11 @@ public struct IOMMUDMAOps: DMAOps {
         // iommu_dma_unmap_sg: the IOVA-backed segments form one range from the first to the last.
         let mapped = table.segments.filter { !$0.isBusAddress && $0.length > 0 }
         guard let first = mapped.first, let last = mapped.last else { return }
-        try unmapRange(first.address, length: last.address.rawValue + last.length - first.address.rawValue, device: device)
+        let end = try Self.sum(last.address.rawValue, last.length, "the end of the mapped segments")
+        guard end >= first.address.rawValue else {
+            throw DMAError(.notMapped, .EINVAL, "\(device.name): the table's segments end before they start; it is not one this ops mapped")
+        }
+        try unmapRange(first.address, length: end - first.address.rawValue, device: device)
     }
 
     public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
@@ -214,18 +240,18 @@ public struct IOMMUDMAOps: DMAOps {
         }
         let range = try PhysicalRange(start: physical, length: length)
         try checkMemoryKind(range, attributes: attributes, device: device)
-        let iova = DMAAddress(state.address.rawValue + offset - pad)
+        let iova = DMAAddress(try Self.sum(state.address.rawValue, offset, "dma_iova_link") - pad)
         try domain.map(
-            iova, physical: PhysicalAddress(physical.rawValue - pad), length: Self.align(length + pad),
+            iova, physical: PhysicalAddress(physical.rawValue - pad), length: try Self.align(length, plus: pad),
             protection: IOMMUDomain.Protection(direction: direction, attributes: attributes), synced: false)
     }
 
     /// `dma_iova_sync`: one IOTLB sync for the links in `offset ..< offset + length`.
     public func iovaSync(_ state: DMAIOVAState, offset: UInt64, length: UInt64, device: DMADevice) throws(DMAError) {
         let domain = try domain(device)
-        let start = state.address.rawValue + offset
+        let start = try Self.sum(state.address.rawValue, offset, "dma_iova_sync")
         let pad = start % Self.granule
-        domain.sync(DMAAddress(start - pad), length: Self.align(length + pad))
+        domain.sync(DMAAddress(start - pad), length: try Self.align(length, plus: pad))
     }
 
     /// `dma_iova_destroy`: unlinks the first `mappedLength` bytes and frees the reservation.
@@ -235,7 +261,7 @@ public struct IOMMUDMAOps: DMAOps {
     ) throws(DMAError) {
         let domain = try domain(device)
         let base = DMAAddress(state.address.rawValue - state.offset)
-        if mappedLength > 0 { domain.unmap(base, length: Self.align(mappedLength + state.offset)) }
+        if mappedLength > 0 { domain.unmap(base, length: try Self.align(mappedLength, plus: state.offset)) }
         try domain.freeIOVA(base)
     }
 }

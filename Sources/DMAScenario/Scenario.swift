@@ -167,6 +167,11 @@ extension Scenario {
                 if let f = m["file"] { scenario.topology = .file(try r.string(f, what: "topology file")) }
                 if let s = m["sysfs"] { scenario.topology = .sysfs(try r.string(s, what: "topology sysfs")) }
                 if let i = m["inline"] {
+                    // Checked here, so that its errors name this file and the line in it; the
+                    // runner loads the same text again.
+                    let cpu = scenario.cpu.flatMap { try? CPUInfo(parsing: $0) }
+                    _ = try YAMLTopology.load(
+                        node: i, file: file, cpu: cpu ?? CPUInfo(vendor: .intel, family: 6), overrideCPU: cpu != nil)
                     scenario.topology = .inline(try Yams.serialize(node: i))
                 }
             }
@@ -174,10 +179,13 @@ extension Scenario {
         var names: Set<String> = []
         func uniqueName(_ node: Node) throws -> String {
             let name = try r.string(node, what: "name")
-            guard !name.isEmpty, names.insert(name).inserted else { throw r.error(node, "the name '\(name)' is empty or used twice") }
+            guard !name.isEmpty, names.insert(name).inserted else { throw r.error(node, "the name '\(ErrorText.printable(name))' is empty or used twice") }
             return name
         }
         func fill(_ m: Node.Mapping, byteKey: String, patternKey: String) throws -> Fill? {
+            if m[byteKey] != nil, let p = m[patternKey] {
+                throw r.error(p, "'\(byteKey)' and '\(patternKey)' are both given; give one (a byte fills every byte, a pattern varies them)")
+            }
             if let b = m[byteKey] { return .byte(UInt8(try r.number(b, what: byteKey, max: 0xff))) }
             if let p = m[patternKey] { return .pattern(UInt8(try r.number(p, what: patternKey, max: 0xff))) }
             return nil
@@ -187,7 +195,7 @@ extension Scenario {
             guard let nameNode = m["name"], let exporterNode = m["exporter"] else { throw r.error(node, "a buffer needs name and exporter") }
             let kindText = try r.string(exporterNode, what: "exporter")
             guard let kind = ExporterKind(rawValue: kindText) else {
-                throw r.error(exporterNode, "unknown exporter '\(kindText)'; one of \(ExporterKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw r.error(exporterNode, "unknown exporter '\(ErrorText.printable(kindText))'; one of \(ExporterKind.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             var ranges: [VFIOBARExporter.Range] = []
             for rangeNode in try m["ranges"].map({ try r.sequence($0, what: "ranges") }) ?? [] {
@@ -208,7 +216,7 @@ extension Scenario {
             if let k = m["kind"] {
                 let text = try r.string(k, what: "kind")
                 guard let parsed = ImporterKind(rawValue: text) else {
-                    throw r.error(k, "unknown importer kind '\(text)'; one of \(ImporterKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw r.error(k, "unknown importer kind '\(ErrorText.printable(text))'; one of \(ImporterKind.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 kind = parsed
             }
@@ -228,7 +236,7 @@ extension Scenario {
             }
             let opText = try r.string(opNode, what: "step")
             guard let op = Step.Op(rawValue: opText) else {
-                throw r.error(opNode, "unknown step '\(opText)'; one of \(Step.Op.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw r.error(opNode, "unknown step '\(ErrorText.printable(opText))'; one of \(Step.Op.allCases.map(\.rawValue).joined(separator: ", "))")
             }
             let args = r.isNull(argsNode) ? Node.Mapping([]) : try r.mapping(argsNode, allowed: stepKeys, what: "the arguments of \(opText)")
             var step = Step(
@@ -242,7 +250,7 @@ extension Scenario {
             if let d = args["direction"] {
                 let text = try r.string(d, what: "direction")
                 guard let direction = DMADirection(name: text) else {
-                    throw r.error(d, "unknown direction '\(text)'; one of bidirectional, to-device, from-device, none")
+                    throw r.error(d, "unknown direction '\(ErrorText.printable(text))'; one of bidirectional, to-device, from-device, none")
                 }
                 step.direction = direction
             }
@@ -256,7 +264,7 @@ extension Scenario {
             if let reasonNode = args["reason"] {
                 let text = try r.string(reasonNode, what: "reason")
                 guard let reason = VFIOBARExporter.RevokeReason(rawValue: text) else {
-                    throw r.error(reasonNode, "unknown reason '\(text)'; one of \(VFIOBARExporter.RevokeReason.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw r.error(reasonNode, "unknown reason '\(ErrorText.printable(text))'; one of \(VFIOBARExporter.RevokeReason.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 step.reason = reason
             }
@@ -272,7 +280,7 @@ extension Scenario {
                     migratedBytes: try em["migratedBytes"].map { try r.number($0, what: "migratedBytes") },
                     segments: try em["segments"].map { Int(try r.number($0, what: "segments", max: 1 << 30)) })
                 if let errno = step.expect?.errno, Errno(name: errno) == nil {
-                    throw r.error(em["errno"], "unknown errno name '\(errno)'")
+                    throw r.error(em["errno"], "unknown errno name '\(ErrorText.printable(errno))'")
                 }
             }
             scenario.steps.append(step)

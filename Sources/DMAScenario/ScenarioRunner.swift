@@ -80,11 +80,8 @@ public enum ScenarioRunner {
             topology = try cpu.map { try YAMLTopology.load(BuiltInTopology.yaml, file: "built-in topology", cpu: $0, overrideCPU: true) }
                 ?? BuiltInTopology.load()
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: resolve(path)) else {
-                throw TopologyLoadError(file: resolve(path), "cannot read the topology file")
-            }
             topology = try YAMLTopology.load(
-                String(decoding: data, as: UTF8.self), file: resolve(path), cpu: cpu ?? CPUInfo(vendor: .intel, family: 6),
+                try InputFile.read(resolve(path), what: "the topology file"), file: resolve(path), cpu: cpu ?? CPUInfo(vendor: .intel, family: 6),
                 overrideCPU: cpu != nil)
         case .sysfs(let path):
             topology = try SysfsTopologyLoader.load(root: resolve(path), cpu: cpu ?? CPUInfo(vendor: .intel, family: 6))

@@ -48,7 +48,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     public struct Unreadable: Sendable, Hashable, Codable {
         /// The process ID.
         public var pid: Int32
-        /// What could not be read (`fd`, `maps`).
+        /// What could not be read (`fd`, `maps`, `fdinfo/N`).
         public var what: String
         /// The errno's name (`EACCES`).
         public var errno: String
@@ -70,6 +70,31 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     public static func isDMABufPath(_ target: String) -> Bool {
         target.hasPrefix("/dmabuf:") || target == "anon_inode:dmabuf"
     }
+
+    /// All buffers' bytes together (the totals' sum, saturating at `Int.max` instead of trapping
+    /// on sizes from a `/proc` copy near 2^63).
+    public var totalBytes: Int { totals.reduce(0) { saturatingSum($0, $1.bytes) } }
+
+    /// Takes the census after checking that there is something to take it from: `procRoot` must
+    /// be a folder that can be listed, and `pid`, when given, a process in it.
+    /// - Throws: `DMAError` `notFound`: `ENOENT` naming a `procRoot` that is missing or not a
+    ///   folder (it is not procfs), `ESRCH` naming a `pid` that is not running (a process that
+    ///   never existed is not one that "exited during the census").
+    public static func takeChecked(procRoot: String = "/proc", pid: Int32? = nil) throws(DMAError) -> DMABufCensus {
+        if case .failure(let errno) = SystemCalls.listDirectory(procRoot) {
+            throw DMAError(.notFound, errno, "cannot list \(ErrorText.printable(procRoot)) (\(errno.name)): it is not a procfs folder")
+        }
+        if let pid, case .failure(let errno) = SystemCalls.listDirectory("\(procRoot)/\(pid)"), errno == .ENOENT || errno == .ENOTDIR {
+            throw DMAError(.notFound, .ESRCH, "no process \(pid) in \(ErrorText.printable(procRoot)) (--pid \(pid))")
+        }
+        return take(procRoot: procRoot, pid: pid)
+    }
+
+    /// The most an fdinfo file is read for: 64 KiB (a dma-buf's is a few hundred bytes; one that
+    /// never ends is refused with `EFBIG` and listed as unreadable).
+    static let fdinfoLimit = 64 << 10
+    /// The most a `maps` file is read for: 64 MiB (`vm.max_map_count`, 65,530 lines by default).
+    static let mapsLimit = 64 << 20
 
     /// Takes the census.
     /// - Note: About the arguments:
@@ -114,9 +139,17 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             for fdName in fds {
                 guard let fd = Int32(fdName),
                       let target = try? SystemCalls.readLink("\(base)/fd/\(fdName)").get(),
-                      isDMABufPath(target),
-                      let bytes = try? SystemCalls.readFile("\(base)/fdinfo/\(fdName)").get()
+                      isDMABufPath(target)
                 else { continue }
+                let bytes: [UInt8]
+                switch SystemCalls.readFile("\(base)/fdinfo/\(fdName)", limit: fdinfoLimit) {
+                case .success(let read): bytes = read
+                case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
+                case .failure(let errno):
+                    // Refused (not a regular file, longer than an fdinfo can be) or unreadable: said, not skipped.
+                    census.unreadable.append(Unreadable(pid: pid, what: "fdinfo/\(fdName)", errno: errno.name))
+                    continue
+                }
                 let info = FDInfo(parsing: String(decoding: bytes, as: UTF8.self))
                 guard info.isDMABuf, let inode = info.inode else { continue }
                 var buffer = byInode[inode] ?? Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])
@@ -127,7 +160,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 buffer.holders[index].fds.append(fd)
                 byInode[inode] = buffer
             }
-            switch SystemCalls.readFile("\(base)/maps") {
+            switch SystemCalls.readFile("\(base)/maps", limit: mapsLimit) {
             case .success(let bytes):
                 for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
                     guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }
@@ -137,7 +170,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     }
                     let index = holderIndex(&buffer, pid, comm)
                     buffer.holders[index].mappings += 1
-                    buffer.holders[index].mappedBytes += mapping.length
+                    buffer.holders[index].mappedBytes = saturatingSum(buffer.holders[index].mappedBytes, mapping.length)
                     byInode[mapping.inode] = buffer
                 }
             case .failure(let errno) where errno == .ENOENT:
@@ -158,12 +191,19 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             let exporter = buffer.exporter ?? "?"
             var total = totals[exporter] ?? ExporterTotal(exporter: exporter, buffers: 0, bytes: 0)
             total.buffers += 1
-            total.bytes += buffer.size ?? 0
+            total.bytes = saturatingSum(total.bytes, max(0, buffer.size ?? 0))
             totals[exporter] = total
         }
         census.totals = totals.values.sorted { $0.exporter < $1.exporter }
         return census
     }
+}
+
+/// `a + b`, or `Int.max` when that passes it: sizes and lengths read from a `/proc` copy can be
+/// anything, and a sum of them must not trap (no real machine's total comes near 2^63).
+func saturatingSum(_ a: Int, _ b: Int) -> Int {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? (b > 0 ? Int.max : Int.min) : sum
 }
 
 /// One line of `/proc/PID/maps` (`fs/proc/task_mmu.c`, `show_map_vma`):
@@ -177,8 +217,9 @@ struct MapsLine {
         let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
         guard fields.count >= 6 else { return nil }
         let range = fields[0].split(separator: "-")
+        // A length past Int.max is no mapping (user address space ends at 2^57): not a maps line.
         guard range.count == 2, let start = UInt64(range[0], radix: 16), let end = UInt64(range[1], radix: 16),
-              end >= start, let inode = UInt64(fields[4])
+              end >= start, end - start <= UInt64(Int.max), let inode = UInt64(fields[4])
         else { return nil }
         length = Int(end - start)
         self.inode = inode

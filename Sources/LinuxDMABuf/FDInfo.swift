@@ -60,7 +60,7 @@ public struct FDInfo: Sendable, Hashable, Codable {
             case "flags": if let v = UInt32(value, radix: 8) { flags = v } else { known = false }
             case "mnt_id": if let v = Int(value) { mountID = v } else { known = false }
             case "ino": if let v = UInt64(value) { inode = v } else { known = false }
-            case "size": if let v = Int(value) { size = v } else { known = false }
+            case "size": if let v = Int(value), v >= 0 { size = v } else { known = false }
             case "count": if let v = Int(value) { count = v } else { known = false }
             case "exp_name": exporter = value
             case "name": name = value

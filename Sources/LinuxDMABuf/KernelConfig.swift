@@ -36,22 +36,29 @@ public struct KernelConfig: Sendable, Hashable, Codable {
         return String(decoding: bytes, as: UTF8.self).trimmingSuffix("\n")
     }
 
+    /// The most a kernel configuration may be, compressed or inflated: 16 MiB (a distribution's
+    /// `.config` is about 300 KiB). A `config.gz` that inflates past it is not read.
+    static let configLimit = 16 << 20
+
     /// Reads the configuration from `PROCROOT/config.gz`, else `BOOTROOT/config-RELEASE`; `nil` when
     /// neither is readable.
     public static func read(procRoot: String = "/proc", bootRoot: String = "/boot") -> KernelConfig? {
-        if let compressed = try? SystemCalls.readFile("\(procRoot)/config.gz").get(), let text = gunzip(compressed) {
+        if let compressed = try? SystemCalls.readFile("\(procRoot)/config.gz", limit: configLimit).get(),
+            let text = gunzip(compressed, limit: configLimit)
+        {
             return KernelConfig(source: "\(procRoot)/config.gz", parsing: String(decoding: text, as: UTF8.self))
         }
         guard let release = release(procRoot: procRoot) else { return nil }
         let path = "\(bootRoot)/config-\(release)"
-        guard let bytes = try? SystemCalls.readFile(path).get() else { return nil }
+        guard let bytes = try? SystemCalls.readFile(path, limit: configLimit).get() else { return nil }
         return KernelConfig(source: path, parsing: String(decoding: bytes, as: UTF8.self))
     }
 }
 
 /// Decompresses gzip data with zlib (`inflateInit2` with gzip detection); `nil` when it is not
-/// valid gzip.
-func gunzip(_ input: [UInt8]) -> [UInt8]? {
+/// valid gzip or inflates to more than `limit` bytes (a gzip bomb stops there, not at its end).
+/// - Complexity: O(min(inflated size, `limit`)).
+func gunzip(_ input: [UInt8], limit: Int = KernelConfig.configLimit) -> [UInt8]? {
     var stream = z_stream()
     guard dmabufkit_inflate_init_gzip(&stream) == Z_OK else { return nil }
     defer { inflateEnd(&stream) }
@@ -69,6 +76,7 @@ func gunzip(_ input: [UInt8]) -> [UInt8]? {
             }
             let produced = chunk.count - Int(stream.avail_out)
             output.append(contentsOf: chunk[0..<produced])
+            if output.count > limit { return nil }
             if status == Z_STREAM_END { return output }
             if status != Z_OK { return nil }
             if produced == 0 && stream.avail_in == 0 { return nil }

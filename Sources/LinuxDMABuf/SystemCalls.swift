@@ -331,8 +331,16 @@ package enum SystemCalls {
         return .success(devices)
     }
 
-    /// Reads a whole file, as `/proc` and `/sys` files must be read (their size is not known ahead).
-    package static func readFile(_ path: String) -> Result<[UInt8], Errno> {
+    /// The most a `/proc` or `/sys` file is read for by default: 1 MiB, far more than an fdinfo,
+    /// a `comm` or an `osrelease` holds.
+    package static let defaultReadLimit = 1 << 20
+
+    /// Reads a whole file, as `/proc` and `/sys` files must be read (their size is not known ahead),
+    /// but never more than `limit` bytes: a longer file is `EFBIG`, unread past the limit. The file
+    /// is opened without blocking and must be a regular file (procfs and sysfs files are): a FIFO,
+    /// a device such as `/dev/zero` or a folder in a copied tree is `EINVAL` or `EISDIR`, unread.
+    /// - Complexity: O(min(file size, `limit`)).
+    package static func readFile(_ path: String, limit: Int = defaultReadLimit) -> Result<[UInt8], Errno> {
         if let outcome = intercepted(.readFile(path: path)) {
             switch outcome {
             case .perform: break
@@ -342,19 +350,30 @@ package enum SystemCalls {
             }
         }
         var fd: Int32
-        repeat { fd = path.withCString { dmabufkit_open($0, O_RDONLY | O_CLOEXEC) } } while fd < 0 && Glibc.errno == EINTR
+        repeat { fd = path.withCString { dmabufkit_open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } } while fd < 0 && Glibc.errno == EINTR
         if fd < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
         defer { _ = Glibc.close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return .failure(Errno(rawValue: Glibc.errno)) }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: return .failure(.EISDIR)
+        default: return .failure(.EINVAL)
+        }
+        // procfs and sysfs report 0 or 4096 whatever they hold; a larger size is a real file's.
+        if status.st_size > limit { return .failure(.EFBIG) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            let asked = min(chunk.count, limit + 1 - bytes.count)
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, asked) }
             if count < 0 {
                 if Glibc.errno == EINTR { continue }
                 return .failure(Errno(rawValue: Glibc.errno))
             }
             if count == 0 { return .success(bytes) }
             bytes.append(contentsOf: chunk[0..<count])
+            if bytes.count > limit { return .failure(.EFBIG) }
         }
     }
 

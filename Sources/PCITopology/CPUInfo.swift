@@ -25,13 +25,19 @@ public struct CPUInfo: Hashable, Sendable, CustomStringConvertible {
         self.family = family
     }
 
-    /// Parses `intel:0x6`, `amd:0x19`, `amd:0x16`, `other:0x0` (family in hex, `0x` optional).
+    /// The largest family `cpuid` can give: base family 0xf plus an 8-bit extended family.
+    public static let maxFamily = 0xf + 0xff
+
+    /// Parses `intel:0x6`, `amd:0x19`, `amd:0x16`, `other:0x0` (family in hex, `0x` optional; only
+    /// hexadecimal digits, up to ``maxFamily``: `amd:-1` and `amd:+19` are refused).
     /// - Throws: `EINVAL` with the expected form.
     public init(parsing text: String) throws(DMAError) {
-        let parts = text.lowercased().split(separator: ":")
+        let parts = text.lowercased().split(separator: ":", omittingEmptySubsequences: false)
         let digits = parts.count == 2 ? (parts[1].hasPrefix("0x") ? parts[1].dropFirst(2) : parts[1]) : ""
-        guard parts.count == 2, let vendor = Vendor(rawValue: String(parts[0])), let family = Int(digits, radix: 16) else {
-            throw DMAError(.invalidArgument, .EINVAL, "'\(text)' is not a CPU description; write VENDOR:FAMILY such as intel:0x6 or amd:0x19")
+        guard parts.count == 2, let vendor = Vendor(rawValue: String(parts[0])), !digits.isEmpty, digits.count <= 4,
+            digits.allSatisfy({ $0.isASCII && $0.isHexDigit }), let family = Int(digits, radix: 16), family <= Self.maxFamily
+        else {
+            throw DMAError(.invalidArgument, .EINVAL, "'\(ErrorText.printable(text))' is not a CPU description; write VENDOR:FAMILY such as intel:0x6 or amd:0x19")
         }
         self.init(vendor: vendor, family: family)
     }
@@ -50,7 +56,7 @@ public struct CPUInfo: Hashable, Sendable, CustomStringConvertible {
             if parts[0] == "vendor_id" && vendor == nil {
                 vendor = parts[1] == "AuthenticAMD" ? .amd : parts[1] == "GenuineIntel" ? .intel : .other
             } else if parts[0] == "cpu family" && family == nil {
-                family = Int(parts[1])
+                family = Int(parts[1]).flatMap { (0...Self.maxFamily).contains($0) ? $0 : nil }
             }
         }
         guard let vendor else { return nil }

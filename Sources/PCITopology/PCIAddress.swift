@@ -28,7 +28,7 @@ public struct PCIAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
     public init(parsing text: String) throws(DMAError) {
         // On the UTF-8 bytes: the sysfs reader parses an address for every folder of every path.
         guard let (domain, bus, device, function) = Self.parse(Array(text.utf8)) else {
-            throw DMAError(.invalidArgument, .EINVAL, "'\(text)' is not a PCI address (DDDD:BB:DD.F)")
+            throw DMAError(.invalidArgument, .EINVAL, "'\(ErrorText.printable(text))' is not a PCI address (DDDD:BB:DD.F)")
         }
         try self.init(domain: domain, bus: bus, device: device, function: function)
     }

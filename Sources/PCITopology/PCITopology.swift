@@ -78,43 +78,94 @@ public final class PCITopology: P2PTopology, Sendable {
 
     /// Builds a topology and checks it.
     /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
-    ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap.
-    public init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
+    ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap
+    ///   (in CPU addresses, or in bus addresses below one host bridge).
+    public convenience init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
+        do { try self.init(checking: cpu, functions: functions, warnings: warnings) } catch { throw error.error }
+    }
+
+    /// A check of ``init(cpu:functions:warnings:)`` that failed, with the function it is about, so
+    /// that a loader can name the line or the file that function came from.
+    struct Problem: Error {
+        /// The function the problem is about.
+        var address: PCIAddress
+        /// Whether it is about the function's BARs (its `resource` file, its `bars:` key).
+        var inBARs: Bool
+        /// The error.
+        var error: DMAError
+    }
+
+    /// ``init(cpu:functions:warnings:)``, saying which function a refusal is about.
+    init(checking cpu: CPUInfo, functions: [PCIFunction], warnings: [String]) throws(Problem) {
+        func problem(_ address: PCIAddress, bars: Bool = false, _ message: String) -> Problem {
+            Problem(address: address, inBARs: bars, error: DMAError(.invalidArgument, .EINVAL, message))
+        }
         var byAddress: [PCIAddress: PCIFunction] = [:]
         for function in functions {
             guard byAddress[function.address] == nil else {
-                throw DMAError(.invalidArgument, .EINVAL, "PCI address \(function.address) appears twice")
+                throw problem(function.address, "PCI address \(function.address) appears twice")
             }
             byAddress[function.address] = function
         }
+        // Each parent link is checked once, and the chains are walked once in all (a function
+        // whose chain is known to end on a root bus is not walked again): linear in the number of
+        // functions even for a chain 10,000 deep.
         for function in functions {
-            var seen: Set<PCIAddress> = [function.address]
-            var current = function
-            while let parentAddress = current.parent {
-                guard let parent = byAddress[parentAddress] else {
-                    throw DMAError(.invalidArgument, .EINVAL, "the parent \(parentAddress) of \(current.address) is not in the topology")
-                }
-                guard parent.hostBridge == current.hostBridge else {
-                    throw DMAError(
-                        .invalidArgument, .EINVAL,
-                        "\(current.address) is below host bridge \(current.hostBridge) but its parent \(parentAddress) is below \(parent.hostBridge)")
-                }
-                guard seen.insert(parentAddress).inserted else {
-                    throw DMAError(.invalidArgument, .EINVAL, "the parents of \(function.address) form a loop through \(parentAddress)")
-                }
-                current = parent
+            guard let parentAddress = function.parent else { continue }
+            guard let parent = byAddress[parentAddress] else {
+                throw problem(function.address, "the parent \(parentAddress) of \(function.address) is not in the topology")
             }
+            guard parent.hostBridge == function.hostBridge else {
+                throw problem(
+                    function.address,
+                    "\(function.address) is below host bridge \(function.hostBridge) but its parent \(parentAddress) is below \(parent.hostBridge)")
+            }
+        }
+        var endsOnRootBus: [PCIAddress: Bool] = [:]  // false while on the walk in progress
+        for function in functions where endsOnRootBus[function.address] == nil {
+            var path: [PCIAddress] = []
+            var current: PCIFunction? = function
+            while let node = current, endsOnRootBus[node.address] == nil {
+                endsOnRootBus[node.address] = false
+                path.append(node.address)
+                current = node.parent.flatMap { byAddress[$0] }
+            }
+            if let node = current, endsOnRootBus[node.address] == false {
+                throw problem(function.address, "the parents of \(function.address) form a loop through \(node.address)")
+            }
+            for address in path { endsOnRootBus[address] = true }
         }
         var providers: [P2PProvider] = []
+        var onBus: [(bridge: String, provider: P2PProvider, owner: PCIAddress)] = []
         for function in functions {
             for bar in function.bars {
-                providers.append(
-                    try P2PProvider(owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart))
+                let provider: P2PProvider
+                do {
+                    provider = try P2PProvider(
+                        owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
+                } catch {
+                    throw Problem(address: function.address, inBARs: true, error: error)
+                }
+                providers.append(provider)
+                onBus.append((function.hostBridge, provider, function.address))
             }
         }
-        providers.sort { $0.cpuRange.start < $1.cpuRange.start }
-        for (a, b) in zip(providers, providers.dropFirst()) where a.cpuRange.overlaps(b.cpuRange) {
-            throw DMAError(.invalidArgument, .EINVAL, "BARs overlap: \(a) and \(b)")
+        onBus.sort { $0.provider.cpuRange.start < $1.provider.cpuRange.start }
+        providers = onBus.map(\.provider)
+        for (a, b) in zip(onBus, onBus.dropFirst()) where a.provider.cpuRange.overlaps(b.provider.cpuRange) {
+            throw problem(b.owner, bars: true, "BARs overlap: \(a.provider) and \(b.provider)")
+        }
+        // Below one host bridge, bus addresses are one address space too: two BARs at the same bus
+        // address would make a device's P2P access reach the other's memory.
+        onBus.sort { ($0.bridge, $0.provider.busStart.rawValue) < ($1.bridge, $1.provider.busStart.rawValue) }
+        for (a, b) in zip(onBus, onBus.dropFirst()) where a.bridge == b.bridge {
+            // Bus ranges do not wrap (P2PProvider checked), so the last byte is start + length - 1.
+            let aLast = a.provider.busStart.rawValue + (a.provider.cpuRange.length - 1)
+            if b.provider.busStart.rawValue <= aLast {
+                throw problem(
+                    b.owner, bars: true,
+                    "BARs overlap on the bus of host bridge \(a.bridge): \(a.provider) and \(b.provider) (bus \(a.provider.busStart) and \(b.provider.busStart))")
+            }
         }
         // pci_host_bridge_dev, once per host bridge: the first device on its root bus, when that is
         // devfn 00.0 or a PCIe root port.
@@ -141,11 +192,21 @@ public final class PCITopology: P2PTopology, Sendable {
                 upstream: function.parent.flatMap { nodeIndex[$0] } ?? -1, depth: 0,
                 acs: function.acs.redirects.map { $0 ? 1 : 0 } ?? -1, hostBridge: bridgeIndex[function.hostBridge]!)
         }
-        for index in nodes.indices {  // the parent chains were checked above: no loop
-            var up = nodes[index].upstream
-            while up >= 0 {
-                nodes[index].depth += 1
+        // Depths, each chain walked once: up to the first function whose depth is known, then down
+        // again along the walked path (the parent chains were checked above: no loop).
+        var known = [Bool](repeating: false, count: nodes.count)
+        for index in nodes.indices where !known[index] {
+            var path: [Int] = []
+            var up = index
+            while up >= 0 && !known[up] {
+                path.append(up)
                 up = nodes[up].upstream
+            }
+            var depth = up >= 0 ? nodes[up].depth + 1 : 0
+            for walked in path.reversed() {
+                nodes[walked].depth = depth
+                known[walked] = true
+                depth += 1
             }
         }
         self.nodes = nodes
@@ -315,8 +376,14 @@ public final class PCITopology: P2PTopology, Sendable {
     /// step for a person to read.
     /// - Throws: `ENODEV` when either address is not in the topology.
     public func explain(provider providerAddress: PCIAddress, client clientAddress: PCIAddress) throws(DMAError) -> P2PExplanation {
-        let provider = try require(providerAddress)
-        let client = try require(clientAddress)
+        func require(_ address: PCIAddress, _ role: String) throws(DMAError) -> PCIFunction {
+            guard let function = byAddress[address] else {
+                throw DMAError(.notFound, .ENODEV, "no PCI device \(address) in this topology, which has \(functions.count): the \(role) is not there")
+            }
+            return function
+        }
+        let provider = try require(providerAddress, "provider")
+        let client = try require(clientAddress, "client")
         let w = walk(try index(providerAddress), try index(clientAddress), keepSteps: true)
         let common = w.common.map { functions[$0] }
         let acsList = w.acsList.map { functions[$0].address }

@@ -3,42 +3,118 @@
 #elseif canImport(Musl)
     import Musl
 #endif
+import DMACore
 
 /// The file access of the sysfs reader, straight on the system calls: a sysfs tree is thousands of
 /// tiny files (a 1,024-endpoint machine has about 10,000 to read), and each Foundation call costs
 /// more than the read itself. Paths are plain strings; nothing here follows a link it is not asked
-/// to.
+/// to, and no read is longer than the size the kernel gives the file.
 enum SysfsFiles {
-    /// The whole contents of the file at `path`, or nil when it cannot be opened or read (missing,
-    /// a folder, no permission). See ``read(at:_:)``.
-    static func read(_ path: String) -> [UInt8]? { read(at: AT_FDCWD, path) }
+    /// The most bytes a sysfs attribute may hold: one page (`sysfs_emit` writes at most
+    /// `PAGE_SIZE`), which is also the size of a PCIe config space (`PCI_CFG_SPACE_EXP_SIZE`) and of
+    /// a link's text (`PATH_MAX`). Anything longer is not what the kernel writes, and is refused.
+    static let attributeLimit = 4096
 
-    /// The whole contents of the file `name` in the folder open as `folder` (or `AT_FDCWD`).
+    /// Why a file of a sysfs tree was refused instead of read, with the errno the kernel's own
+    /// refusal of the same thing gives (`O_NOFOLLOW` on a link: `ELOOP`; `RESOLVE_BENEATH` on a path
+    /// that leaves the tree: `EXDEV`; a read into a folder: `EISDIR`; more than asked for: `EFBIG`).
+    struct Refusal: Error, Hashable, Sendable {
+        /// The errno.
+        var errno: Errno
+        /// Why, in words, without the file's name (the caller names it).
+        var reason: String
+    }
+
+    /// The contents of the file at `path`, at most `limit` bytes, or nil when it cannot be opened
+    /// or read (missing, no permission). See ``read(at:_:limit:within:)``.
+    static func read(_ path: String, limit: Int = attributeLimit, within tree: String? = nil) throws(Refusal) -> [UInt8]? {
+        try read(at: AT_FDCWD, path, limit: limit, within: tree)
+    }
+
+    /// The contents of the file `name` in the folder open as `folder` (or `AT_FDCWD`), at most
+    /// `limit` bytes; nil when it is missing or cannot be opened or read.
     ///
-    /// Sysfs files report a size of 4096 whatever they hold, so the size is not trusted: this
-    /// reads 8 KiB at a time until a read comes back short. A short read is the end of the file
-    /// here: a sysfs attribute hands its whole value (at most a page) to the first read, a binary
-    /// attribute such as `config` returns all that is asked up to its size, and a regular file
-    /// reads short only at its end. EINTR is retried.
-    static func read(at folder: Int32, _ name: String) -> [UInt8]? {
-        let fd = name.withCString { openat(folder, $0, O_RDONLY | O_CLOEXEC) }
+    /// The file is opened with `O_NONBLOCK | O_NOFOLLOW` and must be a regular file (a FIFO, a
+    /// device such as `/dev/zero`, a socket or a folder is refused before any read, so nothing can
+    /// block or never end). A symbolic link is followed only when `tree` (a real path, see
+    /// ``realPath(_:)``) is given and the link resolves inside it; `folderPath` names the folder
+    /// for that resolution. A file that reports or gives more than `limit` bytes is refused.
+    ///
+    /// Sysfs files report a size of 4096 whatever they hold, so the size is only an upper bound: a
+    /// short read is the end of the file here (a sysfs attribute hands its whole value, at most a
+    /// page, to the first read, and a regular file reads short only at its end). EINTR is retried.
+    /// - Complexity: O(`limit`) whatever the file's size.
+    static func read(at folder: Int32, _ name: String, folderPath: String? = nil, limit: Int = attributeLimit, within tree: String? = nil)
+        throws(Refusal) -> [UInt8]?
+    {
+        var fd = openFile(at: folder, name)
+        if fd < 0 && errno == ELOOP {
+            // A symbolic link (or a loop of them): followed only into the tree.
+            guard let tree else { throw Refusal(errno: .ELOOP, reason: "a symbolic link where a file was expected") }
+            let path = folderPath.map { $0 + "/" + name } ?? name
+            guard let target = realPath(path) else {
+                throw Refusal(errno: .ELOOP, reason: "a symbolic link that leads nowhere or loops")
+            }
+            guard target.hasPrefix(tree + "/") else {
+                throw Refusal(errno: .EXDEV, reason: "a symbolic link that leaves the tree (to \(target))")
+            }
+            fd = openFile(at: AT_FDCWD, target)
+            if fd < 0 && errno == ELOOP { throw Refusal(errno: .ELOOP, reason: "a symbolic link that changed while it was read") }
+        }
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        let chunk = 8192
-        var bytes: [UInt8] = []
-        while true {
-            let before = bytes.count
-            var got = 0
-            bytes.append(contentsOf: repeatElement(0, count: chunk))
-            while true {
-                got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + before, chunk) }
-                if got < 0 && errno == EINTR { continue }
-                break
-            }
-            if got < 0 { return nil }
-            bytes.removeLast(chunk - got)
-            if got < chunk { return bytes }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else { return nil }
+        switch status.st_mode & S_IFMT {
+        case S_IFREG: break
+        case S_IFDIR: throw Refusal(errno: .EISDIR, reason: "a folder where a file was expected")
+        case S_IFIFO: throw Refusal(errno: .EINVAL, reason: "a FIFO, not a regular file (it would block)")
+        case S_IFCHR, S_IFBLK: throw Refusal(errno: .EINVAL, reason: "a device, not a regular file")
+        case S_IFSOCK: throw Refusal(errno: .EINVAL, reason: "a socket, not a regular file")
+        default: throw Refusal(errno: .EINVAL, reason: "not a regular file")
         }
+        guard status.st_size <= limit else {
+            throw Refusal(errno: .EFBIG, reason: "\(status.st_size) bytes, more than the \(limit) a sysfs attribute can hold")
+        }
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        var count = 0
+        while count <= limit {
+            let asked = limit + 1 - count
+            let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, asked) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                return nil
+            }
+            count += got
+            if got < asked { break }
+        }
+        guard count <= limit else {
+            throw Refusal(errno: .EFBIG, reason: "more than the \(limit) bytes a sysfs attribute can hold")
+        }
+        bytes.removeLast(bytes.count - count)
+        return bytes
+    }
+
+    private static func openFile(at folder: Int32, _ name: String) -> Int32 {
+        var fd: Int32
+        repeat {
+            fd = name.withCString { openat(folder, $0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW) }
+        } while fd < 0 && errno == EINTR
+        return fd
+    }
+
+    /// The real path of `path` (every link resolved, as `realpath(3)`), or nil when it does not
+    /// exist or a link loops.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// The real path of the folder open as `fd`: `/proc/self/fd/N` read as a link (one system
+    /// call), else nil.
+    static func realPath(ofOpen fd: Int32) -> String? {
+        readLink("/proc/self/fd/\(fd)").flatMap { $0.hasPrefix("/") ? $0 : nil }
     }
 
     /// The text of the symbolic link at `path`, or nil when it is not a link.
@@ -58,18 +134,27 @@ enum SysfsFiles {
     struct Folder: ~Copyable {
         /// The open folder.
         let fd: Int32
+        /// The path it was opened by.
+        let path: String
 
         /// Opens the folder at `path` (through links); nil when it is not a folder or cannot be opened.
         init?(_ path: String) {
-            let fd = path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            let fd = path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK) }
             guard fd >= 0 else { return nil }
             self.fd = fd
+            self.path = path
         }
 
         deinit { close(fd) }
 
-        /// The contents of the file `name` in the folder (see ``SysfsFiles/read(at:_:)``).
-        func read(_ name: String) -> [UInt8]? { SysfsFiles.read(at: fd, name) }
+        /// Where the folder really is (its links resolved), or nil when that cannot be told.
+        var realPath: String? { SysfsFiles.realPath(ofOpen: fd) ?? SysfsFiles.realPath(path) }
+
+        /// The contents of the file `name` in the folder, at most `limit` bytes, following a link
+        /// only into `tree` (see ``SysfsFiles/read(at:_:folderPath:limit:within:)``).
+        func read(_ name: String, limit: Int = SysfsFiles.attributeLimit, within tree: String? = nil) throws(Refusal) -> [UInt8]? {
+            try SysfsFiles.read(at: fd, name, folderPath: path, limit: limit, within: tree)
+        }
         /// The text of the link `name` in the folder.
         func readLink(_ name: String) -> String? { SysfsFiles.readLink(at: fd, name) }
     }
@@ -143,3 +228,6 @@ enum SysfsFiles {
         return value
     }
 }
+
+/// Input text made safe for an error message (see `ErrorText.printable`).
+func printable(_ text: some StringProtocol) -> String { ErrorText.printable(text) }

@@ -11,23 +11,36 @@ public struct YAMLReader {
     /// Creates a reader for errors about `file`.
     public init(file: String) { self.file = file }
 
-    /// Parses `text` into its root node.
-    /// - Throws: ``TopologyLoadError`` with the parser's line and column.
+    /// Parses `text` into its root node, after checking it against ``YAMLLimits/standard``.
+    /// - Throws: ``TopologyLoadError`` with the parser's line and column; `E2BIG` for nesting or
+    ///   aliases past the limits (checked in linear time before the tree is built).
     public func root(_ text: String) throws -> Node {
+        try YAMLLimits.standard.check(text, file: file)
         do {
             guard let node = try Yams.compose(yaml: text) else {
                 throw TopologyLoadError(file: file, line: 1, "the file is empty")
             }
             return node
         } catch let error as YamlError {
-            throw TopologyLoadError(file: file, line: Self.line(of: error), "YAML syntax error: \(error)")
+            let (mark, problem) = Self.describe(error)
+            throw TopologyLoadError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
         }
     }
 
-    static func line(of error: YamlError) -> Int? {
+    /// Where a parser error is and what it says, in libyaml's words, without the text of the
+    /// input line that Yams's own description quotes (a line can be megabytes long).
+    static func describe(_ error: YamlError) -> (Mark?, String) {
         switch error {
-        case .scanner(_, _, let mark, _), .parser(_, _, let mark, _), .composer(_, _, let mark, _): mark.line
-        default: nil
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return (mark, problem + (context.map { " (\($0.text))" } ?? ""))
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            let keys = duplicates.map { "'\(ErrorText.printable($0))'" }.joined(separator: ", ")
+            return (context.mark, "duplicate key \(keys) in one mapping")
+        case .reader(let problem, let offset, _, _):
+            return (nil, problem + (offset.map { " at byte \($0)" } ?? ""))
+        default:
+            return (nil, ErrorText.printable(String(describing: error)))
         }
     }
 
@@ -41,7 +54,7 @@ public struct YAMLReader {
         guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
         for key in mapping.keys {
             guard let name = key.string, allowed.contains(name) else {
-                throw error(key, "unknown key '\(key.string ?? "?")' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
+                throw error(key, "unknown key '\(ErrorText.printable(key.string ?? "?"))' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
             }
         }
         return mapping
@@ -69,7 +82,7 @@ public struct YAMLReader {
     public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws -> UInt64 {
         let text = try string(node, what: what).replacingUnderscores()
         guard let value = Self.parseNumber(text), value <= max else {
-            throw error(node, "\(what) '\(text)' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
+            throw error(node, "\(what) '\(ErrorText.printable(text))' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
         }
         return value
     }
@@ -77,7 +90,7 @@ public struct YAMLReader {
     /// The node as a signed integer.
     public func integer(_ node: Node, what: String) throws -> Int {
         let text = try string(node, what: what)
-        guard let value = Int(text) else { throw error(node, "\(what) '\(text)' is not an integer") }
+        guard let value = Int(text) else { throw error(node, "\(what) '\(ErrorText.printable(text))' is not an integer") }
         return value
     }
 
@@ -90,17 +103,31 @@ public struct YAMLReader {
         }
     }
 
-    /// Parses `4096`, `0x1000`, `4KiB`, `16 MiB`.
+    /// Parses `4096`, `0x1000`, `4KiB`, `16 MiB`: one decimal or `0x` hexadecimal number, then at
+    /// most one unit. Anything else (`1KiBKiB`, `4 0`, `-1`, an empty text) is nil, as is a value
+    /// past 2^64 - 1.
+    /// - Complexity: O(n) in the length of the text.
     public static func parseNumber(_ text: String) -> UInt64? {
-        let trimmed = text.filter { $0 != " " }
-        let units: [(String, UInt64)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
-        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
-            guard let base = parseNumber(String(trimmed.dropLast(suffix.count))) else { return nil }
-            let (product, overflow) = base.multipliedReportingOverflow(by: scale)
-            return overflow ? nil : product
+        var digits = Substring(text).drop { $0 == " " }
+        while digits.last == " " { digits = digits.dropLast() }
+        var scale: UInt64 = 1
+        for (suffix, value) in [("KiB", UInt64(1) << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)]
+        where digits.hasSuffix(suffix) {
+            digits = digits.dropLast(suffix.count)
+            while digits.last == " " { digits = digits.dropLast() }
+            scale = value
+            break
         }
-        if trimmed.hasPrefix("0x") || trimmed.hasPrefix("0X") { return UInt64(trimmed.dropFirst(2), radix: 16) }
-        return UInt64(trimmed)
+        let base: UInt64?
+        if digits.hasPrefix("0x") || digits.hasPrefix("0X") {
+            let hex = digits.dropFirst(2)
+            base = hex.allSatisfy(\.isHexDigit) ? UInt64(hex, radix: 16) : nil
+        } else {
+            base = digits.allSatisfy { $0 >= "0" && $0 <= "9" } ? UInt64(digits) : nil
+        }
+        guard let base else { return nil }
+        let (product, overflow) = base.multipliedReportingOverflow(by: scale)
+        return overflow ? nil : product
     }
 }
 

@@ -19,7 +19,14 @@ public enum YAMLTopology {
     ///   duplicate BDF, an unknown parent, overlapping BARs.
     public static func load(_ text: String, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
         let reader = YAMLReader(file: file)
-        let root = try reader.root(text)
+        return try load(node: try reader.root(text), file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
+    }
+
+    /// Loads a topology from a node of a YAML document already read, such as the `inline:`
+    /// topology of a scenario: errors name `file` and the node's own line and column in it.
+    /// - Throws: as ``load(_:file:cpu:overrideCPU:)``.
+    public static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
+        let reader = YAMLReader(file: file)
         let top = try reader.mapping(root, allowed: topKeys, what: "the topology")
         var cpu = defaultCPU
         if let node = top["cpu"], !overrideCPU {
@@ -64,14 +71,14 @@ public enum YAMLTopology {
             if let node = map["hostBridge"] {
                 hostBridge = try reader.string(node, what: "hostBridge")
                 guard SysfsTopologyLoader.isHostBridgeName(hostBridge) else {
-                    throw reader.error(node, "hostBridge '\(hostBridge)' is not of the form pciDDDD:BB")
+                    throw reader.error(node, "hostBridge '\(ErrorText.printable(hostBridge))' is not of the form pciDDDD:BB")
                 }
             }
             var portType: PCIePortType?
             if let node = map["port"] {
                 let name = try reader.string(node, what: "port")
                 guard let type = PCIePortType(name: name) else {
-                    throw reader.error(node, "unknown port '\(name)'; one of \(PCIePortType.allCases.map(\.name).joined(separator: ", "))")
+                    throw reader.error(node, "unknown port '\(ErrorText.printable(name))'; one of \(PCIePortType.allCases.map(\.name).joined(separator: ", "))")
                 }
                 portType = type
             }
@@ -125,16 +132,36 @@ public enum YAMLTopology {
             pending[address] = Pending(function: function, explicitHostBridge: map["hostBridge"] != nil, node: node)
             order.append(address)
         }
-        // A device below a bridge inherits the bridge's host bridge unless it names one.
-        func resolvedHostBridge(_ address: PCIAddress, depth: Int = 0) throws -> String {
-            let entry = pending[address]!
-            guard let parent = entry.function.parent, !entry.explicitHostBridge, depth < pending.count else {
-                return entry.function.hostBridge
+        // A device below a bridge inherits the bridge's host bridge unless it names one. Iterative,
+        // each chain walked once (answers are kept), and a loop is named where it is found.
+        var resolved: [PCIAddress: String] = [:]
+        func resolvedHostBridge(_ address: PCIAddress) throws -> String {
+            var chain: [PCIAddress] = []
+            var onChain: Set<PCIAddress> = []
+            var current = address
+            var answer: String
+            while true {
+                if let known = resolved[current] {
+                    answer = known
+                    break
+                }
+                let entry = pending[current]!
+                guard let parent = entry.function.parent, !entry.explicitHostBridge else {
+                    answer = entry.function.hostBridge
+                    chain.append(current)
+                    break
+                }
+                guard onChain.insert(current).inserted else {
+                    throw reader.error(entry.node, "the parents of \(address) form a loop through \(current)")
+                }
+                guard pending[parent] != nil else {
+                    throw reader.error(entry.node, "parent \(parent) of \(current) is not in the file")
+                }
+                chain.append(current)
+                current = parent
             }
-            guard pending[parent] != nil else {
-                throw reader.error(entry.node, "parent \(parent) of \(address) is not in the file")
-            }
-            return try resolvedHostBridge(parent, depth: depth + 1)
+            for walked in chain { resolved[walked] = answer }
+            return answer
         }
         var functions: [PCIFunction] = []
         for address in order {
@@ -146,9 +173,13 @@ public enum YAMLTopology {
                     dmaMaskBits: f.dmaMaskBits, numaNode: f.numaNode, driver: f.driver))
         }
         do {
-            return try PCITopology(cpu: cpu, functions: functions, warnings: warnings)
+            return try PCITopology(checking: cpu, functions: functions, warnings: warnings)
         } catch {
-            throw TopologyLoadError(file: file, error.message)
+            // Named at the device the check is about (its bars: key for a BAR problem).
+            let node = pending[error.address].map { entry in
+                error.inBARs ? (entry.node.mapping?["bars"] ?? entry.node) : entry.node
+            }
+            throw reader.error(node, error.error.message)
         }
     }
 
@@ -188,8 +219,25 @@ public enum YAMLTopology {
         return out
     }
 
+    /// `text` as a YAML double-quoted scalar that loads back to the same text: `\` and `"`
+    /// escaped, and every character YAML does not allow raw (control characters, a byte-order mark,
+    /// C1 controls) written as a `\u`/`\U` escape (a driver name or a warning may hold any).
     static func quote(_ text: String) -> String {
-        "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x5c: out += "\\\\"
+            case 0x22: out += "\\\""
+            case 0x20...0x7e, 0xa0...0xd7ff, 0xe000...0xfefe, 0xff00...0xfffd, 0x10000...:
+                out.unicodeScalars.append(scalar)
+            default:
+                let digits = String(scalar.value, radix: 16)
+                out += scalar.value > 0xffff
+                    ? "\\U" + String(repeating: "0", count: 8 - digits.count) + digits
+                    : "\\u" + String(repeating: "0", count: 4 - digits.count) + digits
+            }
+        }
+        return out + "\""
     }
 }
 

@@ -57,8 +57,58 @@ struct RealKernelCLITests {
         #expect(result.stdout.contains("held by 42 (renderer): fd 7; 1 mapping, 16384 bytes"))
         #expect(result.stdout.contains("Totals by exporter:"))
         #expect(result.stdout.contains("1 dma-bufs, 16384 bytes; 1 processes scanned."))
-        let empty = try runDMABuf(["ls", "--proc-root", tree.path, "--pid", "1"])
+        try tree.write("43/comm", "idle\n")
+        try FileManager.default.createDirectory(atPath: tree.path + "/43/fd", withIntermediateDirectories: true)
+        let empty = try runDMABuf(["ls", "--proc-root", tree.path, "--pid", "43"])
         #expect(empty.stdout.contains("No dma-buf is held"))
+    }
+
+    @Test("dmabuf ls --pid of a process that never existed, and a --proc-root that is not there, are exit 2 naming them")
+    func lsMissing() throws {
+        let tree = try Self.proc()
+        let never = try runDMABuf(["ls", "--proc-root", tree.path, "--pid", "1"])
+        #expect(never.status == 2 && never.stderr.contains("ESRCH") && never.stderr.contains("no process 1"), "\(never.stderr)")
+        #expect(!never.stdout.contains("exited during the census"))
+        let missing = try runDMABuf(["ls", "--proc-root", tree.path + "/nowhere"])
+        #expect(missing.status == 2 && missing.stderr.contains("/nowhere") && missing.stderr.contains("ENOENT"), "\(missing.stderr)")
+    }
+
+    @Test("an unreadable file is reported as such; as root the tool does not say 'run as root'")
+    func lsUnreadable() throws {
+        let tree = try Self.proc()
+        try tree.link("42/fd/8", to: "/dmabuf:frame")
+        #expect(mkfifo(tree.path + "/42/fdinfo/8", 0o600) == 0)
+        let result = try runDMABuf(["ls", "--proc-root", tree.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("pid 42 fdinfo/8 EINVAL"), "\(result.stdout)")
+        #expect(result.stdout.contains("run as root") == (geteuid() != 0), "\(result.stdout)")
+    }
+
+    @Test("a process name and a buffer name with escape sequences are printed escaped")
+    func lsEscapes() throws {
+        let tree = try Self.proc()
+        try tree.write("60/comm", "evil\u{1B}[2J\n")
+        try tree.link("60/fd/3", to: "/dmabuf:x")
+        try tree.write("60/fdinfo/3", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t60\nsize:\t4096\ncount:\t1\nexp_name:\tsys\u{7}tem\nname:\tn\u{1B}]0;t\u{7}\n")
+        try tree.write("60/maps", "")
+        let result = try runDMABuf(["ls", "--proc-root", tree.path])
+        #expect(result.status == 0)
+        #expect(!result.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(result.stdout.debugDescription)")
+        #expect(result.stdout.contains("evil\\u{1B}[2J"), "\(result.stdout)")
+    }
+
+    @Test("dmabuf ls on sizes near 2^63 in two exporters prints without a trap")
+    func lsHugeSizes() throws {
+        let tree = try Self.proc()
+        for (pid, exporter) in [(50, "system"), (51, "udmabuf")] {
+            try tree.write("\(pid)/comm", "p\n")
+            try tree.link("\(pid)/fd/3", to: "/dmabuf:x")
+            try tree.write("\(pid)/fdinfo/3", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t\(pid)\nsize:\t\(Int.max - 1)\ncount:\t1\nexp_name:\t\(exporter)\n")
+            try tree.write("\(pid)/maps", "")
+        }
+        let result = try runDMABuf(["ls", "--proc-root", tree.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("3 dma-bufs, \(Int.max) bytes"), "\(result.stdout)")
     }
 
     @Test("dmabuf probe reports no DRM, absent exporters and the config facts of a tree")

@@ -64,8 +64,31 @@ struct TopoCLITests {
         let unknown = try runDMABuf(["topo", "explain", "0000:00:06.0", "0000:00:09.0", "--sysfs", Self.fixtures.appendingPathComponent("h200-vm").path])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("no PCI device 0000:00:09.0"))
+        // Which argument it was, echoed as given (issue [O] class 6).
+        #expect(unknown.stderr.contains("the client is not there") && unknown.stderr.contains("<client> '0000:00:09.0'"), "\(unknown.stderr)")
+        let malformed = try runDMABuf(["topo", "explain", "0000:00:06.0\u{1B}[2J", "0000:00:03.0", "--sysfs", Self.fixtures.appendingPathComponent("h200-vm").path])
+        #expect(malformed.status == 2 && malformed.stderr.contains("<provider> '0000:00:06.0\\u{1B}[2J'"), "\(malformed.stderr)")
         let both = try runDMABuf(["topo", "--sysfs", "/sys", "--file", "x.yaml"])
         #expect(both.status == 2)
+    }
+
+    @Test("driver names and warnings with escape sequences are printed escaped in the tree")
+    func escapes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("topo-escapes-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("t.yaml").path
+        let yaml = """
+            warnings: ["bad \\e[2J warning"]
+            devices:
+              - {bdf: "0000:00:01.0", vendor: 1, device: 1, class: 0x020000, driver: "nv\\e]0;owned\\a"}
+
+            """
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(yaml.utf8)))
+        let result = try runDMABuf(["topo", "--file", file, "--cpu", "intel:0x6"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(!result.stdout.unicodeScalars.contains { $0.value == 0x1b || $0.value == 0x07 }, "\(result.stdout.debugDescription)")
+        #expect(result.stdout.contains("nv\\u{1B}]0;owned\\u{7}") && result.stdout.contains("bad \\u{1B}[2J warning"), "\(result.stdout)")
     }
 
     @Test("--export-yaml writes a file that loads back to the same JSON report")

@@ -163,3 +163,94 @@ struct FDInfoAndCensusTests {
         #expect(Self.references(to: name) == (0, 0))
     }
 }
+
+/// Issue [O] class 1 for `/proc`: an fdinfo that never ends or is not a file, a `config.gz` that
+/// inflates to gigabytes. Each is refused at its limit, and the census says which file it was.
+@Suite("Hostile /proc files: bounded reads of fdinfo and config.gz")
+struct HostileProcTests {
+    @Test("an fdinfo that is /dev/zero, a FIFO or an 8 GiB sparse file is listed as unreadable, at once")
+    func fdinfo() throws {
+        let tree = try TemporaryTree()
+        try tree.write("100/comm", "victim\n")
+        for fd in [3, 4, 5, 6] { try tree.link("100/fd/\(fd)", to: "/dmabuf:x") }
+        try tree.write("100/fdinfo/6", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t9\nsize:\t4096\ncount:\t1\nexp_name:\tsystem\n")
+        try tree.write("100/maps", "")
+        try FileManager.default.createSymbolicLink(atPath: tree.path + "/100/fdinfo/3", withDestinationPath: "/dev/zero")
+        #expect(mkfifo(tree.path + "/100/fdinfo/4", 0o600) == 0)
+        let fifo = tree.path + "/100/fdinfo/4"
+        Thread.detachNewThread {  // unblocks an unbounded reader, so that it fails instead of hanging
+            Thread.sleep(forTimeInterval: 2)
+            let fd = open(fifo, O_RDWR | O_NONBLOCK)
+            if fd >= 0 { close(fd) }
+        }
+        let sparse = open(tree.path + "/100/fdinfo/5", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        #expect(sparse >= 0 && ftruncate(sparse, 8 << 30) == 0)
+        close(sparse)
+        let start = ContinuousClock.now
+        let census = DMABufCensus.take(procRoot: tree.path)
+        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(census.buffers.map(\.inode) == [9])
+        #expect(census.unreadable.sorted { $0.what < $1.what } == [
+            DMABufCensus.Unreadable(pid: 100, what: "fdinfo/3", errno: "EINVAL"),
+            DMABufCensus.Unreadable(pid: 100, what: "fdinfo/4", errno: "EINVAL"),
+            DMABufCensus.Unreadable(pid: 100, what: "fdinfo/5", errno: "EFBIG"),
+        ])
+    }
+
+    @Test("readFile stops at its limit and refuses what is not a regular file")
+    func readFile() throws {
+        let tree = try TemporaryTree()
+        try tree.write("small", "0123456789")
+        #expect(try SystemCalls.readFile(tree.path + "/small", limit: 10).get() == Array("0123456789".utf8))
+        #expect(SystemCalls.readFile(tree.path + "/small", limit: 9) == .failure(.EFBIG))
+        #expect(SystemCalls.readFile("/dev/zero") == .failure(.EINVAL))
+        #expect(SystemCalls.readFile(tree.path) == .failure(.EISDIR))
+    }
+
+    @Test("a config.gz that inflates past the limit is not read (a gzip bomb stops at the limit)")
+    func gzipBomb() throws {
+        let tree = try TemporaryTree()
+        try tree.write("proc/sys/kernel/osrelease", "6.12\n")
+        try tree.write("boot/config-6.12", "CONFIG_UDMABUF=y\n")
+        let plain = tree.path + "/proc/config"
+        #expect(FileManager.default.createFile(atPath: plain, contents: Data(repeating: 0x41, count: 24 << 20)))
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-1", plain]
+        try gzip.run()
+        gzip.waitUntilExit()
+        let bomb = try [UInt8](Data(contentsOf: URL(fileURLWithPath: plain + ".gz")))
+        #expect(bomb.count < 1 << 20)
+        #expect(gunzip(bomb, limit: 1 << 20) == nil)
+        #expect(gunzip(bomb, limit: 32 << 20)?.count == 24 << 20)
+        let config = try #require(KernelConfig.read(procRoot: tree.path + "/proc", bootRoot: tree.path + "/boot"))
+        #expect(config.source.hasSuffix("/boot/config-6.12"))  // the 24 MiB config.gz was refused
+    }
+}
+
+/// Issue [O] class 5 in the census: sizes and mapping lengths near 2^64 in a `/proc` copy.
+@Suite("Census integers: sizes and mapping lengths near 2^64 do not trap")
+struct CensusIntegerTests {
+    @Test("a maps line spanning 2^64, mappings and sizes that sum past Int.max")
+    func nearTheTop() throws {
+        let tree = try TemporaryTree()
+        let huge = Int.max - 5
+        for (pid, ino) in [(100, 7), (200, 8)] {
+            try tree.write("\(pid)/comm", "p\n")
+            try tree.link("\(pid)/fd/3", to: "/dmabuf:x")
+            try tree.write("\(pid)/fdinfo/3", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t\(ino)\nsize:\t\(huge)\ncount:\t1\nexp_name:\tsystem\n")
+        }
+        try tree.write("100/maps", """
+            0000000000000000-ffffffffffffffff rw-s 00000000 00:0c 7      /dmabuf:x
+            0000000000000000-7ffffffffffffff0 rw-s 00000000 00:0c 7      /dmabuf:x
+            0000000000000000-7ffffffffffffff0 rw-s 00000000 00:0c 7      /dmabuf:x\n
+            """)
+        try tree.write("200/maps", "")
+        let census = DMABufCensus.take(procRoot: tree.path)
+        #expect(census.buffers.count == 2)
+        #expect(census.buffers[0].holders[0].mappings == 2)  // the 2^64 line is not a mapping
+        #expect(census.buffers[0].holders[0].mappedBytes == Int.max)
+        #expect(census.totals == [DMABufCensus.ExporterTotal(exporter: "system", buffers: 2, bytes: Int.max)])
+        #expect(FDInfo(parsing: "size:\t-5\nexp_name:\tsystem\n").size == nil)
+    }
+}

@@ -134,12 +134,12 @@ struct BadInputTests {
         arguments: [
             ("    colour: red\n", 20, "unknown key 'colour'"),
             ("  - {bdf: \"0000:00:01.0\", vendor: 1, device: 1, class: 0x020000}\n", 20, "duplicate device"),
-            ("  - {bdf: \"0000:02:00.0\", vendor: 1, device: 1, class: 0x020000, bars: [{index: 0, start: 0x100000001000, size: 4096}]}\n", nil, "BARs overlap"),
+            ("  - {bdf: \"0000:02:00.0\", vendor: 1, device: 1, class: 0x020000, bars: [{index: 0, start: 0x100000001000, size: 4096}]}\n", 20, "BARs overlap"),
             ("  - {bdf: \"0000:02:00.0\", vendor: 1, device: 1, class: 0x020000, parent: \"0000:07:00.0\"}\n", 20, "not in the file"),
             ("  - {bdf: \"0000:02:00.0\", vendor: 0x1ffff, device: 1, class: 0x020000}\n", 20, "vendor"),
             ("  - {bdf: \"0000:02:00.0\", vendor: 1, device: 1, class: 0x020000, port: sideways}\n", 20, "unknown port"),
             ("  - {bdf: \"0000:02:00.0\", vendor: 1, device: 1}\n", 20, "needs 'class:'"),
-            ("  - [unbalanced\n", nil, "YAML syntax error"),
+            ("  - [unbalanced\n", 21, "YAML syntax error"),
         ] as [(String, Int?, String)])
     func yamlErrors(addition: String, line: Int?, message: String) throws {
         let error = #expect(throws: TopologyLoadError.self) {

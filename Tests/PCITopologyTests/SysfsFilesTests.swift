@@ -1,3 +1,4 @@
+import DMACore
 import Foundation
 @testable import PCITopology
 import Testing
@@ -20,7 +21,7 @@ struct SysfsFilesTests {
         #expect(SysfsFiles.standardize("some/where/..") == FileManager.default.currentDirectoryPath + "/some")
     }
 
-    @Test("files are read to their end, links read as text, folders told apart")
+    @Test("files are read to their end up to a limit, links read as text, folders told apart")
     func files() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("sysfs-files-\(UInt64.random(in: 0...UInt64.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -30,15 +31,19 @@ struct SysfsFilesTests {
         #expect(FileManager.default.createFile(atPath: dir + "/empty", contents: Data()))
         try FileManager.default.createSymbolicLink(atPath: dir + "/link", withDestinationPath: "../somewhere/else")
         try FileManager.default.createSymbolicLink(atPath: dir + "/loop", withDestinationPath: "loop")
-        #expect(SysfsFiles.read(dir + "/big") == big)
-        #expect(SysfsFiles.read(dir + "/empty") == [])
-        #expect(SysfsFiles.read(dir + "/missing") == nil)
-        #expect(SysfsFiles.read(dir + "/loop") == nil)
+        #expect(try SysfsFiles.read(dir + "/big", limit: 16384) == big)
+        #expect(try SysfsFiles.read(dir + "/big", limit: 10_000) == big)
+        let tooLong = #expect(throws: SysfsFiles.Refusal.self) { try SysfsFiles.read(dir + "/big", limit: 9_999) }
+        #expect(tooLong?.errno == .EFBIG)
+        #expect(try SysfsFiles.read(dir + "/empty") == [])
+        #expect(try SysfsFiles.read(dir + "/missing") == nil)
+        let loop = #expect(throws: SysfsFiles.Refusal.self) { try SysfsFiles.read(dir + "/loop") }
+        #expect(loop?.errno == .ELOOP)
         #expect(SysfsFiles.readLink(dir + "/link") == "../somewhere/else")
         #expect(SysfsFiles.readLink(dir + "/big") == nil)
         #expect(opens(dir) && !opens(dir + "/big") && !opens(dir + "/loop") && !opens(dir + "/missing"))
         guard let folder = SysfsFiles.Folder(dir) else { Issue.record("cannot open \(dir)"); return }
-        #expect(folder.read("big") == big && folder.read("missing") == nil)
+        #expect(try folder.read("big", limit: 16384) == big && folder.read("missing") == nil)
         #expect(folder.readLink("link") == "../somewhere/else" && folder.readLink("big") == nil)
         #expect(Set(SysfsFiles.list(dir) ?? []) == ["big", "empty", "link", "loop"])
         #expect(SysfsFiles.list(dir + "/big") == nil)

@@ -1,0 +1,16 @@
+// `stdout` is a C global that Swift 6 cannot prove safe; it is only read here, once, on the main
+// thread after the command has finished, when nothing else writes to it.
+@preconcurrency import Glibc
+import Foundation
+
+/// Flushes standard output, which `print` buffers, and checks that everything printed was
+/// written: output to `/dev/full`, to a closed descriptor or to a full disk is an error on
+/// standard error and exit code 2, never a silent 0 with nothing written.
+func flushOutput(_ code: Int32) -> Int32 {
+    let flushed = fflush(stdout) == 0
+    let failedEarlier = ferror(stdout) != 0
+    guard !flushed || failedEarlier else { return code }
+    let reason = flushed ? "an earlier write failed" : String(cString: strerror(errno))
+    FileHandle.standardError.write(Data("error: cannot write the output to standard output: \(reason)\n".utf8))
+    return code == 0 ? 2 : code
+}
