@@ -14,7 +14,7 @@ TEST_DEBS    :=
 help:
 	@echo "make demo   build and run the main job on the built-in default scenario"
 	@echo "make test   run every test tier"
-	@echo "make test-kernel  boot a Debian 6.12 kernel under QEMU and run story 7 on it"
+	@echo "make test-kernel  Debian 6.12 and 7.3 under QEMU: story 7 on both, the P2P oracle and VFIO on 7.3"
 	@echo "make test-conformance-plugin  run the conformance plugin on Examples/ThirdPartyOps"
 	@echo "make bench  run the benchmarks (Benchmarks/) and print each row against its baseline"
 	@echo "make gpu-check  build a static dmabuf to run cuda-export on a GPU machine (docs/gpu.md)"
@@ -52,7 +52,8 @@ test: deps
 test-conformance-plugin: check-swift
 	cd Examples/ThirdPartyOps && $(SWIFT) package dma-conformance
 
-# The kernel tier: a static self-test in a QEMU guest on a real Debian kernel (scripts/kernel-tier).
+# The kernel tier: the real kernels as judges, in QEMU guests (scripts/kernel-tier, docs/kernel-tier.md):
+# story 7 on Debian's 6.12 and 7.3, the P2P oracle (six guests, every NVMe CMB pair) and VFIO on 7.3.
 test-kernel: check-swift
 	SWIFT=$(SWIFT) scripts/kernel-tier/run.sh
 

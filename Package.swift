@@ -156,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DMABufCLITests",
-            dependencies: ["DMABufCLI", "DMAMapping", "DMACore"],
+            dependencies: ["DMABufCLI", "DMAMapping", "DMACore", "LinuxDMABuf", "PCITopology"],
             swiftSettings: strict
         ),
     ]

@@ -276,6 +276,21 @@ public struct P2PTransferOutcome: Hashable, Sendable, Codable {
     public let kernelMapType: String?
     /// The kernel's log lines about the pair (client or provider named) logged during the read.
     public let kernelLog: [String]
+
+    /// Creates an outcome (``P2PTransferTest`` makes them; tests and tools may too).
+    public init(
+        provider: String, client: String, blockDevice: String, length: Int, result: Result, errno: String?, kernelMapType: String?,
+        kernelLog: [String]
+    ) {
+        self.provider = provider
+        self.client = client
+        self.blockDevice = blockDevice
+        self.length = length
+        self.result = result
+        self.errno = errno
+        self.kernelMapType = kernelMapType
+        self.kernelLog = kernelLog
+    }
 }
 
 /// `dmabuf p2p test`: makes the kernel judge one provider/client pair for real. The provider's
