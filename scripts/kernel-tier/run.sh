@@ -24,6 +24,11 @@ timeout_s=${KTIER_TIMEOUT:-600}
 swift=${SWIFT:-swift}
 started=$(date +%s)
 stamp() { echo "kernel-tier: [$(( $(date +%s) - started )) s] $*"; }
+# Adds a check-results.sh closing line ("kernel-tier: N passed, M failed") to the totals.
+count() {
+  total_passed=$((total_passed + $(echo "$1" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
+  total_failed=$((total_failed + $(echo "$1" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
+}
 
 scripts/ensure-packages.sh qemu-system-x86 busybox-static cpio xz-utils kmod libdrm-dev zlib1g-dev python3
 mkdir -p "$cache"
@@ -62,8 +67,7 @@ for series in ${KTIER_KERNELS:-6.12 7.3}; do
   sed -e '$d' -e "s/^/[$series] /" "$cache/results-$series.txt"
   closing=$(tail -n 1 "$cache/results-$series.txt")
   echo "$closing ($release)"
-  total_passed=$((total_passed + $(echo "$closing" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
-  total_failed=$((total_failed + $(echo "$closing" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
+  count "$closing"
   [ "$series_status" -eq 0 ] || status=1
 done
 
@@ -94,8 +98,7 @@ if [ "${KTIER_VFIO:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
   sed -e '$d' -e 's/^/[vfio] /' "$cache/vfio.txt"
   closing=$(tail -n 1 "$cache/vfio.txt")
   stamp "VFIO: $closing, guest and table in $(( $(date +%s) - vfio_started )) s (rows in $cache/vfio/vfio-table.txt)"
-  total_passed=$((total_passed + $(echo "$closing" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
-  total_failed=$((total_failed + $(echo "$closing" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
+  count "$closing"
   [ "$vfio_status" -eq 0 ] || status=1
 fi
 stamp "done"
