@@ -156,6 +156,7 @@ func vfioMain(_ arguments: [String]) -> Int32 {
         }
         print("VFIO-ROW vgem-import | a static importer (vgem, PRIME FD_TO_HANDLE) | \(kernel) | \(model)")
         runner.check("vfio.vgem-import-refused", kernel == model && kernel == "EOPNOTSUPP", "kernel \(kernel), model \(model)")
+        revokeRows(vfio: vfio, device: device, region: region, machine: machine, runner: runner)
     } else {
         runner.check("vfio.fdinfo", false, "no row exported a buffer")
     }
@@ -211,6 +212,47 @@ func ioBARRows(device: String, region: Int, topology: PCITopology, machine: Simu
         let input = "\(device) region \(region) (I/O ports), (\(hex(ranges[0].offset)), \(hex(ranges[0].length)))"
         print("VFIO-ROW \(name) | \(input) | \(kernel) | \(model)")
         runner.check("vfio.export.\(name)", kernel == model, "kernel \(kernel), model \(model) (\(input))")
+    }
+}
+
+/// What user space can observe of revoke (`vfio_pci_dma_buf_move`): with memory decoding off a
+/// new export still succeeds (and starts revoked in the model, as `priv->revoked` in the kernel);
+/// a reset with exports alive succeeds; memory back on, exports work again.
+@MainActor
+func revokeRows(vfio: borrowing VFIODevice, device: String, region: UInt32, machine: SimulatedMachine, runner: Runner) {
+    let off = vfio.setMemoryEnabled(false)
+    runner.check("vfio.revoke.memory-off", failureName(off) == "ok", "PCI_COMMAND_MEMORY cleared through the config region: \(failureName(off))")
+    let read = vfio.readRegion(Int(region), offset: 0, count: 4)
+    runner.check("vfio.revoke.bar-read-eio", failureName(read) == "EIO", "a read of BAR \(region) while memory is off: \(failureName(read)) (EIO expected)")
+    var kernel = "ok"
+    var heldWhileOff: DMABufFD? = nil
+    switch vfio.exportDMABuf(region: region, ranges: [(0, 4096)]) {
+    case .success(let buffer): heldWhileOff = consume buffer
+    case .failure(let errno): kernel = errno.name
+    }
+    var modelRevoked = false
+    let model = modelOutcome { () throws(DMAError) in
+        guard let provider = machine.topology.providers(of: try PCIAddress(parsing: device)).first(where: { $0.barIndex == Int(region) }) else {
+            throw DMAError(.notFound, .ENODEV, "\(device) has no memory BAR \(region) in the model")
+        }
+        try machine.memory.setDecoding(provider, enabled: false)
+        defer { try? machine.memory.setDecoding(provider, enabled: true) }
+        let exporter = try machine.vfioBuffer(name: "while-off", device: device, bar: Int(region), ranges: [.init(offset: 0, length: 4096)])
+        modelRevoked = exporter.isRevoked
+    }
+    print("VFIO-ROW export-while-memory-off | region \(region), (0x0, 0x1000), PCI_COMMAND_MEMORY clear | \(kernel) | \(model)\(modelRevoked ? " (revoked)" : "")")
+    runner.check("vfio.revoke.export-while-memory-off", kernel == model && modelRevoked, "kernel \(kernel), model \(model), model revoked \(modelRevoked)")
+    let on = vfio.setMemoryEnabled(true)
+    let reset = vfio.reset()
+    runner.check("vfio.revoke.reset-with-live-export", failureName(on) == "ok" && failureName(reset) == "ok" && heldWhileOff != nil,
+        "memory back on: \(failureName(on)); VFIO_DEVICE_RESET with an export alive: \(failureName(reset))")
+    _ = consume heldWhileOff
+}
+
+func failureName<T>(_ result: Result<T, Errno>) -> String {
+    switch result {
+    case .success: "ok"
+    case .failure(let errno): errno.name
     }
 }
 

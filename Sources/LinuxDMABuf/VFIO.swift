@@ -107,6 +107,32 @@ public struct VFIODevice: ~Copyable {
         return result.map { DMABufFD(adopting: $0) }
     }
 
+    /// Where a region starts in the device fd's file offsets: vfio-pci puts region N at N << 40
+    /// (`VFIO_PCI_INDEX_TO_OFFSET`, `drivers/vfio/pci/vfio_pci_priv.h`); the config space is region 7.
+    static func regionOffset(_ index: Int) -> Int64 { Int64(index) << 40 }
+
+    /// Reads bytes of a region (a BAR, or the config space, 7) through the device fd.
+    /// - Returns: the bytes, or the kernel's errno (`EIO` for a BAR while memory decoding is off).
+    public func readRegion(_ index: Int, offset: Int64, count: Int) -> Result<[UInt8], Errno> {
+        var bytes = [UInt8](repeating: 0, count: count)
+        return bytes.withUnsafeMutableBytes { SystemCalls.pread(fd, $0, Self.regionOffset(index) + offset) }.map { Array(bytes.prefix($0)) }
+    }
+
+    /// Writes bytes of a region through the device fd.
+    public func writeRegion(_ index: Int, offset: Int64, _ bytes: [UInt8]) -> Result<Void, Errno> {
+        bytes.withUnsafeBytes { SystemCalls.pwrite(fd, $0, Self.regionOffset(index) + offset) }.map { _ in () }
+    }
+
+    /// Turns memory decoding on or off (`PCI_COMMAND_MEMORY`, bit 1 of the command register at
+    /// config offset 4). Off revokes every dma-buf of the device (`vfio_pci_dma_buf_move`, 7.1 on).
+    public func setMemoryEnabled(_ enabled: Bool) -> Result<Void, Errno> {
+        readRegion(7, offset: 4, count: 2).flatMap { command in
+            guard command.count == 2 else { return .failure(.EIO) }
+            let value = (UInt16(command[0]) | UInt16(command[1]) << 8) & ~2 | (enabled ? 2 : 0)
+            return writeRegion(7, offset: 4, [UInt8(value & 0xff), UInt8(value >> 8)])
+        }
+    }
+
     /// `VFIO_DEVICE_RESET`: a function-level or bus reset, which revokes the device's dma-bufs
     /// while it runs and restores them after (`vfio_pci_zap_and_down_write_memory_lock`).
     public func reset() -> Result<Void, Errno> {
