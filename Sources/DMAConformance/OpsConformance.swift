@@ -372,6 +372,7 @@ public struct DMAOpsConformance: Sendable {
         let workers = 8
         let rounds = 25
         let pagesPerWorker = try (0..<workers).map { _ in try pages(rig, 2) }
+        let residentPages = try pages(rig, 2)
         let before = footprint(device)
         struct Shared {
             var live: [(DMAAddress, UInt64)] = []
@@ -381,6 +382,12 @@ public struct DMAOpsConformance: Sendable {
         let shared = ModelMutex(Shared())
         let ops = rig.ops
         let memory = rig.memory
+        // One mapping stays live through every round, so an address handed out twice is caught
+        // whatever the scheduler does: on two cores the workers may never overlap in time, but
+        // each of them overlaps this one.
+        let residentList = try ScatterList.host(residentPages)
+        let resident = try ops.mapScatterList(residentList, direction: .bidirectional, attributes: [], device: device)
+        shared.withLock { $0.live = resident.segments.map { ($0.address, $0.length) } }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for round in 0..<rounds {
                 do {
@@ -424,6 +431,20 @@ public struct DMAOpsConformance: Sendable {
                 }
             }
         }
+        // The resident mapping still reaches its own pages after all that.
+        let residentBytes = Self.pattern(0xA7, Int(resident.mappedLength))
+        var at = 0
+        for segment in resident.segments {
+            try device.dmaWrite(Array(residentBytes[at..<(at + Int(segment.length))]), at: segment.address)
+            at += Int(segment.length)
+        }
+        try ops.syncScatterListForCPU(resident, direction: .bidirectional, device: device)
+        var seen: [UInt8] = []
+        for range in residentList { seen += try memory.read(range.start, count: Int(range.length)) }
+        if seen != residentBytes {
+            shared.withLock { $0.problems.append("the mapping held through every round no longer reaches its own pages") }
+        }
+        try ops.unmapScatterList(resident, direction: .bidirectional, attributes: [], device: device)
         let result = shared.withLock { $0 }
         if let first = result.problems.first { throw fail(first + " (\(result.problems.count) problem(s))") }
         guard footprint(device) == before else { throw fail("after concurrent use: \(footprint(device)) (lost unmaps)") }
