@@ -21,7 +21,7 @@ public enum DMABufPlacement: String, Hashable, Sendable, Codable, CustomStringCo
 /// that owns the memory. The DMA-BUF core calls these; importers never do.
 ///
 /// A *dynamic* exporter (one with `pin`/`unpin`) may move its memory while it is not pinned and
-/// must then tell dynamic importers (``DMABuffer/invalidateMappings()``).
+/// must then tell dynamic importers (``DMABuffer/invalidateMappings(in:)``).
 public protocol DMABufExporter: AnyObject, Sendable {
     /// `exp_name`, as `fdinfo` shows it.
     var exporterName: String { get }

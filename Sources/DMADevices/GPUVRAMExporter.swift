@@ -18,7 +18,7 @@ import Synchronization
 /// - `map` gives P2P segments of VRAM when the attachment has P2P; otherwise a buffer in VRAM is
 ///   moved to system memory first (the GTT fallback), every dynamic importer being told, and the
 ///   importer maps system pages (bounced if its mask needs it);
-/// - ``evict()`` moves an unpinned VRAM buffer to system memory and tells every dynamic importer
+/// - ``evict(in:)`` moves an unpinned VRAM buffer to system memory and tells every dynamic importer
 ///   (`amdgpu_bo_move_notify` → `dma_buf_invalidate_mappings`).
 /// Bytes are copied for real on every move.
 public final class GPUVRAMExporter: DMABufExporter {
@@ -167,7 +167,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
     }
 
-    /// `release`: frees the VRAM or system pages, leaves the backing ``DMABufPlacement/released``
+    /// `release`: frees the VRAM or system pages, leaves the backing `DMABufPlacement.released`
     /// (so no later call reaches the freed memory) and drops the reference to the buffer.
     public func release() {
         let backing = state.withLock { state -> Backing in

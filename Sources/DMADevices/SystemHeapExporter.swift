@@ -45,7 +45,7 @@ public final class SystemHeapExporter: DMABufExporter {
         return buffer
     }
 
-    /// `release`: frees the pages, leaves no backing (``DMABufPlacement/released``) and drops the
+    /// `release`: frees the pages, leaves no backing (`DMABufPlacement.released`) and drops the
     /// reference to the buffer.
     public func release() {
         bufferBox.withLock { $0 = nil }

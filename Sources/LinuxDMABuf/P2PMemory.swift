@@ -296,7 +296,11 @@ public struct P2PTransferOutcome: Hashable, Sendable, Codable {
 public enum P2PTransferTest {
     /// Runs one transfer.
     /// - Parameters:
+    ///   - provider: the device whose published p2pmem is written (`0000:03:00.0`).
+    ///   - client: the device whose block device is read.
     ///   - length: bytes to read, a multiple of the logical block size (8 KiB by default).
+    ///   - sysfs: the sysfs root (`/sys`).
+    ///   - devices: the device-node folder (`/dev`).
     ///   - trace: a running kprobe trace, to read the kernel's own map type; `nil` for none.
     ///   - log: a kernel-log cursor, to collect the pair's log lines; `nil` for none.
     /// - Throws: `ENOENT` when the provider has no mappable p2pmem or the client no block device;

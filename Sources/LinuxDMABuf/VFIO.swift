@@ -79,6 +79,10 @@ public struct VFIODevice: ~Copyable {
     /// `VFIO_DEVICE_FEATURE` with `VFIO_DEVICE_FEATURE_DMA_BUF`: exports BAR ranges as a dma-buf.
     /// Every field is passed as given, so bad input reaches the kernel's own checks.
     /// - Parameters:
+    ///   - region: `region_index`, the BAR (0…5; 6 is the ROM, 7 the config space).
+    ///   - ranges: the `(offset, length)` ranges within the BAR, as `struct vfio_region_dma_range`.
+    ///   - flags: the export's `flags` field, which must be 0.
+    ///   - openFlags: `open_flags` of the new fd (`O_RDWR | O_CLOEXEC` by default).
     ///   - featureFlags: the `vfio_device_feature` flags besides the feature number (GET for an export).
     ///   - rangeCount: `nr_ranges` as told to the kernel; `nil` means `ranges.count`.
     /// - Returns: the exported dma-buf, or the kernel's errno.

@@ -17,7 +17,7 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
 
     /// Creates an error. The file name and the message are made safe to print here, whatever
     /// input they quote: control characters are escaped (no escape sequence reaches a terminal)
-    /// and each is cut to a sane length (``ErrorText``).
+    /// and each is cut to a sane length (`ErrorText` in DMACore).
     public init(file: String, line: Int? = nil, column: Int? = nil, errno: Errno = .EINVAL, _ message: String) {
         self.file = ErrorText.printable(file, limit: 4096)
         self.line = line
@@ -42,7 +42,7 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
 /// keep links, a file holding the link's text. Per device: `vendor`, `device`, `class`, `config`
 /// and `resource` are required; `dma_mask_bits`, `numa_node` and the driver are read when there.
 ///
-/// Every file is read as the kernel sizes it (at most a page, ``SysfsFiles/attributeLimit``) and
+/// Every file is read as the kernel sizes it (at most a page, `SysfsFiles.attributeLimit`) and
 /// opened without blocking; a file that is not a regular file (a FIFO, `/dev/zero`, a folder), one
 /// that is longer, and a link or device folder that resolves outside the tree are refused with an
 /// error naming the file, the reason and the errno, before anything is read from them.
