@@ -98,13 +98,21 @@ public struct DMABufMapping: Hashable, Sendable {
     public let bouncedBytes: UInt64
     /// Bytes the exporter migrated to make the map possible.
     public let migratedBytes: UInt64
+    /// The DMA API call that mapped P2P memory through the host bridge, as the buffer's kernel
+    /// has it (``KernelRules/mmioMapCall``: `dma_map_resource` before 6.18,
+    /// `dma_map_phys(DMA_ATTR_MMIO)` from 6.18); `nil` for other mappings.
+    public let mmioMapCall: String?
 
     /// Creates a mapping record.
-    public init(table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0) {
+    public init(
+        table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0,
+        mmioMapCall: String? = nil
+    ) {
         self.table = table
         self.placement = placement
         self.bouncedBytes = bouncedBytes
         self.migratedBytes = migratedBytes
+        self.mmioMapCall = mmioMapCall
     }
 
     /// Whether the device got P2P addresses.
@@ -226,6 +234,9 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public let size: UInt64
     /// The exporter.
     public let exporter: any DMABufExporter
+    /// The rules of the kernel the buffer lives in (``KernelRules/newest`` unless the exporter
+    /// was given others): whether every map pins, which call maps MMIO.
+    public let rules: KernelRules
     /// The reservation object.
     public let resv = ReservationObject()
     /// The buffer's own state, behind one lock so that what is checked together is set together
@@ -241,13 +252,14 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
 
     /// `dma_buf_export`.
     /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
-    public init(name: String, size: UInt64, exporter: any DMABufExporter) throws(DMAError) {
+    public init(name: String, size: UInt64, exporter: any DMABufExporter, rules: KernelRules = .newest) throws(DMAError) {
         guard size > 0, size % pageSize == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_export of '\(name)': size \(size) is not a positive multiple of \(pageSize)")
         }
         self.name = name
         self.size = size
         self.exporter = exporter
+        self.rules = rules
     }
 
     /// The live attachments.
@@ -310,8 +322,12 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// Whether mapping this attachment pins the buffer (`dma_buf_pin_on_map`): a dynamic exporter
-    /// and a static importer.
-    public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool { exporter.isDynamic && !attachment.isDynamic }
+    /// and a static importer; before 7.1 with `CONFIG_DMABUF_MOVE_NOTIFY` off, a dynamic exporter
+    /// and any importer (`dma_buf_map_attachment` in `drivers/dma-buf/dma-buf.c`, 6.12: the pin
+    /// is taken whenever the option is not enabled; ``KernelRules/everyMapPins``).
+    public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool {
+        exporter.isDynamic && (!attachment.isDynamic || rules.everyMapPins)
+    }
 
     /// `dma_buf_map_attachment`: the reservation lock must be held, whatever the importer. A
     /// static importer of a dynamic exporter pins first; a static importer then waits for the
