@@ -1,3 +1,4 @@
+import DMACore
 import Foundation
 import Testing
 
@@ -99,6 +100,18 @@ struct KernelVersionCLITests {
             let result = try runDMABuf(arguments)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")
             #expect(result.stderr.contains("kernel"), "\(result.stderr)")
+        }
+    }
+
+    @Test("docs/kernel-versions.md has a row for every version-dependent rule with its release and kernel file")
+    func docsTable() throws {
+        let text = try String(contentsOf: TopoCLITests.docs.appendingPathComponent("kernel-versions.md"), encoding: .utf8)
+        for rule in KernelRule.allCases {
+            let row = text.split(separator: "\n").first { $0.hasPrefix("| `\(rule.rawValue)` |") }
+            #expect(row?.contains("| \(rule.introduced) |") == true, "\(rule)")
+            for file in rule.kernelFile.split(separator: ",") {
+                #expect(row?.contains(file.trimmingCharacters(in: .whitespaces)) == true, "\(rule): \(file)")
+            }
         }
     }
 
