@@ -136,6 +136,8 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
         var pinCount = 0
         var pinnedForMap = 0
         var detached = false
+        /// The mapping `dma_buf_dynamic_attach` made and keeps (`attach->sgt`, before 6.15).
+        var cached: DMABufMapping?
     }
 
     private let state: ModelMutex<State>
@@ -169,6 +171,12 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
 
     /// Whether the attachment has been detached.
     public var isDetached: Bool { state.withLock { $0.detached } }
+
+    /// The mapping made at attach and kept until detach (`attach->sgt`): only before 6.15, for an
+    /// importer and an exporter of different dynamic-ness (``KernelRules/cachesMappingAtAttach``).
+    public var cachedMapping: DMABufMapping? { state.withLock { $0.cached } }
+
+    func setCached(_ mapping: DMABufMapping?) { state.withLock { $0.cached = mapping } }
 
     /// Records a new mapping; `false` (nothing recorded) when the attachment was detached
     /// meanwhile, so a map never leaves a mapping on a detached attachment.
@@ -282,6 +290,21 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
             exporter.detach(attachment)
             throw released("dma_buf_attach")
         }
+        // Before 6.15 (drivers/dma-buf/dma-buf.c, dma_buf_dynamic_attach): when one side cannot
+        // handle dynamic mappings, the attach itself takes the lock, pins a dynamic exporter's
+        // buffer and maps it bidirectionally; a failure there undoes the attach.
+        if rules.cachesMappingAtAttach, attachment.isDynamic != exporter.isDynamic {
+            do {
+                try resv.withLock { (context) throws(DMAError) in
+                    attachment.setCached(try map(attachment, direction: .bidirectional, in: context))
+                }
+            } catch {
+                _ = attachment.markDetachedIfIdle()
+                exporter.detach(attachment)
+                state.withLock { $0.attachments.removeAll { $0 === attachment } }
+                throw error
+            }
+        }
         return attachment
     }
 
@@ -293,6 +316,15 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public func detach(_ attachment: DMABufAttachment) throws(DMAError) {
         try checkAlive("dma_buf_detach")
         try checkLive(attachment, "dma_buf_detach")
+        // The mapping cached at attach (before 6.15) is unmapped and unpinned here, with the lock,
+        // when it is all that is left.
+        if let cached = attachment.cachedMapping, attachment.mappings == [cached], attachment.adjustPin(0) == 0 {
+            try resv.withLock { (_) throws(DMAError) in
+                try exporter.unmap(attachment, cached, direction: .bidirectional)
+                if attachment.remove(cached) == true { exporter.unpin(attachment) }
+                attachment.setCached(nil)
+            }
+        }
         // The check and the mark are one step: a map racing with this detach either lands first
         // (EBUSY here) or finds the attachment detached (ENODEV there), never a mapping left on a
         // detached attachment.
@@ -344,6 +376,8 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         try checkNotInvalidating("dma_buf_map_attachment")
         try checkLive(attachment, "dma_buf_map_attachment")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
+        // The table cached at attach (before 6.15) is bidirectional, so it serves every direction.
+        if let cached = attachment.cachedMapping { return cached }
         let pin = pinsOnMap(attachment)
         if pin { try exporter.pin(attachment, in: context) }
         let mapping: DMABufMapping
@@ -387,6 +421,8 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         guard attachment.mappings.contains(mapping) else {
             throw DMAError(.notMapped, .EINVAL, "dma_buf_unmap_attachment: \(attachment) has no such live mapping (unmapped twice?)")
         }
+        // The table cached at attach stays mapped until detach (before 6.15).
+        if mapping == attachment.cachedMapping { return }
         try exporter.unmap(attachment, mapping, direction: direction)
         if attachment.remove(mapping) == true { exporter.unpin(attachment) }
     }

@@ -52,6 +52,11 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// a dynamic exporter (`drivers/dma-buf/dma-buf.c`, 6.12) and whether amdgpu may pin in VRAM
     /// (`amdgpu_dma_buf_pin` drops the VRAM domain when it is off: GTT only).
     case moveNotifyAlwaysOn = "move-notify-always-on"
+    /// No more sg-table cache at attach (6.15, `drivers/dma-buf/dma-buf.c`): before, when the
+    /// importer and the exporter differ in dynamic-ness, `dma_buf_dynamic_attach` pins (a
+    /// dynamic exporter) and maps `DMA_BIDIRECTIONAL` at once, every map returns that table,
+    /// unmap leaves it, and detach unmaps and unpins it.
+    case noMappingCacheAtAttach = "no-mapping-cache-at-attach"
     /// `dma_map_phys` with `DMA_ATTR_MMIO` maps a P2P range through the host bridge (6.18,
     /// `kernel/dma/mapping.c`); before, `dma_map_resource` did.
     case mapPhysMMIO = "dma-map-phys-mmio"
@@ -67,6 +72,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     public var introduced: KernelVersion {
         switch self {
         case .moveNotifyAlwaysOn: KernelVersion(7, 1)
+        case .noMappingCacheAtAttach: KernelVersion(6, 15)
         case .mapPhysMMIO: KernelVersion(6, 18)
         case .vfioDMABufExport: KernelVersion(6, 19)
         case .revocableAttachments: KernelVersion(7, 1)
@@ -77,6 +83,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     public var kernelFile: String {
         switch self {
         case .moveNotifyAlwaysOn: "drivers/dma-buf/dma-buf.c, drivers/dma-buf/Kconfig, drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c"
+        case .noMappingCacheAtAttach: "drivers/dma-buf/dma-buf.c"
         case .mapPhysMMIO: "kernel/dma/mapping.c"
         case .vfioDMABufExport: "drivers/vfio/pci/vfio_pci_dmabuf.c"
         case .revocableAttachments: "drivers/dma-buf/dma-buf.c"
@@ -88,6 +95,8 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         switch self {
         case .moveNotifyAlwaysOn:
             "CONFIG_DMABUF_MOVE_NOTIFY gone, invalidation always on; before, with it off, every map of a dynamic exporter pins and amdgpu pins in GTT only"
+        case .noMappingCacheAtAttach:
+            "importers map when they map; before, an importer and exporter of different dynamic-ness were pinned and mapped bidirectionally at attach"
         case .mapPhysMMIO: "P2P through the host bridge is mapped with dma_map_phys(DMA_ATTR_MMIO); before, with dma_map_resource"
         case .vfioDMABufExport: "VFIO_DEVICE_FEATURE_DMA_BUF exports a BAR as a dma-buf; before, ENOTTY"
         case .revocableAttachments: "invalidate_mappings (was move_notify); VFIO refuses importers that cannot be revoked"
@@ -179,6 +188,11 @@ public struct KernelRules: Hashable, Sendable, CustomStringConvertible {
     /// (`dma_buf_map_attachment` with `CONFIG_DMABUF_MOVE_NOTIFY` off, `drivers/dma-buf/dma-buf.c`
     /// before 7.1).
     public var everyMapPins: Bool { !moveNotify.isEnabled }
+
+    /// Whether `dma_buf_dynamic_attach` maps (and pins, for a dynamic exporter) at attach when
+    /// the importer and the exporter differ in dynamic-ness, and keeps that mapping until detach
+    /// (`drivers/dma-buf/dma-buf.c` before 6.15).
+    public var cachesMappingAtAttach: Bool { !has(.noMappingCacheAtAttach) }
 
     /// Whether a GPU exporter may pin in VRAM (`amdgpu_dma_buf_pin` removes the VRAM domain when
     /// `CONFIG_DMABUF_MOVE_NOTIFY` is off; `amdgpu_dma_buf.c`).

@@ -69,6 +69,29 @@ struct KernelRuleTests {
         }
     }
 
+    @Test("drivers/dma-buf/dma-buf.c before 6.15: a static importer of a GPU buffer is pinned and mapped bidirectionally at attach, every map returns that table, unmap leaves it, detach unmaps and unpins; 6.15: nothing at attach")
+    func mappingCacheAtAttachBefore615() throws {
+        let old = try Rig(rules: KernelRules(KernelVersion(6, 14), moveNotify: true))
+        let gpu = try old.gpuBuffer()
+        let attachment = try gpu.buffer.attach(try old.farNIC())
+        let cached = try #require(attachment.cachedMapping)
+        #expect(gpu.isPinned && gpu.placement == .system && cached.migratedBytes == 64 << 10, "the far NIC cannot reach VRAM: pinned in system memory at attach")
+        #expect(attachment.mappings == [cached])
+        let mapping = try gpu.buffer.mapUnlocked(attachment, direction: .toDevice)
+        #expect(mapping == cached && attachment.mappings.count == 1)
+        try gpu.buffer.unmapUnlocked(attachment, mapping, direction: .toDevice)
+        #expect(attachment.mappings == [cached] && gpu.isPinned, "unmap leaves the cached table")
+        try gpu.buffer.detach(attachment)
+        #expect(!gpu.isPinned && attachment.cachedMapping == nil)
+        #expect(old.machine.finish().isEmpty, "detach unmapped it: no leak")
+
+        let new = try Rig(rules: KernelRules(KernelVersion(6, 15), moveNotify: true))
+        let newGPU = try new.gpuBuffer()
+        let plain = try newGPU.buffer.attach(try new.farNIC())
+        #expect(plain.cachedMapping == nil && plain.mappings.isEmpty && !newGPU.isPinned && newGPU.placement == .vram)
+        try newGPU.buffer.detach(plain)
+    }
+
     @Test("kernel/dma/mapping.c: P2P through the host bridge is mapped with dma_map_resource before 6.18 and dma_map_phys(DMA_ATTR_MMIO) from 6.18")
     func mmioMapCall() throws {
         for (rules, call) in [(KernelRules(KernelVersion(6, 17), moveNotify: true), "dma_map_resource"), (KernelRules(KernelVersion(6, 18), moveNotify: true), "dma_map_phys(DMA_ATTR_MMIO)")] {

@@ -22,7 +22,10 @@ struct KernelVersionTests {
     func ruleTable() {
         let table = Dictionary(uniqueKeysWithValues: KernelRule.allCases.map { ($0, $0.introduced.description) })
         #expect(
-            table == [.moveNotifyAlwaysOn: "7.1", .mapPhysMMIO: "6.18", .vfioDMABufExport: "6.19", .revocableAttachments: "7.1"])
+            table == [
+                .moveNotifyAlwaysOn: "7.1", .noMappingCacheAtAttach: "6.15", .mapPhysMMIO: "6.18", .vfioDMABufExport: "6.19",
+                .revocableAttachments: "7.1",
+            ])
         for rule in KernelRule.allCases {
             #expect(rule.kernelFile.hasPrefix("drivers/") || rule.kernelFile.hasPrefix("kernel/"), "\(rule)")
             #expect(!rule.summary.isEmpty)
@@ -71,5 +74,6 @@ struct KernelVersionTests {
         #expect(KernelRules(KernelVersion(7, 0)).invalidateCallName == "move_notify")
         #expect(KernelRules(KernelVersion(7, 1)).invalidateCallName == "invalidate_mappings")
         #expect(!KernelRules(KernelVersion(6, 18)).has(.vfioDMABufExport) && KernelRules(KernelVersion(6, 19)).has(.vfioDMABufExport))
+        #expect(KernelRules(KernelVersion(6, 14)).cachesMappingAtAttach && !KernelRules(KernelVersion(6, 15)).cachesMappingAtAttach)
     }
 }
