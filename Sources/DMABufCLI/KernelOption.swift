@@ -24,16 +24,8 @@ struct KernelOption: ParsableArguments {
     /// The rules named, `nil` when `--kernel` is not given.
     func rules(procRoot: String = "/proc", bootRoot: String = "/boot") throws -> KernelRules? {
         guard let kernel else { return nil }
-        if kernel == "auto" { return Self.running(procRoot: procRoot, bootRoot: bootRoot) }
+        if kernel == "auto" { return KernelConfig.runningRules(procRoot: procRoot, bootRoot: bootRoot) }
         do { return try KernelRules(parsing: kernel) } catch { throw ValidationError(error.message) }
-    }
-
-    /// The running kernel's rules: its release and its `CONFIG_DMABUF_MOVE_NOTIFY`; the newest
-    /// when the release cannot be read (not a live Linux machine).
-    static func running(procRoot: String = "/proc", bootRoot: String = "/boot") -> KernelRules {
-        let release = KernelConfig.release(procRoot: procRoot)
-        let config = release == nil ? nil : KernelConfig.read(procRoot: procRoot, bootRoot: bootRoot)
-        return KernelRules.running(release: release, moveNotifyValue: config?.moveNotify(release: release) == .on ? "y" : nil)
     }
 }
 

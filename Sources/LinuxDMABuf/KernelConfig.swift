@@ -57,6 +57,16 @@ public struct KernelConfig: Sendable, Hashable, Codable {
         return String(decoding: bytes, as: UTF8.self).trimmingSuffix("\n")
     }
 
+    /// The rules of the running kernel (`--kernel auto`): its release from
+    /// `PROCROOT/sys/kernel/osrelease` and `CONFIG_DMABUF_MOVE_NOTIFY` from its configuration
+    /// (``read(procRoot:bootRoot:)``; unreadable counts as off, the option's default). The newest
+    /// rules when no release can be read: not a live Linux machine.
+    public static func runningRules(procRoot: String = "/proc", bootRoot: String = "/boot") -> KernelRules {
+        guard let release = release(procRoot: procRoot) else { return .newest }
+        let config = read(procRoot: procRoot, bootRoot: bootRoot)
+        return KernelRules.running(release: release, moveNotifyValue: config?.moveNotify(release: release) == .on ? "y" : nil)
+    }
+
     /// The most a kernel configuration may be, compressed or inflated: 16 MiB (a distribution's
     /// `.config` is about 300 KiB). A `config.gz` that inflates past it is not read.
     static let configLimit = 16 << 20
