@@ -278,6 +278,13 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     ///   attached then.
     public func attach(_ device: DMADevice, importer: (any DMABufImporter)? = nil) throws(DMAError) -> DMABufAttachment {
         try checkAlive("dma_buf_attach")
+        // Before 7.1 (drivers/dma-buf/dma-buf.c, dma_buf_dynamic_attach) the callback is required:
+        // importer ops without move_notify are a WARN_ON and EINVAL.
+        if !rules.has(.revocableAttachments), let importer, !importer.canInvalidate {
+            throw DMAError(
+                .invalidArgument, .EINVAL,
+                "dma_buf_dynamic_attach: \(device.name)'s importer has no move_notify, which Linux \(rules.version) requires of a dynamic importer (optional from 7.1)")
+        }
         let attachment = DMABufAttachment(buffer: self, device: device, importer: importer)
         try exporter.attach(attachment)
         // The list is added to in one step with the released check: a release that came while the

@@ -63,9 +63,10 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// VFIO PCI dma-buf export, `VFIO_DEVICE_FEATURE_DMA_BUF` (6.19,
     /// `drivers/vfio/pci/vfio_pci_dmabuf.c`); before, the feature is unknown (`ENOTTY`).
     case vfioDMABufExport = "vfio-dmabuf-export"
-    /// Revocable attachments: `move_notify` renamed `invalidate_mappings`, and
-    /// `dma_buf_attach_revocable` lets VFIO refuse an importer that cannot be told (7.1,
-    /// `drivers/dma-buf/dma-buf.c`, `drivers/vfio/pci/vfio_pci_dmabuf.c`).
+    /// Revocable attachments: `move_notify` renamed `invalidate_mappings` and made optional (before,
+    /// a dynamic importer without it is `EINVAL` at attach, and a pinned RDMA MR carries a stub
+    /// that only warns), and `dma_buf_attach_revocable` lets VFIO refuse an importer that cannot
+    /// be told (7.1, `drivers/dma-buf/dma-buf.c`, `drivers/vfio/pci/vfio_pci_dmabuf.c`).
     case revocableAttachments = "revocable-attachments"
 
     /// The release the rule came in.
@@ -99,7 +100,8 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
             "importers map when they map; before, an importer and exporter of different dynamic-ness were pinned and mapped bidirectionally at attach"
         case .mapPhysMMIO: "P2P through the host bridge is mapped with dma_map_phys(DMA_ATTR_MMIO); before, with dma_map_resource"
         case .vfioDMABufExport: "VFIO_DEVICE_FEATURE_DMA_BUF exports a BAR as a dma-buf; before, ENOTTY"
-        case .revocableAttachments: "invalidate_mappings (was move_notify); VFIO refuses importers that cannot be revoked"
+        case .revocableAttachments:
+            "invalidate_mappings (was move_notify, required until then) is optional; VFIO refuses importers that cannot be revoked"
         }
     }
 

@@ -128,9 +128,28 @@ struct KernelRuleTests {
             try vfio71.buffer.attach(try new.nearNIC(), importer: RecordingImporter(canInvalidate: false))
         }
         #expect(refused?.errno == .EOPNOTSUPP)
+        let pinnedMR = #expect(throws: DMAError.self) { try RDMANIC(name: "nic", device: try new.nearNIC()).registerMR(vfio71.buffer, pinned: true) }
+        #expect(pinnedMR?.errno == .EOPNOTSUPP)
+        // 7.0: VFIO checks peer2peer only, and a pinned MR still has its warn-only move_notify.
         let old = try Rig(rules: KernelRules(KernelVersion(7, 0)))
         let vfio70 = try old.machine.vfioBuffer(name: "bar", device: "0000:09:00.0", bar: 2, ranges: range)
-        let attachment = try vfio70.buffer.attach(try old.nearNIC(), importer: RecordingImporter(canInvalidate: false))
-        try vfio70.buffer.detach(attachment)
+        let mr = try RDMANIC(name: "nic", device: try old.nearNIC()).registerMR(vfio70.buffer, pinned: true)
+        let told = try vfio70.buffer.resv.withLock { (c) throws(DMAError) in try vfio70.revoke(.reset, in: c) }
+        #expect(told.count == 1 && mr.unsupportedInvalidations == 1 && mr.invalidations == 0 && mr.mapping != nil, "the stub warns and keeps the mapping")
+        try vfio70.restore()
+        try mr.deregister()
+    }
+
+    @Test("drivers/dma-buf/dma-buf.c before 7.1: a dynamic importer without move_notify is EINVAL at attach (WARN_ON in dma_buf_dynamic_attach); from 7.1 the callback is optional")
+    func moveNotifyRequiredBefore71() throws {
+        let old = try Rig(rules: KernelRules(KernelVersion(6, 12)))
+        let gpu = try old.gpuBuffer()
+        let error = #expect(throws: DMAError.self) { try gpu.buffer.attach(try old.nearNIC(), importer: RecordingImporter(canInvalidate: false)) }
+        #expect(error?.errno == .EINVAL && error?.message.contains("move_notify") == true)
+        #expect(gpu.buffer.attachments.isEmpty)
+        let new = try Rig(rules: Self.linux71)
+        let newGPU = try new.gpuBuffer()
+        let attachment = try newGPU.buffer.attach(try new.nearNIC(), importer: RecordingImporter(canInvalidate: false))
+        try newGPU.buffer.detach(attachment)
     }
 }
