@@ -98,13 +98,21 @@ public struct DMABufMapping: Hashable, Sendable {
     public let bouncedBytes: UInt64
     /// Bytes the exporter migrated to make the map possible.
     public let migratedBytes: UInt64
+    /// The DMA API call that mapped P2P memory through the host bridge, as the buffer's kernel
+    /// has it (``KernelRules/mmioMapCall``: `dma_map_resource` before 6.18,
+    /// `dma_map_phys(DMA_ATTR_MMIO)` from 6.18); `nil` for other mappings.
+    public let mmioMapCall: String?
 
     /// Creates a mapping record.
-    public init(table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0) {
+    public init(
+        table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0,
+        mmioMapCall: String? = nil
+    ) {
         self.table = table
         self.placement = placement
         self.bouncedBytes = bouncedBytes
         self.migratedBytes = migratedBytes
+        self.mmioMapCall = mmioMapCall
     }
 
     /// Whether the device got P2P addresses.
@@ -128,6 +136,8 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
         var pinCount = 0
         var pinnedForMap = 0
         var detached = false
+        /// The mapping `dma_buf_dynamic_attach` made and keeps (`attach->sgt`, before 6.15).
+        var cached: DMABufMapping?
     }
 
     private let state: ModelMutex<State>
@@ -161,6 +171,12 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
 
     /// Whether the attachment has been detached.
     public var isDetached: Bool { state.withLock { $0.detached } }
+
+    /// The mapping made at attach and kept until detach (`attach->sgt`): only before 6.15, for an
+    /// importer and an exporter of different dynamic-ness (``KernelRules/cachesMappingAtAttach``).
+    public var cachedMapping: DMABufMapping? { state.withLock { $0.cached } }
+
+    func setCached(_ mapping: DMABufMapping?) { state.withLock { $0.cached = mapping } }
 
     /// Records a new mapping; `false` (nothing recorded) when the attachment was detached
     /// meanwhile, so a map never leaves a mapping on a detached attachment.
@@ -226,6 +242,9 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public let size: UInt64
     /// The exporter.
     public let exporter: any DMABufExporter
+    /// The rules of the kernel the buffer lives in (``KernelRules/newest`` unless the exporter
+    /// was given others): whether every map pins, which call maps MMIO.
+    public let rules: KernelRules
     /// The reservation object.
     public let resv = ReservationObject()
     /// The buffer's own state, behind one lock so that what is checked together is set together
@@ -241,13 +260,14 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
 
     /// `dma_buf_export`.
     /// - Throws: `EINVAL` for a size of 0 or one that is not a multiple of the page size.
-    public init(name: String, size: UInt64, exporter: any DMABufExporter) throws(DMAError) {
+    public init(name: String, size: UInt64, exporter: any DMABufExporter, rules: KernelRules = .newest) throws(DMAError) {
         guard size > 0, size % pageSize == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "dma_buf_export of '\(name)': size \(size) is not a positive multiple of \(pageSize)")
         }
         self.name = name
         self.size = size
         self.exporter = exporter
+        self.rules = rules
     }
 
     /// The live attachments.
@@ -258,6 +278,13 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     ///   attached then.
     public func attach(_ device: DMADevice, importer: (any DMABufImporter)? = nil) throws(DMAError) -> DMABufAttachment {
         try checkAlive("dma_buf_attach")
+        // Before 7.1 (drivers/dma-buf/dma-buf.c, dma_buf_dynamic_attach) the callback is required:
+        // importer ops without move_notify are a WARN_ON and EINVAL.
+        if !rules.has(.revocableAttachments), let importer, !importer.canInvalidate {
+            throw DMAError(
+                .invalidArgument, .EINVAL,
+                "dma_buf_dynamic_attach: \(device.name)'s importer has no move_notify, which Linux \(rules.version) requires of a dynamic importer (optional from 7.1)")
+        }
         let attachment = DMABufAttachment(buffer: self, device: device, importer: importer)
         try exporter.attach(attachment)
         // The list is added to in one step with the released check: a release that came while the
@@ -270,6 +297,21 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
             exporter.detach(attachment)
             throw released("dma_buf_attach")
         }
+        // Before 6.15 (drivers/dma-buf/dma-buf.c, dma_buf_dynamic_attach): when one side cannot
+        // handle dynamic mappings, the attach itself takes the lock, pins a dynamic exporter's
+        // buffer and maps it bidirectionally; a failure there undoes the attach.
+        if rules.cachesMappingAtAttach, attachment.isDynamic != exporter.isDynamic {
+            do {
+                try resv.withLock { (context) throws(DMAError) in
+                    attachment.setCached(try map(attachment, direction: .bidirectional, in: context))
+                }
+            } catch {
+                _ = attachment.markDetachedIfIdle()
+                exporter.detach(attachment)
+                state.withLock { $0.attachments.removeAll { $0 === attachment } }
+                throw error
+            }
+        }
         return attachment
     }
 
@@ -281,6 +323,15 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public func detach(_ attachment: DMABufAttachment) throws(DMAError) {
         try checkAlive("dma_buf_detach")
         try checkLive(attachment, "dma_buf_detach")
+        // The mapping cached at attach (before 6.15) is unmapped and unpinned here, with the lock,
+        // when it is all that is left.
+        if let cached = attachment.cachedMapping, attachment.mappings == [cached], attachment.adjustPin(0) == 0 {
+            try resv.withLock { (_) throws(DMAError) in
+                try exporter.unmap(attachment, cached, direction: .bidirectional)
+                if attachment.remove(cached) == true { exporter.unpin(attachment) }
+                attachment.setCached(nil)
+            }
+        }
         // The check and the mark are one step: a map racing with this detach either lands first
         // (EBUSY here) or finds the attachment detached (ENODEV there), never a mapping left on a
         // detached attachment.
@@ -310,8 +361,12 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     }
 
     /// Whether mapping this attachment pins the buffer (`dma_buf_pin_on_map`): a dynamic exporter
-    /// and a static importer.
-    public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool { exporter.isDynamic && !attachment.isDynamic }
+    /// and a static importer; before 7.1 with `CONFIG_DMABUF_MOVE_NOTIFY` off, a dynamic exporter
+    /// and any importer (`dma_buf_map_attachment` in `drivers/dma-buf/dma-buf.c`, 6.12: the pin
+    /// is taken whenever the option is not enabled; ``KernelRules/everyMapPins``).
+    public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool {
+        exporter.isDynamic && (!attachment.isDynamic || rules.everyMapPins)
+    }
 
     /// `dma_buf_map_attachment`: the reservation lock must be held, whatever the importer. A
     /// static importer of a dynamic exporter pins first; a static importer then waits for the
@@ -328,6 +383,8 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         try checkNotInvalidating("dma_buf_map_attachment")
         try checkLive(attachment, "dma_buf_map_attachment")
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_map_attachment") }
+        // The table cached at attach (before 6.15) is bidirectional, so it serves every direction.
+        if let cached = attachment.cachedMapping { return cached }
         let pin = pinsOnMap(attachment)
         if pin { try exporter.pin(attachment, in: context) }
         let mapping: DMABufMapping
@@ -371,6 +428,8 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
         guard attachment.mappings.contains(mapping) else {
             throw DMAError(.notMapped, .EINVAL, "dma_buf_unmap_attachment: \(attachment) has no such live mapping (unmapped twice?)")
         }
+        // The table cached at attach stays mapped until detach (before 6.15).
+        if mapping == attachment.cachedMapping { return }
         try exporter.unmap(attachment, mapping, direction: direction)
         if attachment.remove(mapping) == true { exporter.unpin(attachment) }
     }

@@ -210,8 +210,10 @@ public struct KernelConfigProbeSection: ProbeSection {
         var options: [String: String] = [:]
         var lines = ["release \(release ?? "?"), from \(config.source)"]
         for option in KernelConfig.relevantOptions {
-            options[option] = config.value(option)
-            lines.append("\(option)=\(config.value(option))")
+            // CONFIG_DMABUF_MOVE_NOTIFY is gone from 7.1 on: absent there means always on, not off.
+            let value = option == "CONFIG_DMABUF_MOVE_NOTIFY" ? config.moveNotify(release: release).rawValue : config.value(option)
+            options[option] = value
+            lines.append("\(option)=\(value)")
         }
         return ProbeSectionReport(lines: lines, value: Value(release: release, source: config.source, options: options))
     }

@@ -17,12 +17,17 @@ extension DMABufCommand {
                   dmabuf simulate --story 1
                   dmabuf simulate my-scenario.yaml
                   dmabuf simulate my-scenario.yaml --json     # one JSON object per step, one per line
+                  dmabuf simulate --story 1 --kernel 6.12     # Debian's 6.12: MOVE_NOTIFY off
+
+                --kernel overrides a scenario's kernel: key; with neither the model follows 7.1.
+                When a kernel is named, the JSON summary has "kernelRules" and the trace says so.
                 """
         )
 
         @Argument(help: "A scenario file (YAML).") var file: String?
         @Option(help: "Run built-in story N (1…6) instead of a file.") var story: Int?
         @Flag(help: "Print one JSON object per step (JSON Lines), then one summary object.") var json = false
+        @OptionGroup var kernel: KernelOption
 
         public init() {}
 
@@ -34,9 +39,10 @@ extension DMABufCommand {
         public func run() throws {
             let scenario: Scenario
             var base = "."
+            let rules = try kernel.rules()
             do {
                 if let story {
-                    scenario = try Story.all[story - 1].scenario()
+                    scenario = try rules.map { try Story.all[story - 1].scenario(for: $0) } ?? Story.all[story - 1].scenario()
                 } else {
                     let file = self.file!
                     scenario = try Scenario.parse(try InputFile.read(file, what: "the scenario file"), file: file)
@@ -48,7 +54,7 @@ extension DMABufCommand {
             let result: ScenarioResult
             let progress = ProgressLine("simulating")
             defer { progress.finish() }
-            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, progress: progress.update) } catch let error as TopologyLoadError {
+            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, kernel: rules, progress: progress.update) } catch let error as TopologyLoadError {
                 throw CLIError(error.description)
             } catch let error as DMAError {
                 throw CLIError(error.message)
@@ -63,8 +69,12 @@ extension DMABufCommand {
                     let steps: Int
                     let unexpected: Int
                     let debugReports: [String]
+                    /// Only when a kernel was named (--kernel or the file's kernel:).
+                    let kernelRules: KernelRules?
                 }
-                let summary = Summary(ok: result.ok, steps: result.steps.count, unexpected: result.steps.filter { !$0.asExpected }.count, debugReports: result.debugReports)
+                let summary = Summary(
+                    ok: result.ok, steps: result.steps.count, unexpected: result.steps.filter { !$0.asExpected }.count,
+                    debugReports: result.debugReports, kernelRules: result.kernel)
                 print(String(decoding: try encoder.encode(summary), as: UTF8.self))
             } else {
                 print(renderTrace(result), terminator: "")
@@ -77,6 +87,7 @@ extension DMABufCommand {
 /// A scenario's trace for people.
 func renderTrace(_ result: ScenarioResult) -> String {
     var out = result.title.map { "\($0)\n\n" } ?? ""
+    if let rules = result.kernel { out += renderKernelRules(rules) + "\n" }
     for step in result.steps {
         let mark = step.asExpected ? (step.ok ? Terminal.paint("ok ", "32") : Terminal.paint("ok*", "33")) : Terminal.paint("!! ", "31;1")
         out += "\(mark) \(pad(String(step.index), 3))\(pad(step.op, 16))"

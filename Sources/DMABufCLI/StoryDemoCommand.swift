@@ -15,11 +15,16 @@ extension DMABufCommand {
                   dmabuf demo
                   dmabuf demo --json        # one JSON object per story, one per line
                   dmabuf demo --story 6     # one story with its whole trace
+                  dmabuf demo --kernel 6.12 # Debian's 6.12: MOVE_NOTIFY off, no VRAM P2P
+
+                Without --kernel the model follows 7.1. With it, every JSON object also has
+                "kernelRules": {"version", "moveNotify"} (docs/kernel-versions.md).
                 """
         )
 
         @Flag(help: "Print one JSON object per story (JSON Lines).") var json = false
         @Option(help: "Run only story N (1…6), with its trace.") var story: Int?
+        @OptionGroup var kernel: KernelOption
 
         public init() {}
 
@@ -29,16 +34,17 @@ extension DMABufCommand {
 
         public func run() throws {
             let stories = story.map { [Story.all[$0 - 1]] } ?? Story.all
+            let rules = try kernel.rules()
             var outcomes: [StoryOutcome] = []
             for story in stories {
-                do { outcomes.append(try story.run()) } catch let error as DMAError { throw CLIError(error.message) }
+                do { outcomes.append(try story.run(rules: rules)) } catch let error as DMAError { throw CLIError(error.message) }
             }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
                 for outcome in outcomes { print(String(decoding: try encoder.encode(outcome), as: UTF8.self)) }
             } else {
-                print(renderStories(outcomes, traces: true), terminator: "")
+                print(renderStories(outcomes, traces: true, rules: rules), terminator: "")
             }
             if !outcomes.allSatisfy(\.ok) { throw ExitCode(1) }
         }
@@ -46,8 +52,8 @@ extension DMABufCommand {
 }
 
 /// The stories' traces and the summary table.
-func renderStories(_ outcomes: [StoryOutcome], traces: Bool) -> String {
-    var out = "DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux 7.1\n"
+func renderStories(_ outcomes: [StoryOutcome], traces: Bool, rules: KernelRules? = nil) -> String {
+    var out = "DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux \(rules?.description ?? "7.1")\n"
     out += "(topology: dmabuf topo explain … on the built-in machine; scenarios: dmabuf simulate --story N)\n\n"
     if traces {
         for outcome in outcomes {

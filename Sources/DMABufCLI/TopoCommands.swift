@@ -95,6 +95,7 @@ extension DMABufCommand {
             var verify = false
             @Flag(help: "With --verify: read the kernel's own map type with a kprobe on pci_p2pdma_map_type.")
             var kprobe = false
+            @OptionGroup var kernel: KernelOption
 
             public init() {}
 
@@ -106,9 +107,10 @@ extension DMABufCommand {
                 } else if exportYAML {
                     print(YAMLTopology.export(topology), terminator: "")
                 } else if json {
-                    try printJSON(TopologyReport(topology))
+                    try printJSON(WithKernelRules(value: TopologyReport(topology), rules: try kernel.rules()))
                 } else {
                     print(renderTopology(topology, pairs: pairs), terminator: "")
+                    if let rules = try kernel.rules() { print(renderKernelRules(rules), terminator: "") }
                     print(renderRunningKernelFacts(sysfs: source.file == nil ? source.sysfs ?? "/sys" : nil), terminator: "")
                 }
             }
@@ -128,6 +130,7 @@ extension DMABufCommand {
             @Argument(help: "The device that does the DMA (BDF).") var client: String
             @OptionGroup var source: TopologySource
             @Flag(help: "Print the explanation as JSON.") var json = false
+            @OptionGroup var kernel: KernelOption
 
             public init() {}
 
@@ -142,10 +145,12 @@ extension DMABufCommand {
                 } catch let error as DMAError {
                     throw CLIError(error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')")
                 }
+                let rules = try kernel.rules()
                 if json {
-                    try printJSON(explanation)
+                    try printJSON(WithKernelRules(value: explanation, rules: rules))
                 } else {
                     print(renderExplanation(explanation, topology: topology), terminator: "")
+                    if let rules { print(renderKernelRules(rules), terminator: "") }
                     print(renderRunningKernelFacts(sysfs: source.file == nil ? source.sysfs ?? "/sys" : nil), terminator: "")
                 }
             }

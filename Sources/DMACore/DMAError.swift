@@ -61,6 +61,10 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
         /// the one the ops return for the whole list (`EIO` from dma-direct, `EINVAL` from
         /// iommu-dma) and ``DMAError/cause`` is the segment's own error.
         public static let mapFailed = Code("map-failed")
+        /// The call does not exist in the kernel version the model follows (``KernelRules``): a
+        /// feature that came in a later release (VFIO dma-buf export before 6.19 is `ENOTTY`, the
+        /// errno `vfio_pci_core_ioctl_feature` gives an unknown feature).
+        public static let notInKernelVersion = Code("not-in-kernel-version")
     }
 
     /// What went wrong.

@@ -14,7 +14,10 @@ import Synchronization
 /// - `pin` for an attachment without P2P first moves the buffer to system memory (a static
 ///   importer pins when it maps, so it gets system memory at that moment); pinned memory does not
 ///   move, and a buffer pinned in VRAM cannot be pinned for an importer that cannot reach it
-///   (`EBUSY`);
+///   (`EBUSY`). The kernel's rules (``DMABuffer/rules``) decide whether VRAM is allowed at all:
+///   with `CONFIG_DMABUF_MOVE_NOTIFY` off (before 7.1) `amdgpu_dma_buf_pin` pins in GTT only
+///   (`drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c`), and since every map pins then, no importer
+///   ever gets VRAM P2P: the first map moves the buffer to system memory;
 /// - `map` gives P2P segments of VRAM when the attachment has P2P; otherwise a buffer in VRAM is
 ///   moved to system memory first (the GTT fallback), every dynamic importer being told, and the
 ///   importer maps system pages (bounced if its mask needs it);
@@ -33,6 +36,9 @@ public final class GPUVRAMExporter: DMABufExporter {
         var backing: Backing
         var pins = 0
         var migratedBytes: UInt64 = 0
+        /// Bytes a `pin` moved for the map that follows it (a pin on map), by attachment, so the
+        /// mapping says what it cost.
+        var migratedByPin: [ObjectIdentifier: UInt64] = [:]
     }
 
     /// The GPU's name (a BDF).
@@ -47,11 +53,12 @@ public final class GPUVRAMExporter: DMABufExporter {
     private let state: ModelMutex<State>
     private let bufferBox = ModelMutex<DMABuffer?>(nil)
 
-    /// Allocates `size` bytes of VRAM and exports them.
+    /// Allocates `size` bytes of VRAM and exports them, under the rules of `rules`' kernel.
     /// - Returns: the exporter; its ``buffer`` is the dma-buf.
     /// - Throws: `EINVAL` for a size that is not a positive page multiple; `ENOMEM` when VRAM is full.
-    public init(name: String, gpu: String, heap: VRAMHeap, memory: SimulatedMemory, size: UInt64, exporterName: String = "amdgpu")
-        throws(DMAError)
+    public init(name: String, gpu: String, heap: VRAMHeap, memory: SimulatedMemory, size: UInt64, exporterName: String = "amdgpu",
+        rules: KernelRules = .newest
+    ) throws(DMAError)
     {
         guard size > 0, size % pageSize == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "GPU buffer '\(name)': size \(size) is not a positive multiple of \(pageSize)")
@@ -64,7 +71,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         self.exporterName = exporterName
         self.state = ModelMutex(State(backing: .vram(range)))
         do {
-            let buffer = try DMABuffer(name: name, size: size, exporter: self)
+            let buffer = try DMABuffer(name: name, size: size, exporter: self, rules: rules)
             bufferBox.withLock { $0 = buffer }
         } catch {
             heap.release(range)
@@ -124,29 +131,34 @@ public final class GPUVRAMExporter: DMABufExporter {
     }
 
     public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
-        // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P.
+        // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P, and (before
+        // 7.1) only when CONFIG_DMABUF_MOVE_NOTIFY is on; off, the VRAM domain is dropped.
         let buffer = attachment.buffer
         _ = try cpuRanges()  // ENODEV once released
         let everyoneP2P = buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
-        if !everyoneP2P, placement == .vram {
+        if !(everyoneP2P && buffer.rules.gpuMayPinInVRAM), placement == .vram {
             guard !isPinned else {
                 throw DMAError(
                     .busy, .EBUSY,
                     "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach VRAM peer-to-peer: it cannot be moved to system memory")
             }
-            _ = try migrateToSystem(notifyIn: context)
+            let moved = try migrateToSystem(notifyIn: context).bytes
+            state.withLock { $0.migratedByPin[ObjectIdentifier(attachment), default: 0] += moved }
         }
         state.withLock { $0.pins += 1 }
     }
 
     public func unpin(_ attachment: DMABufAttachment) {
-        state.withLock { $0.pins = max(0, $0.pins - 1) }
+        state.withLock {
+            $0.pins = max(0, $0.pins - 1)
+            $0.migratedByPin[ObjectIdentifier(attachment)] = nil
+        }
     }
 
     public func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
         -> DMABufMapping
     {
-        var migrated: UInt64 = 0
+        var migrated = state.withLock { $0.migratedByPin.removeValue(forKey: ObjectIdentifier(attachment)) ?? 0 }
         if case .vram(let range) = state.withLock({ $0.backing }) {
             if attachment.peerToPeer {
                 let list = try ScatterList.peerToPeer([range], provider: heap.provider)
@@ -157,7 +169,7 @@ public final class GPUVRAMExporter: DMABufExporter {
                     .busy, .EBUSY,
                     "\(attachment.buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
             }
-            migrated = try migrateToSystem(notifyIn: context).bytes
+            migrated += try migrateToSystem(notifyIn: context).bytes
         }
         let pages = try cpuRanges()
         return try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system, migratedBytes: migrated)

@@ -25,14 +25,17 @@ public final class RDMAMemoryRegion: DMABufImporter {
     public let direction: DMADirection
     public var allowPeerToPeer: Bool { true }
     /// A pinned MR has no `invalidate_mappings` (7.1 removed the warning stub), so it cannot be
-    /// revoked; a dynamic MR has mlx5's callback.
-    public var canInvalidate: Bool { !pinned }
+    /// revoked; a dynamic MR has mlx5's callback. Before 7.1 a pinned MR has a `move_notify` that
+    /// only warns (`ib_umem_dmabuf_unsupported_move_notify`, `umem_dmabuf.c`): the callback was
+    /// required then.
+    public var canInvalidate: Bool { !pinned || !buffer.rules.has(.revocableAttachments) }
 
     private struct State {
         var attachment: DMABufAttachment?
         var mapping: DMABufMapping?
         var faults = 0
         var invalidations = 0
+        var unsupportedInvalidations = 0
         var deregistered = false
     }
 
@@ -69,8 +72,15 @@ public final class RDMAMemoryRegion: DMABufImporter {
     public var faultIns: Int { state.withLock { $0.faults } }
     /// How many times the exporter invalidated it.
     public var invalidations: Int { state.withLock { $0.invalidations } }
+    /// How many times a pinned MR's warn-only `move_notify` was called (before 7.1): the kernel
+    /// warns "Invalidate callback should not be called when memory is pinned" and does nothing.
+    public var unsupportedInvalidations: Int { state.withLock { $0.unsupportedInvalidations } }
 
     public func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) {
+        if pinned {
+            state.withLock { $0.unsupportedInvalidations += 1 }
+            return
+        }
         let mapping = state.withLock { state -> DMABufMapping? in
             state.invalidations += 1
             defer { state.mapping = nil }

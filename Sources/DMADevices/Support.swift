@@ -18,7 +18,8 @@ func mapForDevice(
             bounced += segment.length
         }
     }
-    return DMABufMapping(table: table, placement: placement, bouncedBytes: bounced, migratedBytes: migratedBytes)
+    let mmio = table.p2pMapType == .throughHostBridge ? attachment.buffer.rules.mmioMapCall : nil
+    return DMABufMapping(table: table, placement: placement, bouncedBytes: bounced, migratedBytes: migratedBytes, mmioMapCall: mmio)
 }
 
 /// Takes `size` bytes of RAM as single pages (scattered, as the system heap and a GPU's GTT

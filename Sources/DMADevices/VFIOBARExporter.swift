@@ -82,11 +82,21 @@ public final class VFIOBARExporter: DMABufExporter {
     ///   - ioBARs: the indices of its I/O-port BARs: they exist (VFIO can claim them) but are not
     ///     memory, so an export of one is refused later, with `EINVAL`, than an empty BAR's `ENODEV`.
     ///   - flags: must be 0.
-    /// - Throws: the kernel's errors listed in the type's documentation; nothing is exported then.
+    ///   - rules: the kernel's rules; the feature exists from 6.19 (``KernelRule/vfioDMABufExport``).
+    /// - Throws: ``DMAError/Code/notInKernelVersion`` (`ENOTTY`, what `vfio_pci_core_ioctl_feature`
+    ///   answers an unknown feature) before 6.19; the kernel's errors listed in the type's
+    ///   documentation; nothing is exported then.
     public init(
         name: String, regionIndex: Int, bars: [Int: P2PProvider], ioBARs: Set<Int> = [], ranges: [Range], memory: SimulatedMemory,
-        flags: UInt32 = 0
+        flags: UInt32 = 0, rules: KernelRules = .newest
     ) throws(DMAError) {
+        // drivers/vfio/pci/vfio_pci_dmabuf.c came in 6.19; before, VFIO_DEVICE_FEATURE_DMA_BUF is
+        // a feature vfio_pci_core_ioctl_feature does not know.
+        guard rules.has(.vfioDMABufExport) else {
+            throw DMAError(
+                .notInKernelVersion, .ENOTTY,
+                "VFIO_DEVICE_FEATURE_DMA_BUF does not exist in Linux \(rules.version): VFIO PCI dma-buf export came in \(KernelRule.vfioDMABufExport.introduced)")
+        }
         guard !ranges.isEmpty, flags == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "VFIO_DEVICE_FEATURE_DMA_BUF needs at least one range and flags 0")
         }
@@ -135,7 +145,7 @@ public final class VFIOBARExporter: DMABufExporter {
         self.physicalRanges = physical
         self.memory = memory
         self.state = ModelMutex(State(revoked: !memory.isDecoding(provider)))
-        let buffer = try DMABuffer(name: name, size: total, exporter: self)
+        let buffer = try DMABuffer(name: name, size: total, exporter: self, rules: rules)
         bufferBox.withLock { $0 = buffer }
     }
 
@@ -189,7 +199,9 @@ public final class VFIOBARExporter: DMABufExporter {
         guard !isRevoked else {
             throw DMAError(.noDevice, .ENODEV, "\(attachment.buffer.name) is revoked (device reset, memory disabled or closed)")
         }
-        guard attachment.buffer.isRevocable(attachment) else {
+        // dma_buf_attach_revocable came with 7.1's revoke (drivers/dma-buf/dma-buf.c); 6.19 and
+        // 7.0 check only peer2peer.
+        guard !attachment.buffer.rules.has(.revocableAttachments) || attachment.buffer.isRevocable(attachment) else {
             throw DMAError(
                 .notSupported, .EOPNOTSUPP,
                 "\(attachment.device.name) cannot be revoked (no invalidate_mappings, e.g. a pinned RDMA MR): VFIO refuses it (dma_buf_attach_revocable)")

@@ -127,10 +127,13 @@ public struct Scenario: Sendable {
     public var steps: [Step]
     /// Stop at the first step that fails unexpectedly (default: go on).
     public var stopOnError: Bool
+    /// The kernel whose rules the scenario runs under (`kernel: 6.12`); `nil`: the newest
+    /// (``KernelRules/newest``) unless the runner is given one.
+    public var kernel: KernelRules? = nil
 }
 
 extension Scenario {
-    static let topKeys: Set<String> = ["title", "topology", "cpu", "buffers", "importers", "steps", "onError"]
+    static let topKeys: Set<String> = ["title", "topology", "cpu", "buffers", "importers", "steps", "onError", "kernel"]
     static let bufferKeys: Set<String> = ["name", "exporter", "device", "bar", "size", "ranges", "fill", "pattern"]
     static let importerKeys: Set<String> = ["name", "device", "kind", "ops", "dynamic", "allowPeerToPeer", "dmaMask", "swiotlbSlots"]
     static let stepKeys: Set<String> = [
@@ -149,6 +152,10 @@ extension Scenario {
         var scenario = Scenario(title: nil, topology: .builtIn, cpu: nil, buffers: [], importers: [], steps: [], stopOnError: false)
         if let node = top["title"] { scenario.title = try r.string(node, what: "title") }
         if let node = top["cpu"] { scenario.cpu = try r.string(node, what: "cpu") }
+        if let node = top["kernel"] {
+            let text = try r.string(node, what: "kernel")
+            do { scenario.kernel = try KernelRules(parsing: text) } catch { throw r.error(node, error.message) }
+        }
         if let node = top["onError"] {
             switch try r.string(node, what: "onError") {
             case "stop": scenario.stopOnError = true

@@ -62,6 +62,9 @@ public struct ScenarioResult: Sendable {
     public var steps: [StepResult]
     /// DMA-API debug reports at the end (leaks, mismatches): none in a correct scenario.
     public var debugReports: [String]
+    /// The kernel rules the run used when a kernel was named (by the runner's caller or the
+    /// scenario's `kernel:`); `nil` when it ran under the default, the newest.
+    public var kernel: KernelRules? = nil
     /// Whether every step went as expected and the debug layer reported nothing.
     public var ok: Bool { steps.allSatisfy(\.asExpected) && debugReports.isEmpty }
 }
@@ -70,8 +73,11 @@ public struct ScenarioResult: Sendable {
 public enum ScenarioRunner {
     /// Loads the scenario's topology (relative paths from `baseDirectory`) and runs it.
     /// - Throws: `TopologyLoadError` when the topology cannot be loaded.
-    /// - Note: `progress` is called after each step with (steps done, steps in all).
-    public static func run(_ scenario: Scenario, baseDirectory: String = ".", progress: ((Int, Int) -> Void)? = nil) throws -> ScenarioResult {
+    /// - Note: `progress` is called after each step with (steps done, steps in all). `kernel`,
+    ///   when given, overrides the scenario's `kernel:`; with neither, the newest rules.
+    public static func run(
+        _ scenario: Scenario, baseDirectory: String = ".", kernel: KernelRules? = nil, progress: ((Int, Int) -> Void)? = nil
+    ) throws -> ScenarioResult {
         let cpu = try scenario.cpu.map { try CPUInfo(parsing: $0) }
         let topology: PCITopology
         func resolve(_ path: String) -> String { path.hasPrefix("/") ? path : baseDirectory + "/" + path }
@@ -88,7 +94,10 @@ public enum ScenarioRunner {
         case .inline(let yaml):
             topology = try YAMLTopology.load(yaml, file: "inline topology", cpu: cpu ?? CPUInfo(vendor: .intel, family: 6), overrideCPU: cpu != nil)
         }
-        return Execution(machine: try SimulatedMachine(topology: topology), scenario: scenario).run(progress: progress)
+        let named = kernel ?? scenario.kernel
+        var result = Execution(machine: try SimulatedMachine(topology: topology, rules: named ?? .newest), scenario: scenario).run(progress: progress)
+        result.kernel = named
+        return result
     }
 }
 

@@ -19,13 +19,18 @@ public final class SimulatedMachine: Sendable {
     public let registry: DMAOpsRegistry
     /// The debug state every importer device is checked by.
     public let debug: DMADebug
+    /// The rules of the kernel the machine runs (``KernelRules/newest`` unless given).
+    public let rules: KernelRules
     private let heaps = ModelMutex<[String: VRAMHeap]>([:])
     private let devices = ModelMutex<[DMADevice]>([])
     private let buffers = ModelMutex<[DMABuffer]>([])
 
     /// Builds the machine.
     /// - Throws: `EINVAL` when two BARs overlap RAM.
-    public init(topology: PCITopology, registry: DMAOpsRegistry = .builtIn(), debug: DMADebug = DMADebug()) throws(DMAError) {
+    public init(
+        topology: PCITopology, registry: DMAOpsRegistry = .builtIn(), debug: DMADebug = DMADebug(), rules: KernelRules = .newest
+    ) throws(DMAError) {
+        self.rules = rules
         let memory = SimulatedMemory()
         try memory.addRAM(name: "RAM below 4 GiB", start: 0, length: 0x8000_0000)
         try memory.addRAM(name: "RAM above 4 GiB", start: 0x1_0000_0000, length: 0x2_0000_0000)
@@ -39,8 +44,8 @@ public final class SimulatedMachine: Sendable {
     }
 
     /// The built-in machine of the stories (``BuiltInTopology``).
-    public static func builtIn() throws -> SimulatedMachine {
-        try SimulatedMachine(topology: try BuiltInTopology.load())
+    public static func builtIn(rules: KernelRules = .newest) throws -> SimulatedMachine {
+        try SimulatedMachine(topology: try BuiltInTopology.load(), rules: rules)
     }
 
     /// The PCI function at `bdf`.
@@ -81,7 +86,7 @@ public final class SimulatedMachine: Sendable {
     /// A GPU VRAM buffer.
     public func gpuBuffer(name: String, gpu: String, size: UInt64, bar: Int? = nil) throws(DMAError) -> GPUVRAMExporter {
         _ = try function(gpu)
-        let exporter = try GPUVRAMExporter(name: name, gpu: gpu, heap: try vramHeap(gpu, bar: bar), memory: memory, size: size)
+        let exporter = try GPUVRAMExporter(name: name, gpu: gpu, heap: try vramHeap(gpu, bar: bar), memory: memory, size: size, rules: rules)
         buffers.withLock { $0.append(exporter.buffer) }
         return exporter
     }
@@ -91,7 +96,7 @@ public final class SimulatedMachine: Sendable {
         let function = try function(device)
         var bars: [Int: P2PProvider] = [:]
         for provider in topology.providers(of: function.address) { bars[provider.barIndex] = provider }
-        let exporter = try VFIOBARExporter(name: name, regionIndex: bar, bars: bars, ranges: ranges, memory: memory)
+        let exporter = try VFIOBARExporter(name: name, regionIndex: bar, bars: bars, ranges: ranges, memory: memory, rules: rules)
         buffers.withLock { $0.append(exporter.buffer) }
         return exporter
     }

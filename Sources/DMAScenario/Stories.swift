@@ -1,3 +1,6 @@
+import DMACore
+import Foundation
+
 /// The six stories of DESIGN.md §4 that the model tells, as scenarios on the built-in machine
 /// (``BuiltInTopology``). `dmabuf demo` runs them; `docs/scenarios.md` explains each.
 public struct Story: Sendable {
@@ -12,9 +15,45 @@ public struct Story: Sendable {
     public let keySteps: [Int]
     /// The scenario.
     public let yaml: String
+    /// The rule the story needs (story 6: VFIO dma-buf export, 6.19); under an older kernel its
+    /// buffer cannot be made and the story is the refusal.
+    var requires: KernelRule? = nil
+    /// What is missing before ``requires``' release, for the kernel's behaviour line.
+    var missingFeature: String? = nil
+    /// What changes when every map pins (`CONFIG_DMABUF_MOVE_NOTIFY` off, before 7.1): the
+    /// kernel's behaviour, and expectations of the scenario replaced (old text, new text).
+    var whenMapsPin: (kernel: String, replacements: [(String, String)])? = nil
 
     /// Parses the scenario.
     public func scenario() throws -> Scenario { try Scenario.parse(yaml, file: "story \(number)") }
+
+    /// The scenario with the outcomes `rules`' kernel gives (the same as ``yaml`` under the
+    /// newest rules).
+    public func yaml(for rules: KernelRules) -> String {
+        guard rules.everyMapPins, let variant = whenMapsPin else { return yaml }
+        var text = yaml
+        for (old, new) in variant.replacements { text = text.replacingOccurrences(of: old, with: new) }
+        return text
+    }
+
+    /// The scenario under `rules`.
+    public func scenario(for rules: KernelRules) throws -> Scenario {
+        var scenario = try Scenario.parse(yaml(for: rules), file: "story \(number)")
+        scenario.kernel = rules
+        return scenario
+    }
+
+    /// Whether the story can happen at all in `rules`' kernel.
+    public func exists(in rules: KernelRules) -> Bool { requires.map(rules.has) ?? true }
+
+    /// What the kernel does in this situation under `rules`.
+    public func kernelBehaviour(for rules: KernelRules) -> String {
+        if let requires, !rules.has(requires), let missing = missingFeature {
+            return "\(missing) does not exist in Linux \(rules.version) (it came in \(requires.introduced)): this story cannot happen there"
+        }
+        if rules.everyMapPins, let variant = whenMapsPin { return variant.kernel }
+        return kernelBehaviour
+    }
 
     /// Every story, in order.
     public static let all: [Story] = [story1, story2, story3, story4, story5, story6]
@@ -38,7 +77,14 @@ public struct Story: Sendable {
               - device-write: {importer: nic, buffer: vram, offset: 4096, length: 64KiB, pattern: 9}
               - cpu-read: {buffer: vram, offset: 4096, length: 64KiB, expectPattern: 9, expect: {placement: vram}}
               - detach: {importer: nic, buffer: vram}
-            """)
+            """,
+        whenMapsPin: (
+            kernel: "CONFIG_DMABUF_MOVE_NOTIFY off: the MR's map pins the buffer and amdgpu pins in GTT only, so the VRAM migrates to system memory; no P2P",
+            replacements: [
+                ("expect: {peerToPeer: true, placement: vram, mapType: bus-address, bouncedBytes: 0, migratedBytes: 0}",
+                 "expect: {peerToPeer: false, placement: system, mapType: host, bouncedBytes: 0, migratedBytes: 2097152}"),
+                ("expectPattern: 9, expect: {placement: vram}", "expectPattern: 9, expect: {placement: system}"),
+            ]))
 
     static let story2 = Story(
         number: 2, title: "The same NIC on another root port of a whitelisted host bridge",
@@ -56,7 +102,13 @@ public struct Story: Sendable {
               - device-read: {importer: nic, buffer: vram, expectPattern: 3}
               - unmap: {importer: nic, buffer: vram}
               - detach: {importer: nic, buffer: vram}
-            """)
+            """,
+        whenMapsPin: (
+            kernel: "CONFIG_DMABUF_MOVE_NOTIFY off: the map pins the buffer and amdgpu pins in GTT only, so the VRAM migrates to system memory; no P2P",
+            replacements: [
+                ("expect: {peerToPeer: true, placement: vram, mapType: through-host-bridge, migratedBytes: 0}",
+                 "expect: {peerToPeer: false, placement: system, mapType: host, migratedBytes: 1048576}")
+            ]))
 
     static let story3 = Story(
         number: 3, title: "A NIC behind a non-whitelisted host bridge",
@@ -170,5 +222,6 @@ public struct Story: Sendable {
               - unmap: {importer: nic, buffer: bar}
               - detach: {importer: nic, buffer: bar}
               - detach: {importer: mr, buffer: bar}
-            """)
+            """,
+        requires: .vfioDMABufExport, missingFeature: "VFIO dma-buf export (VFIO_DEVICE_FEATURE_DMA_BUF answers ENOTTY)")
 }

@@ -16,9 +16,13 @@ public struct StoryOutcome: Sendable, Encodable {
     public let notified: [String]?
     /// The whole trace.
     public let result: ScenarioResult
+    /// The kernel rules the story ran under when a kernel was named (`dmabuf demo --kernel`);
+    /// `nil` under the default (the newest), and then not in the JSON, so that the default output
+    /// stays as it was.
+    public var rules: KernelRules? = nil
 
     enum CodingKeys: String, CodingKey {
-        case story, title, ok, kernel, placement, mapType, bouncedBytes, migratedBytes, errno, notified
+        case story, title, ok, kernel, placement, mapType, bouncedBytes, migratedBytes, errno, notified, kernelRules
     }
 
     /// Encodes every summary key (`null` where a story has no such fact).
@@ -34,6 +38,7 @@ public struct StoryOutcome: Sendable, Encodable {
         try c.encode(migratedBytes, forKey: .migratedBytes)
         try c.encode(errno, forKey: .errno)
         try c.encode(notified, forKey: .notified)
+        try c.encodeIfPresent(rules, forKey: .kernelRules)
     }
 
     /// What the model did, in a few words.
@@ -61,15 +66,33 @@ public struct StoryOutcome: Sendable, Encodable {
 }
 
 extension Story {
-    /// Runs the story and sums it up from its key steps.
-    public func run() throws -> StoryOutcome {
-        let result = try ScenarioRunner.run(try scenario())
+    /// Runs the story and sums it up from its key steps: under the newest rules when `rules` is
+    /// `nil`, else under `rules`' kernel (the outcome then names them). A story that cannot
+    /// happen in that kernel (``exists(in:)``) is its refusal: `ok` when the buffer's creation
+    /// failed with the errno the kernel gives.
+    public func run(rules: KernelRules? = nil) throws -> StoryOutcome {
+        guard let rules else { return try run(scenario(), rules: nil) }
+        let result = try ScenarioRunner.run(try scenario(for: rules))
+        if !exists(in: rules) {
+            let refusal = result.steps.first { $0.op == "create-buffer" && !$0.ok }
+            return StoryOutcome(
+                story: number, title: title, ok: refusal?.errno == "ENOTTY", kernel: kernelBehaviour(for: rules), placement: nil,
+                mapType: nil, bouncedBytes: 0, migratedBytes: 0, errno: refusal?.errno, notified: nil, result: result, rules: rules)
+        }
+        return summary(result, kernel: kernelBehaviour(for: rules), rules: rules)
+    }
+
+    private func run(_ scenario: Scenario, rules: KernelRules?) throws -> StoryOutcome {
+        summary(try ScenarioRunner.run(scenario), kernel: kernelBehaviour, rules: rules)
+    }
+
+    private func summary(_ result: ScenarioResult, kernel: String, rules: KernelRules?) -> StoryOutcome {
         let steps = result.steps.filter { !$0.op.hasPrefix("create-") }
         let keys = keySteps.compactMap { $0 < steps.count ? steps[$0] : nil }
         return StoryOutcome(
-            story: number, title: title, ok: result.ok, kernel: kernelBehaviour,
+            story: number, title: title, ok: result.ok, kernel: kernel,
             placement: keys.lazy.compactMap(\.placement).first, mapType: keys.lazy.compactMap(\.mapType).first,
             bouncedBytes: keys.lazy.compactMap(\.bouncedBytes).first ?? 0, migratedBytes: keys.lazy.compactMap(\.migratedBytes).first ?? 0,
-            errno: keys.lazy.compactMap(\.errno).first, notified: keys.lazy.compactMap(\.notified).first, result: result)
+            errno: keys.lazy.compactMap(\.errno).first, notified: keys.lazy.compactMap(\.notified).first, result: result, rules: rules)
     }
 }

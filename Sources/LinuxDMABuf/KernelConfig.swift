@@ -15,25 +15,56 @@ public struct KernelConfig: Sendable, Hashable, Codable {
     public var source: String
     /// Every `CONFIG_X=value` line, by option.
     public var values: [String: String]
+    /// The options of `# CONFIG_X is not set` lines: the symbol exists in this kernel, off.
+    public var notSet: Set<String>
 
     /// An option's value: `y`, `m`, a number or string, or `not set`.
     public func value(_ option: String) -> String { values[option] ?? "not set" }
 
-    /// Parses `.config` text: `CONFIG_X=y` lines; `# CONFIG_X is not set` lines are left out.
+    /// Parses `.config` text: `CONFIG_X=value` lines into ``values``; `# CONFIG_X is not set`
+    /// lines into ``notSet``.
     public init(source: String, parsing text: String) {
         self.source = source
         var values: [String: String] = [:]
-        for line in text.split(separator: "\n") where line.hasPrefix("CONFIG_") {
-            guard let equals = line.firstIndex(of: "=") else { continue }
+        var notSet: Set<String> = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("# CONFIG_"), line.hasSuffix(" is not set") {
+                notSet.insert(String(line.dropFirst(2).dropLast(" is not set".count)))
+                continue
+            }
+            guard line.hasPrefix("CONFIG_"), let equals = line.firstIndex(of: "=") else { continue }
             values[String(line[..<equals])] = String(line[line.index(after: equals)...])
         }
         self.values = values
+        self.notSet = notSet
+    }
+
+    /// `CONFIG_DMABUF_MOVE_NOTIFY` as this kernel has it: `y`/`m` on; `# … is not set` off; no
+    /// line at all on a `release` from 7.1 on (or an unknown release), where the symbol is gone
+    /// from `drivers/dma-buf/Kconfig` and invalidation is always on; no line on an older release
+    /// (dma-buf itself not built) off.
+    public func moveNotify(release: String?) -> MoveNotifyConfig {
+        let option = "CONFIG_DMABUF_MOVE_NOTIFY"
+        if let value = values[option] { return value == "y" || value == "m" ? .on : .off }
+        if notSet.contains(option) { return .off }
+        if let version = release.flatMap(KernelVersion.init(parsing:)), !KernelRules(version).has(.moveNotifyAlwaysOn) { return .off }
+        return .alwaysOn
     }
 
     /// The running kernel's release (`/proc/sys/kernel/osrelease`, as `uname -r` prints it).
     public static func release(procRoot: String = "/proc") -> String? {
         guard let bytes = try? SystemCalls.readFile("\(procRoot)/sys/kernel/osrelease").get() else { return nil }
         return String(decoding: bytes, as: UTF8.self).trimmingSuffix("\n")
+    }
+
+    /// The rules of the running kernel (`--kernel auto`): its release from
+    /// `PROCROOT/sys/kernel/osrelease` and `CONFIG_DMABUF_MOVE_NOTIFY` from its configuration
+    /// (``read(procRoot:bootRoot:)``; unreadable counts as off, the option's default). The newest
+    /// rules when no release can be read: not a live Linux machine.
+    public static func runningRules(procRoot: String = "/proc", bootRoot: String = "/boot") -> KernelRules {
+        guard let release = release(procRoot: procRoot) else { return .newest }
+        let config = read(procRoot: procRoot, bootRoot: bootRoot)
+        return KernelRules.running(release: release, moveNotifyValue: config?.moveNotify(release: release) == .on ? "y" : nil)
     }
 
     /// The most a kernel configuration may be, compressed or inflated: 16 MiB (a distribution's

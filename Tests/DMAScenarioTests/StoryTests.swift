@@ -194,3 +194,79 @@ struct ScenarioBadInputTests {
         #expect(result.ok, "\(result.steps.map { "\($0.op) \($0.errno ?? "") \($0.message)" })")
     }
 }
+
+/// The six stories under Debian's 6.12 (CONFIG_DMABUF_MOVE_NOTIFY off) and under 7.1, with the
+/// outcomes that differ asserted (docs/kernel-versions.md).
+@Suite("The six stories per kernel version")
+struct StoryKernelTests {
+    static let debian612 = KernelRules(KernelVersion(6, 12))
+    static let linux71 = KernelRules(KernelVersion(7, 1))
+
+    static func outcome(_ n: Int, _ rules: KernelRules) throws -> StoryOutcome {
+        let outcome = try Story.all[n - 1].run(rules: rules)
+        #expect(outcome.ok, "story \(n) on \(rules): \(outcome.result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.message) \($0.expectation ?? "")" })")
+        #expect(outcome.rules == rules)
+        return outcome
+    }
+
+    @Test("Story 1 on 6.12 without MOVE_NOTIFY: the MR's map pins, amdgpu pins in GTT, the VRAM migrates; on 7.1: zero-copy bus-address P2P")
+    func story1() throws {
+        let old = try Self.outcome(1, Self.debian612)
+        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 2 << 20 && old.copies == "2 MiB migrated")
+        #expect(old.kernel.contains("CONFIG_DMABUF_MOVE_NOTIFY off"))
+        let new = try Self.outcome(1, Self.linux71)
+        #expect(new.placement == "vram" && new.mapType == "bus-address" && new.migratedBytes == 0 && new.copies == "zero-copy")
+    }
+
+    @Test("Story 2 on 6.12 without MOVE_NOTIFY: system pages, 1 MiB migrated; on 7.1: through the host bridge from VRAM")
+    func story2() throws {
+        let old = try Self.outcome(2, Self.debian612)
+        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 1 << 20)
+        let new = try Self.outcome(2, Self.linux71)
+        #expect(new.placement == "vram" && new.mapType == "through-host-bridge" && new.migratedBytes == 0)
+    }
+
+    @Test("Stories 3, 4 and 5 come out the same on both kernels (no P2P in them to lose)")
+    func storiesThreeToFive() throws {
+        for n in 3...5 {
+            let old = try Self.outcome(n, Self.debian612)
+            let new = try Self.outcome(n, Self.linux71)
+            #expect(old.placement == new.placement && old.mapType == new.mapType && old.migratedBytes == new.migratedBytes, "story \(n)")
+            #expect(old.bouncedBytes == new.bouncedBytes && old.errno == new.errno, "story \(n)")
+        }
+    }
+
+    @Test("Story 6 does not exist before 6.19: the export is refused with ENOTTY naming the version; on 7.1 the revoke tells both importers")
+    func story6() throws {
+        let old = try Self.outcome(6, Self.debian612)
+        #expect(old.errno == "ENOTTY" && old.mapType == nil && old.notified == nil)
+        #expect(old.kernel.contains("does not exist in Linux 6.12") && old.kernel.contains("6.19"))
+        let refusal = old.result.steps.first { $0.op == "create-buffer" }
+        #expect(refusal?.ok == false && refusal?.message.contains("came in 6.19") == true)
+        #expect(!Story.all[5].exists(in: KernelRules(KernelVersion(6, 18))) && Story.all[5].exists(in: KernelRules(KernelVersion(6, 19))))
+        let new = try Self.outcome(6, Self.linux71)
+        #expect(new.notified == ["mr", "nic"] && new.errno == "ENODEV")
+    }
+
+    @Test("With no kernel named the stories run under the newest rules and say nothing about them")
+    func defaultIsNewest() throws {
+        for story in Story.all {
+            let outcome = try story.run()
+            #expect(outcome.ok && outcome.rules == nil && outcome.result.kernel == nil)
+            #expect(story.yaml(for: .newest) == story.yaml)
+        }
+    }
+
+    @Test("A scenario file names its kernel with kernel:, and the runner's kernel overrides it")
+    func scenarioKernelKey() throws {
+        let yaml = Story.all[0].yaml.replacingOccurrences(of: "topology: builtin", with: "topology: builtin\nkernel: 6.12")
+        let scenario = try Scenario.parse(yaml, file: "k.yaml")
+        #expect(scenario.kernel == Self.debian612)
+        let pinned = try ScenarioRunner.run(scenario)
+        #expect(pinned.kernel == Self.debian612)
+        #expect(steps(pinned)[1].placement == "system" && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
+        let overridden = try ScenarioRunner.run(scenario, kernel: Self.linux71)
+        #expect(overridden.ok && overridden.kernel == Self.linux71)
+        #expect(throws: TopologyLoadError.self) { try Scenario.parse("kernel: 4.4\nsteps: []\n", file: "bad.yaml") }
+    }
+}

@@ -127,6 +127,27 @@ struct FDInfoAndCensusTests {
         #expect(gunzip(Array("not gzip".utf8)) == nil)
     }
 
+    @Test("--kernel auto: the running kernel's release and CONFIG_DMABUF_MOVE_NOTIFY ('# … is not set' off, absent from 7.1 always on); the newest when no release is readable")
+    func runningKernelRules() throws {
+        let tree = try TemporaryTree()
+        let proc = tree.path + "/proc"
+        let boot = tree.path + "/boot"
+        #expect(KernelConfig.runningRules(procRoot: proc, bootRoot: boot) == .newest)
+        try tree.write("proc/sys/kernel/osrelease", "6.12.95+deb12-amd64\n")
+        #expect(KernelConfig.runningRules(procRoot: proc, bootRoot: boot) == KernelRules(KernelVersion(6, 12)), "no config: the default, off")
+        try tree.write("boot/config-6.12.95+deb12-amd64", "# CONFIG_DMABUF_MOVE_NOTIFY is not set\n")
+        let debian = try #require(KernelConfig.read(procRoot: proc, bootRoot: boot))
+        #expect(debian.notSet.contains("CONFIG_DMABUF_MOVE_NOTIFY") && debian.moveNotify(release: "6.12.95+deb12-amd64") == .off)
+        #expect(KernelConfig.runningRules(procRoot: proc, bootRoot: boot).moveNotify == .off)
+        try tree.write("boot/config-6.12.95+deb12-amd64", "CONFIG_DMABUF_MOVE_NOTIFY=y\n")
+        #expect(KernelConfig.runningRules(procRoot: proc, bootRoot: boot) == KernelRules(KernelVersion(6, 12), moveNotify: true))
+        try tree.write("proc/sys/kernel/osrelease", "7.3.4-amd64\n")
+        try tree.write("boot/config-7.3.4-amd64", "CONFIG_PCI_P2PDMA=y\n")
+        let new = try #require(KernelConfig.read(procRoot: proc, bootRoot: boot))
+        #expect(new.moveNotify(release: "7.3.4-amd64") == .alwaysOn && new.moveNotify(release: "6.8.0") == .off)
+        #expect(KernelConfig.runningRules(procRoot: proc, bootRoot: boot) == KernelRules(KernelVersion(7, 3)))
+    }
+
     /// The entries of /proc/self/fd and lines of /proc/self/maps that refer to `name`. Counting by
     /// the object's own name keeps the check exact while other tests open files in parallel.
     static func references(to name: String) -> (fds: Int, maps: Int) {
