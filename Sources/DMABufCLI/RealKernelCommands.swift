@@ -14,10 +14,18 @@ extension DMABufCommand {
                 however many processes hold or map it. Processes that cannot be read (run as root to
                 see them all) are counted and reported, not fatal.
 
+                With --kernel, also reads the kernel's own list (debugfs dma_buf/bufinfo, root only):
+                every buffer the kernel has, the devices attached to it, its fences, buffers that no
+                process holds any more (held by the kernel), and memory per process as Android's
+                dmabuf_dump counts it (Rss, Pss, fd and mapping references).
+
                 Examples:
                   dmabuf ls
                   dmabuf ls --pid 1234
                   dmabuf ls --json
+                  sudo dmabuf ls --kernel
+                  sudo dmabuf ls --kernel --capture /tmp/snapshot
+                  dmabuf ls --kernel --proc /tmp/snapshot/proc --debugfs /tmp/snapshot/debugfs
                 """
         )
 
@@ -27,19 +35,66 @@ extension DMABufCommand {
         @Flag(help: "Print the census as JSON: {buffers, totals, processesScanned, unreadable, vanished}.")
         var json = false
 
-        @Option(help: ArgumentHelp("Where procfs is mounted (a captured or test tree).", valueName: "dir"))
+        @Option(name: [.customLong("proc-root"), .customLong("proc")], help: ArgumentHelp("Where procfs is mounted (a captured or test tree).", valueName: "dir"))
         var procRoot = "/proc"
+
+        @Flag(help: "Join the kernel's list of dma-bufs (debugfs dma_buf/bufinfo): attached devices, buffers only the kernel holds, Rss/Pss per process.")
+        var kernel = false
+
+        @Option(help: ArgumentHelp("Where debugfs is mounted (a captured tree); implies nothing without --kernel.", valueName: "dir"))
+        var debugfs = "/sys/kernel/debug"
+
+        @Option(help: ArgumentHelp("Also write the files read into DIR (DIR/proc, DIR/debugfs), to rerun on them with --proc and --debugfs.", valueName: "dir"))
+        var capture: String?
 
         public init() {}
 
         public func run() throws {
-            let census: DMABufCensus
-            do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
-            if json {
-                try printJSON(census)
-            } else {
-                print(renderCensus(census), terminator: "")
+            let capturer = try capture.map { try Capture(root: $0) }
+            guard kernel else {
+                let census: DMABufCensus
+                do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw ModelFailure(error: error) }
+                if json {
+                    try printJSON(census)
+                } else {
+                    print(renderCensus(census), terminator: "")
+                }
+                capturer?.report()
+                return
             }
+            do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
+            // The kernel's list first: a buffer made while /proc is read is then only in /proc
+            // (listed, marked), never wrongly "held by the kernel only".
+            var bufinfo: DMABufBufInfo?
+            var unavailable: DMABufBufInfo.Unavailable?
+            do {
+                bufinfo = try DMABufBufInfo.read(debugfsRoot: debugfs, record: capturer?.recordBufinfo)
+            } catch where error.code == .debugfsUnavailable {
+                unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
+            } catch {
+                throw ModelFailure(error: error)
+            }
+            // Every process, even with --pid: Pss and "held by the kernel only" need all holders.
+            let census = DMABufCensus.take(procRoot: procRoot, pid: nil, record: capturer?.recordProc)
+            let release = (try? SystemCalls.readFile("\(procRoot)/sys/kernel/osrelease").get()).map { bytes in
+                capturer?.recordProc(.file(path: "sys/kernel/osrelease", bytes: bytes))
+                return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            var view = DMABufKernelView(
+                bufinfo: bufinfo, census: census,
+                source: .init(bufinfo: "\(debugfs)/\(DMABufBufInfo.relativePath)", readable: bufinfo != nil, unavailable: unavailable, kernelRelease: release))
+            if json {
+                if let pid {
+                    // --pid: the buffers that process holds (with all their holders) and its memory;
+                    // the totals stay the whole system's.
+                    view.buffers = view.buffers.filter { $0.holders.contains { $0.pid == pid } }
+                    view.processes = view.processes.filter { $0.pid == pid }
+                }
+                try printJSON(view)
+            } else {
+                print(renderKernelView(view, onlyPID: pid), terminator: "")
+            }
+            capturer?.report()
         }
     }
 
@@ -276,4 +331,149 @@ private func shown(_ name: String) -> String { ErrorText.printable(name, limit: 
 private func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - text.count))
     return left ? fill + text : text + fill
+}
+
+/// `dmabuf ls --capture DIR`: a copy of what the command read, laid out so that
+/// `dmabuf ls --kernel --proc DIR/proc --debugfs DIR/debugfs` reads it back.
+final class Capture {
+    let root: String
+    private(set) var files = 0
+    private(set) var failures: [String] = []
+
+    init(root: String) throws {
+        self.root = root
+        do {
+            try FileManager.default.createDirectory(atPath: root + "/proc", withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("--capture \(root): cannot make the folder: \(error.localizedDescription)")
+        }
+    }
+
+    func recordProc(_ read: DMABufCensus.Read) {
+        switch read {
+        case .file(let path, let bytes): write(root + "/proc/" + path, bytes)
+        case .directory(let path):
+            do {
+                try FileManager.default.createDirectory(atPath: root + "/proc/" + path, withIntermediateDirectories: true)
+            } catch {
+                failures.append("\(root)/proc/\(path): \(error.localizedDescription)")
+            }
+        case .link(let path, let target):
+            let full = root + "/proc/" + path
+            do {
+                try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try? FileManager.default.removeItem(atPath: full)
+                try FileManager.default.createSymbolicLink(atPath: full, withDestinationPath: target)
+                files += 1
+            } catch {
+                failures.append("\(full): \(error.localizedDescription)")
+            }
+        }
+    }
+
+    func recordBufinfo(_ bytes: [UInt8]) {
+        write(root + "/debugfs/" + DMABufBufInfo.relativePath, bytes)
+    }
+
+    private func write(_ full: String, _ bytes: [UInt8]) {
+        do {
+            try FileManager.default.createDirectory(atPath: (full as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try Data(bytes).write(to: URL(fileURLWithPath: full))
+            files += 1
+        } catch {
+            failures.append("\(full): \(error.localizedDescription)")
+        }
+    }
+
+    /// Says on standard error where the copy is and how to read it back.
+    func report() {
+        var message = "Captured \(files) files into \(root) (only what describes dma-bufs: their fd links, fdinfo, the dma-buf lines of maps, comm"
+        message += FileManager.default.fileExists(atPath: root + "/debugfs") ? ", debugfs dma_buf/bufinfo)" : ")"
+        message += "; read it back with: dmabuf ls --kernel --proc \(root)/proc --debugfs \(root)/debugfs\n"
+        for failure in failures { message += "capture: cannot write \(failure)\n" }
+        FileHandle.standardError.write(Data(message.utf8))
+    }
+}
+
+/// `dmabuf ls --kernel` as text: the kernel's buffers with holders, attachments and fences, the
+/// memory per process, and the totals.
+func renderKernelView(_ view: DMABufKernelView, onlyPID: Int32?) -> String {
+    var out = ""
+    if let unavailable = view.source.unavailable {
+        out += "The kernel's list of dma-bufs is not readable: \(unavailable.path): \(unavailable.errno), \(unavailable.reason).\n"
+        out += "  To see it: \(unavailable.remedy).\n"
+        out += "  Shown: the /proc view only (no attached devices, no buffers that only the kernel holds).\n\n"
+    } else {
+        out += "Kernel's list: \(view.source.bufinfo)" + (view.source.kernelRelease.map { " (kernel \($0))" } ?? "") + "\n\n"
+    }
+    let buffers = onlyPID.map { pid in view.buffers.filter { $0.holders.contains { $0.pid == pid } } } ?? view.buffers
+    if buffers.isEmpty {
+        out += onlyPID.map { "Process \($0) holds no dma-buf.\n" } ?? (view.source.readable ? "No dma-buf exists (the kernel lists none and no process holds one).\n"
+            : "No dma-buf is held or mapped by the \(view.processesScanned) processes scanned.\n")
+    } else {
+        out += "INODE      SIZE  EXPORTER      REFS  NAME\n"
+        for buffer in buffers {
+            let size = buffer.size.map(String.init) ?? "?"
+            let refs = buffer.references.map(String.init) ?? "-"
+            out += pad(String(buffer.inode), 5) + " " + pad(size, 9, left: true) + "  " + pad(shown(buffer.exporter ?? "?"), 12) + " "
+                + pad(refs, 5, left: true) + "  " + shown(buffer.name ?? "-") + "\n"
+            for holder in buffer.holders {
+                var parts: [String] = []
+                if !holder.fds.isEmpty { parts.append("fd " + holder.fds.map(String.init).joined(separator: ",")) }
+                if holder.mappings > 0 { parts.append("\(holder.mappings) mapping\(holder.mappings == 1 ? "" : "s"), \(holder.mappedBytes) bytes") }
+                out += "      held by \(holder.pid) (\(shown(holder.comm))): \(parts.joined(separator: "; "))\n"
+            }
+            if buffer.heldByKernelOnly {
+                out += "      held by the kernel only: no process\(view.unreadable.isEmpty ? "" : " that could be read") has an fd or a mapping of it"
+                out += buffer.references.map { " (\($0) reference\($0 == 1 ? "" : "s") in the kernel)" } ?? ""
+                out += "\n"
+            } else if let kernelRefs = buffer.kernelReferences, kernelRefs > 0 {
+                out += "      and \(kernelRefs) reference\(kernelRefs == 1 ? "" : "s") in the kernel (importers, the exporter)\n"
+            }
+            if !buffer.inKernelList && view.source.readable {
+                out += "      not in the kernel's list (made after it was read)\n"
+            }
+            if view.source.readable {
+                out += "      attached: " + (buffer.attachedDevices.isEmpty ? "no device" : buffer.attachedDevices.map(shown).joined(separator: ", ")) + "\n"
+            }
+            for fence in buffer.fences {
+                let what = [fence.driver, fence.timeline].compactMap { $0 }.map(shown).joined(separator: " ")
+                out += "      \(shown(fence.usage)) fence: \(what.isEmpty ? "" : what + " ")" + (fence.seqno.map { "seq \($0) " } ?? "")
+                    + (fence.signalled ? "signalled" : "unsignalled") + "\n"
+            }
+        }
+    }
+    let processes = onlyPID.map { pid in view.processes.filter { $0.pid == pid } } ?? view.processes
+    if !processes.isEmpty {
+        out += "\nMemory per process (as Android's dmabuf_dump counts it; Pss shares a buffer among the N processes holding it):\n"
+        out += "    PID  COMM                     RSS          PSS  FD REFS  MAP REFS  BUFFERS\n"
+        for process in processes {
+            out += pad(String(process.pid), 7, left: true) + "  " + pad(shown(process.comm), 16) + " " + pad(String(process.rss), 11, left: true) + "  "
+                + pad(String(process.pss), 11, left: true) + "  " + pad(String(process.fdRefs), 7, left: true) + "  "
+                + pad(String(process.mapRefs), 8, left: true) + "  " + pad(String(process.buffers), 7, left: true) + "\n"
+        }
+    }
+    if onlyPID == nil, !view.totals.isEmpty {
+        out += "\nTotals by exporter:\n"
+        for total in view.totals {
+            out += "  " + pad(shown(total.exporter), 12) + " " + pad(String(total.buffers), 4, left: true) + " buffer\(total.buffers == 1 ? " " : "s") "
+                + pad(String(total.bytes), 12, left: true) + " bytes"
+            if total.kernelOnlyBuffers > 0 { out += ", \(total.kernelOnlyBuffers) held by the kernel only (\(total.kernelOnlyBytes) bytes)" }
+            out += "\n"
+        }
+    }
+    let kernelOnly = view.buffers.filter { $0.heldByKernelOnly }.count
+    out += "\n\(view.buffers.count) dma-bufs, \(view.exportedBytes) bytes: processes hold \(view.userspaceBytes)"
+    if view.source.readable { out += ", the kernel alone \(view.kernelOnlyBytes) (\(kernelOnly) buffer\(kernelOnly == 1 ? "" : "s"))" }
+    out += "; \(view.processesScanned) processes scanned"
+    if view.vanished > 0 { out += ", \(view.vanished) exited during the census" }
+    out += ".\n"
+    if !view.unreadable.isEmpty {
+        out += "\(view.unreadable.count) unreadable (\(geteuid() == 0 ? "even as root" : "run as root to see them")): "
+        out += view.unreadable.map { "pid \($0.pid) \($0.what) \($0.errno)" }.joined(separator: ", ") + "\n"
+    }
+    if !view.unrecognizedLines.isEmpty {
+        out += "\(view.unrecognizedLines.count) line\(view.unrecognizedLines.count == 1 ? "" : "s") of bufinfo not understood, first: \(shown(view.unrecognizedLines[0]))\n"
+    }
+    return out
 }
