@@ -44,6 +44,9 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Where debugfs is mounted (a captured tree); implies nothing without --kernel.", valueName: "dir"))
         var debugfs = "/sys/kernel/debug"
 
+        @Option(help: ArgumentHelp("Compare with an earlier `dmabuf ls --kernel --json` (or `ls --json`): buffers and attachments that appeared or went, per exporter and per process.", valueName: "before.json"))
+        var diff: String?
+
         @Option(help: ArgumentHelp("Also write the files read into DIR (DIR/proc, DIR/debugfs), to rerun on them with --proc and --debugfs.", valueName: "dir"))
         var capture: String?
 
@@ -51,7 +54,9 @@ extension DMABufCommand {
 
         public func run() throws {
             let capturer = try capture.map { try Capture(root: $0) }
-            guard kernel else {
+            // A baseline that cannot be read is an error before anything is read or captured.
+            let before = try diff.map { try loadBaseline($0) }
+            guard kernel || before != nil else {
                 let census: DMABufCensus
                 do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw ModelFailure(error: error) }
                 if json {
@@ -63,12 +68,12 @@ extension DMABufCommand {
                 return
             }
             do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
-            // The kernel's list first: a buffer made while /proc is read is then only in /proc
+            // The kernel's list first (only with --kernel): a buffer made while /proc is read is then only in /proc
             // (listed, marked), never wrongly "held by the kernel only".
             var bufinfo: DMABufBufInfo?
             var unavailable: DMABufBufInfo.Unavailable?
             do {
-                bufinfo = try DMABufBufInfo.read(debugfsRoot: debugfs, record: capturer?.recordBufinfo)
+                if kernel { bufinfo = try DMABufBufInfo.read(debugfsRoot: debugfs, record: capturer?.recordBufinfo) }
             } catch where error.code == .debugfsUnavailable {
                 unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
             } catch {
@@ -83,6 +88,12 @@ extension DMABufCommand {
             var view = DMABufKernelView(
                 bufinfo: bufinfo, census: census,
                 source: .init(bufinfo: "\(debugfs)/\(DMABufBufInfo.relativePath)", readable: bufinfo != nil, unavailable: unavailable, kernelRelease: release))
+            if let before {
+                let change = DMABufKernelDiff(before: before, after: view)
+                if json { try printJSON(change) } else { print(renderDiff(change, before: before, after: view, baseline: diff ?? ""), terminator: "") }
+                capturer?.report()
+                return
+            }
             if json {
                 if let pid {
                     // --pid: the buffers that process holds (with all their holders) and its memory;
@@ -96,6 +107,23 @@ extension DMABufCommand {
             }
             capturer?.report()
         }
+    }
+
+    /// Reads a `--diff` baseline: the JSON of `dmabuf ls --kernel --json`, or of `dmabuf ls --json`.
+    static func loadBaseline(_ path: String) throws -> DMABufKernelView {
+        let data: Data
+        do {
+            let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
+            guard size <= 256 << 20 else { throw ValidationError("--diff \(path): \(size) bytes, more than a dmabuf ls --json can be (256 MiB)") }
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            throw ValidationError("--diff \(path): cannot read it: \(error.localizedDescription)")
+        }
+        if let view = try? JSONDecoder().decode(DMABufKernelView.self, from: data) { return view }
+        if let census = try? JSONDecoder().decode(DMABufCensus.self, from: data) { return DMABufKernelView(census: census) }
+        throw ValidationError("--diff \(path): not the JSON of dmabuf ls --kernel --json or dmabuf ls --json")
     }
 
     /// `dmabuf probe`: what this kernel offers for dma-buf sharing.
@@ -474,6 +502,50 @@ func renderKernelView(_ view: DMABufKernelView, onlyPID: Int32?) -> String {
     }
     if !view.unrecognizedLines.isEmpty {
         out += "\(view.unrecognizedLines.count) line\(view.unrecognizedLines.count == 1 ? "" : "s") of bufinfo not understood, first: \(shown(view.unrecognizedLines[0]))\n"
+    }
+    return out
+}
+
+/// `dmabuf ls --diff BEFORE.json` as text: what appeared and went, new attachments, and the
+/// change per exporter and per process (a leak is a line that grows run after run).
+func renderDiff(_ change: DMABufKernelDiff, before: DMABufKernelView, after: DMABufKernelView, baseline: String) -> String {
+    func signed(_ value: Int) -> String { value > 0 ? "+\(value)" : "\(value)" }
+    func describe(_ buffer: DMABufKernelDiff.BufferChange) -> String {
+        var text = pad(String(buffer.inode), 5) + " " + pad(buffer.size.map(String.init) ?? "?", 9, left: true) + "  " + pad(shown(buffer.exporter ?? "?"), 12) + "  " + shown(buffer.name ?? "-")
+        text += buffer.heldByKernelOnly ? "; held by the kernel only" : "; held by " + buffer.holders.map(String.init).joined(separator: ",")
+        if !buffer.attachedDevices.isEmpty { text += "; attached: " + buffer.attachedDevices.map(shown).joined(separator: ", ") }
+        return text
+    }
+    var out = "Since \(shown(baseline)): \(before.buffers.count) → \(after.buffers.count) dma-bufs, \(before.exportedBytes) → \(after.exportedBytes) bytes"
+    if after.source.readable { out += "; held by the kernel only \(change.kernelOnlyBytesBefore) → \(change.kernelOnlyBytesAfter) bytes" }
+    out += ".\n"
+    if before.source.readable != after.source.readable {
+        out += "Note: only \(before.source.readable ? "the baseline" : "this run") read the kernel's list; buffers only the kernel holds are in one view only.\n"
+    }
+    out += "\nAppeared (\(change.appeared.count)):\n"
+    out += change.appeared.isEmpty ? "  none\n" : change.appeared.map { "  + " + describe($0) + "\n" }.joined()
+    out += "Gone (\(change.gone.count)):\n"
+    out += change.gone.isEmpty ? "  none\n" : change.gone.map { "  - " + describe($0) + "\n" }.joined()
+    if !change.attachments.isEmpty {
+        out += "Attachments changed:\n"
+        for item in change.attachments {
+            var parts: [String] = []
+            if !item.attached.isEmpty { parts.append("+ " + item.attached.map(shown).joined(separator: ", ")) }
+            if !item.detached.isEmpty { parts.append("- " + item.detached.map(shown).joined(separator: ", ")) }
+            out += "  \(item.inode) (\(shown(item.exporter ?? "?"))): " + parts.joined(separator: "; ") + "\n"
+        }
+    }
+    out += "\nPer exporter:              BUFFERS                 BYTES\n"
+    for line in change.exporters {
+        out += "  " + pad(shown(line.key), 14) + pad("\(line.buffersBefore) → \(line.buffersAfter)", 12, left: true) + pad("(\(signed(line.buffersDelta)))", 7, left: true)
+            + pad("\(signed(line.bytesDelta))", 14, left: true) + "\n"
+    }
+    if !change.processes.isEmpty {
+        out += "Per process:               BUFFERS                   RSS\n"
+        for line in change.processes {
+            out += "  " + pad(shown(line.key), 14) + pad("\(line.buffersBefore) → \(line.buffersAfter)", 12, left: true) + pad("(\(signed(line.buffersDelta)))", 7, left: true)
+                + pad("\(signed(line.bytesDelta))", 14, left: true) + "\n"
+        }
     }
     return out
 }

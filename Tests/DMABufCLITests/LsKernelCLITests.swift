@@ -127,4 +127,41 @@ struct LsKernelCLITests {
 
             """, "\(result.stdout)")
     }
+
+    @Test("--diff BEFORE.json: a buffer leaked into the kernel, a new attachment and a process's new buffer show as growing lines")
+    func diff() throws {
+        let tree = try Self.snapshot()
+        let arguments = ["ls", "--kernel", "--proc", tree.path + "/proc", "--debugfs", tree.path + "/debugfs"]
+        let before = try runDMABuf(arguments + ["--json"])
+        try tree.write("before.json", before.stdout)
+        // One round of the leak: vgem buffer 5 imported into virtio0 and its fd closed; buffer 4
+        // now also attached to vgem; pid 43 opened buffer 3 too.
+        let bufinfo = try String(contentsOfFile: tree.path + "/debugfs/dma_buf/bufinfo", encoding: .utf8)
+            .replacingOccurrences(of: "\tframes\n\twrite fence:stub stub seq 0 signalled\n\tAttached Devices:\nTotal 0 devices attached",
+                                  with: "\tframes\n\twrite fence:stub stub seq 0 signalled\n\tAttached Devices:\n\tvgem\nTotal 1 devices attached")
+            .replacingOccurrences(of: "\nDma-buf Objects:\n", with: "\nDma-buf Objects:\n")
+        let header = "size    \tflags   \tmode    \tcount   \texp_name\tino     \tname\n"
+        try tree.write("debugfs/dma_buf/bufinfo", bufinfo.replacingOccurrences(of: header, with: header
+            + "00016384\t00000002\t00080003\t00000002\tdrm\t00000005\tleaked\n\tAttached Devices:\n\tvirtio0\nTotal 1 devices attached\n\n"))
+        try tree.link("proc/43/fd/11", to: "/dmabuf:")
+        try tree.write("proc/43/fdinfo/11", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t3\nsize:\t16384\ncount:\t2\nexp_name:\tudmabuf\n")
+        let text = try runDMABuf(arguments + ["--diff", tree.path + "/before.json"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("3 → 4 dma-bufs, 65536 → 81920 bytes; held by the kernel only 16384 → 32768 bytes"), "\(text.stdout)")
+        #expect(text.stdout.contains("+ 5         16384  drm           leaked; held by the kernel only; attached: virtio0"), "\(text.stdout)")
+        #expect(text.stdout.contains("4 (system): + vgem"), "\(text.stdout)")
+        #expect(text.stdout.contains("drm                  1 → 2   (+1)        +16384"), "\(text.stdout)")
+        #expect(text.stdout.contains("43 (encoder)         1 → 2   (+1)        +16384"), "\(text.stdout)")
+        let json = try runDMABuf(arguments + ["--diff", tree.path + "/before.json", "--json"])
+        let change = try JSONDecoder().decode(DMABufKernelDiff.self, from: Data(json.stdout.utf8))
+        #expect(change.appeared.map(\.inode) == [5] && change.gone.isEmpty && change.attachments.map(\.attached) == [["vgem"]])
+        #expect(change.processes.map(\.key) == ["43 (encoder)"] && change.kernelOnlyBytesAfter - change.kernelOnlyBytesBefore == 16384)
+        // A plain `ls --json` is a baseline too; a file that is neither is exit 2.
+        let plain = try runDMABuf(["ls", "--json", "--proc", tree.path + "/proc"])
+        try tree.write("plain.json", plain.stdout)
+        #expect(try runDMABuf(arguments + ["--diff", tree.path + "/plain.json"]).status == 0)
+        try tree.write("bad.json", "{}")
+        let bad = try runDMABuf(arguments + ["--diff", tree.path + "/bad.json"])
+        #expect(bad.status == 2 && bad.stderr.contains("not the JSON of dmabuf ls"), "\(bad.stderr)")
+    }
 }

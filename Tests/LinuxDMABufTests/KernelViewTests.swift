@@ -104,4 +104,22 @@ struct KernelViewTests {
                                "300/comm", "300/maps"])
         #expect(reads.contains(.file(path: "100/maps", bytes: Array("7f0000000000-7f0000004000 rw-s 00000000 00:0f 7      /dmabuf:shared\n".utf8))))
     }
+
+    @Test("A diff matches by inode: appeared, gone, a second attachment of the same device, per exporter and per process")
+    func diff() throws {
+        let tree = try Self.proc()
+        let before = try Self.view(tree)
+        var after = before
+        after.buffers.removeAll { $0.inode == 10 }
+        after.buffers[1].attachedDevices.append("0000:03:00.0")
+        var leaked = after.buffers[1]
+        leaked.inode = 11
+        after.buffers.append(leaked)
+        let change = DMABufKernelDiff(before: before, after: after)
+        #expect(change.appeared.map(\.inode) == [11] && change.appeared[0].heldByKernelOnly)
+        #expect(change.gone.map(\.inode) == [10] && change.gone[0].holders == [200])
+        #expect(change.attachments == [DMABufKernelDiff.AttachmentChange(inode: 8, exporter: "system", attached: ["0000:03:00.0"], detached: [])])
+        #expect(DMABufKernelDiff.minus(["a", "a", "b"], ["a"]) == ["a", "b"])
+        #expect(DMABufKernelDiff(before: before, after: before).exporters.allSatisfy { $0.buffersDelta == 0 && $0.bytesDelta == 0 })
+    }
 }
