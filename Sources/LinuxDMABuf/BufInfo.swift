@@ -87,9 +87,13 @@ public struct DMABufBufInfo: Sendable, Hashable, Codable {
         var sawHeading = false
         var inDevices = false
         var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Lines are cut on the UTF-8 bytes (a newline is never part of a longer character),
+        // which is several times faster than splitting by Character on a large list.
+        for bytes in text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false) {
             lineNumber += 1
-            let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
+            if bytes.isEmpty { continue }
+            let rawLine = Substring(bytes)
+            let line = rawLine.utf8.last == 0x0D ? rawLine.dropLast() : rawLine
             if line.isEmpty { continue }
             if !sawHeading {
                 if line == "Dma-buf Objects:" { sawHeading = true }
