@@ -33,8 +33,9 @@ public struct DMABufKernelView: Sendable, Hashable, Codable {
         public var holders: [DMABufCensus.Holder]
         /// Whether the kernel listed it (a buffer made after bufinfo was read is only in /proc).
         public var inKernelList: Bool
-        /// No process holds it by fd or mapping: the kernel alone keeps it alive.
-        public var heldByKernelOnly: Bool { holders.isEmpty }
+        /// No process holds it by fd or mapping: the kernel alone keeps it alive (stored, so
+        /// that `--json` carries it; set from ``holders`` when the view is made).
+        public var heldByKernelOnly: Bool
     }
 
     /// One process's dma-buf memory, as `dmabuf_dump` counts it.
@@ -128,12 +129,12 @@ public struct DMABufKernelView: Sendable, Hashable, Codable {
             byInode[kernel.inode] = Buffer(
                 inode: kernel.inode, size: kernel.size, exporter: kernel.exporter, name: kernel.name,
                 references: kernel.count, kernelReferences: nil, attachedDevices: kernel.attachedDevices,
-                fences: kernel.fences, holders: [], inKernelList: true)
+                fences: kernel.fences, holders: [], inKernelList: true, heldByKernelOnly: true)
         }
         for seen in census.buffers {
             var buffer = byInode[seen.inode] ?? Buffer(
                 inode: seen.inode, size: seen.size, exporter: seen.exporter, name: seen.name, references: nil,
-                kernelReferences: nil, attachedDevices: [], fences: [], holders: [], inKernelList: false)
+                kernelReferences: nil, attachedDevices: [], fences: [], holders: [], inKernelList: false, heldByKernelOnly: true)
             buffer.size = buffer.size ?? seen.size
             buffer.exporter = buffer.exporter ?? seen.exporter
             // fdinfo's name is newer than bufinfo's if it was renamed between the two reads.
@@ -144,6 +145,7 @@ public struct DMABufKernelView: Sendable, Hashable, Codable {
         let complete = census.unreadable.isEmpty
         buffers = byInode.values.sorted { $0.inode < $1.inode }.map { buffer in
             var buffer = buffer
+            buffer.heldByKernelOnly = buffer.holders.isEmpty
             if let references = buffer.references, complete {
                 let fromProcesses = buffer.holders.reduce(0) { $0 + $1.fds.count + $1.mappings }
                 buffer.kernelReferences = max(0, references - fromProcesses)

@@ -43,6 +43,9 @@ struct LsKernelCLITests {
         #expect(view.source.readable && view.source.kernelRelease == "6.12.95+deb12-amd64")
         #expect(view.buffers.map(\.inode) == [1, 3, 4])
         #expect(view.buffers[0].heldByKernelOnly && view.buffers[0].attachedDevices == ["virtio0"] && view.buffers[0].name == "leaked")
+        let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        let first = (object?["buffers"] as? [[String: Any]])?.first
+        #expect(first?["heldByKernelOnly"] as? Bool == true && first?["attachedDevices"] as? [String] == ["virtio0"])
         #expect(view.buffers[1].holders.map(\.pid) == [42] && view.buffers[1].holders[0].fds.isEmpty && view.buffers[1].holders[0].mappings == 1)
         #expect(view.buffers[2].holders.map(\.pid) == [42, 43] && view.buffers[2].kernelReferences == 0)
         // Pss by hand: heap 32768 / 2 = 16384 to each; pid 42 also maps udmabuf 3 (16384) alone.
