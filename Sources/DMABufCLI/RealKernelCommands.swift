@@ -26,6 +26,8 @@ extension DMABufCommand {
                   sudo dmabuf ls --kernel
                   sudo dmabuf ls --kernel --capture /tmp/snapshot
                   dmabuf ls --kernel --proc /tmp/snapshot/proc --debugfs /tmp/snapshot/debugfs
+                  sudo dmabuf ls --kernel --json > before.json; sudo dmabuf ls --kernel --diff before.json
+                  sudo dmabuf ls --kernel --watch 10
                 """
         )
 
@@ -47,16 +49,29 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Compare with an earlier `dmabuf ls --kernel --json` (or `ls --json`): buffers and attachments that appeared or went, per exporter and per process.", valueName: "before.json"))
         var diff: String?
 
+        @Option(help: ArgumentHelp("Take the view again every SECONDS and print what appeared and stayed since the first (or since --diff's baseline), per exporter and per process: a leak is a line that grows.", valueName: "seconds"))
+        var watch: Double?
+
+        @Option(help: ArgumentHelp("With --watch: stop after N rounds (default: until interrupted).", valueName: "n"))
+        var rounds: Int?
+
         @Option(help: ArgumentHelp("Also write the files read into DIR (DIR/proc, DIR/debugfs), to rerun on them with --proc and --debugfs.", valueName: "dir"))
         var capture: String?
 
         public init() {}
 
+        public func validate() throws {
+            if let watch, !(watch >= 0 && watch <= 86400) { throw ValidationError("--watch \(watch): give seconds between 0 and 86400") }
+            if let rounds, rounds < 1 { throw ValidationError("--rounds \(rounds): give 1 or more") }
+            if rounds != nil && watch == nil { throw ValidationError("--rounds needs --watch SECONDS") }
+            if watch != nil && capture != nil { throw ValidationError("--capture takes one snapshot; it cannot be combined with --watch") }
+        }
+
         public func run() throws {
             let capturer = try capture.map { try Capture(root: $0) }
             // A baseline that cannot be read is an error before anything is read or captured.
             let before = try diff.map { try loadBaseline($0) }
-            guard kernel || before != nil else {
+            guard kernel || before != nil || watch != nil else {
                 let census: DMABufCensus
                 do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw ModelFailure(error: error) }
                 if json {
@@ -68,26 +83,11 @@ extension DMABufCommand {
                 return
             }
             do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
-            // The kernel's list first (only with --kernel): a buffer made while /proc is read is then only in /proc
-            // (listed, marked), never wrongly "held by the kernel only".
-            var bufinfo: DMABufBufInfo?
-            var unavailable: DMABufBufInfo.Unavailable?
-            do {
-                if kernel { bufinfo = try DMABufBufInfo.read(debugfsRoot: debugfs, record: capturer?.recordBufinfo) }
-            } catch where error.code == .debugfsUnavailable {
-                unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
-            } catch {
-                throw ModelFailure(error: error)
+            var view = try takeView(capturer)
+            if let watch {
+                try watchLoop(every: watch, baseline: before ?? view, first: view)
+                return
             }
-            // Every process, even with --pid: Pss and "held by the kernel only" need all holders.
-            let census = DMABufCensus.take(procRoot: procRoot, pid: nil, record: capturer?.recordProc)
-            let release = (try? SystemCalls.readFile("\(procRoot)/sys/kernel/osrelease").get()).map { bytes in
-                capturer?.recordProc(.file(path: "sys/kernel/osrelease", bytes: bytes))
-                return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            var view = DMABufKernelView(
-                bufinfo: bufinfo, census: census,
-                source: .init(bufinfo: "\(debugfs)/\(DMABufBufInfo.relativePath)", readable: bufinfo != nil, unavailable: unavailable, kernelRelease: release))
             if let before {
                 let change = DMABufKernelDiff(before: before, after: view)
                 if json { try printJSON(change) } else { print(renderDiff(change, before: before, after: view, baseline: diff ?? ""), terminator: "") }
@@ -106,6 +106,60 @@ extension DMABufCommand {
                 print(renderKernelView(view, onlyPID: pid), terminator: "")
             }
             capturer?.report()
+        }
+
+        /// One round of `--watch`, as a JSON line.
+        struct WatchRound: Encodable {
+            var round: Int
+            var seconds: Double
+            var diff: DMABufKernelDiff
+        }
+
+        /// `--watch`: the view again every `seconds`, each round compared with `baseline`.
+        func watchLoop(every seconds: Double, baseline: DMABufKernelView, first: DMABufKernelView) throws {
+            let start = Date()
+            var view = first
+            var round = 0
+            while true {
+                let change = DMABufKernelDiff(before: baseline, after: view)
+                let elapsed = Date().timeIntervalSince(start)
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try encoder.encode(WatchRound(round: round, seconds: elapsed, diff: change)), as: UTF8.self))
+                } else {
+                    print(renderWatchRound(change, before: baseline, after: view, round: round, seconds: elapsed), terminator: "")
+                }
+                fflush(nil)  // every stream: a watch is read as it goes, through a pipe too
+                round += 1
+                if let rounds, round >= rounds { return }
+                if seconds > 0 { Thread.sleep(forTimeInterval: seconds) }
+                view = try takeView(nil)
+            }
+        }
+
+        /// Reads the kernel's list (with --kernel) and /proc, and joins them.
+        func takeView(_ capturer: Capture?) throws -> DMABufKernelView {
+            // The kernel's list first (only with --kernel): a buffer made while /proc is read is then only in /proc
+            // (listed, marked), never wrongly "held by the kernel only".
+            var bufinfo: DMABufBufInfo?
+            var unavailable: DMABufBufInfo.Unavailable?
+            do {
+                if kernel { bufinfo = try DMABufBufInfo.read(debugfsRoot: debugfs, record: capturer?.recordBufinfo) }
+            } catch where error.code == .debugfsUnavailable {
+                unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
+            } catch {
+                throw ModelFailure(error: error)
+            }
+            // Every process, even with --pid: Pss and "held by the kernel only" need all holders.
+            let census = DMABufCensus.take(procRoot: procRoot, pid: nil, record: capturer?.recordProc)
+            let release = (try? SystemCalls.readFile("\(procRoot)/sys/kernel/osrelease").get()).map { bytes in
+                capturer?.recordProc(.file(path: "sys/kernel/osrelease", bytes: bytes))
+                return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            return DMABufKernelView(
+                bufinfo: bufinfo, census: census,
+                source: .init(bufinfo: "\(debugfs)/\(DMABufBufInfo.relativePath)", readable: bufinfo != nil, unavailable: unavailable, kernelRelease: release))
         }
     }
 
@@ -546,6 +600,30 @@ func renderDiff(_ change: DMABufKernelDiff, before: DMABufKernelView, after: DMA
             out += "  " + pad(shown(line.key), 14) + pad("\(line.buffersBefore) → \(line.buffersAfter)", 12, left: true) + pad("(\(signed(line.buffersDelta)))", 7, left: true)
                 + pad("\(signed(line.bytesDelta))", 14, left: true) + "\n"
         }
+    }
+    return out
+}
+
+/// One round of `dmabuf ls --watch`: the totals since the baseline, then the exporters and
+/// processes whose buffers changed, then the buffers that appeared and are still there.
+func renderWatchRound(_ change: DMABufKernelDiff, before: DMABufKernelView, after: DMABufKernelView, round: Int, seconds: Double) -> String {
+    func signed(_ value: Int) -> String { value > 0 ? "+\(value)" : "\(value)" }
+    var out = "[round \(round), \(Int(seconds.rounded())) s] \(after.buffers.count) dma-bufs (\(signed(after.buffers.count - before.buffers.count))), "
+        + "\(after.exportedBytes) bytes (\(signed(after.exportedBytes.subtractingReportingOverflow(before.exportedBytes).partialValue)))"
+    if after.source.readable { out += "; held by the kernel only \(change.kernelOnlyBytesAfter) bytes (\(signed(change.kernelOnlyBytesAfter - change.kernelOnlyBytesBefore)))" }
+    out += "\n"
+    for line in change.exporters where line.buffersDelta != 0 || line.bytesDelta != 0 {
+        out += "  exporter \(shown(line.key)): \(line.buffersBefore) → \(line.buffersAfter) buffers (\(signed(line.buffersDelta))), \(signed(line.bytesDelta)) bytes\n"
+    }
+    for line in change.processes {
+        out += "  process \(shown(line.key)): \(line.buffersBefore) → \(line.buffersAfter) buffers (\(signed(line.buffersDelta))), Rss \(signed(line.bytesDelta)) bytes\n"
+    }
+    if !change.appeared.isEmpty {
+        let shownCount = min(8, change.appeared.count)
+        out += "  appeared and stayed: " + change.appeared.prefix(shownCount).map { buffer in
+            "\(buffer.inode) (\(shown(buffer.exporter ?? "?")), " + (buffer.heldByKernelOnly ? "kernel only" : "pid " + buffer.holders.map(String.init).joined(separator: ","))
+                + (buffer.attachedDevices.isEmpty ? "" : ", attached " + buffer.attachedDevices.map(shown).joined(separator: ",")) + ")"
+        }.joined(separator: ", ") + (change.appeared.count > shownCount ? ", and \(change.appeared.count - shownCount) more" : "") + "\n"
     }
     return out
 }

@@ -167,4 +167,26 @@ struct LsKernelCLITests {
         let bad = try runDMABuf(arguments + ["--diff", tree.path + "/bad.json"])
         #expect(bad.status == 2 && bad.stderr.contains("not the JSON of dmabuf ls"), "\(bad.stderr)")
     }
+
+    @Test("--watch prints one round per period against the first view (or --diff's baseline); JSON is one line a round")
+    func watch() throws {
+        let tree = try Self.snapshot()
+        let arguments = ["ls", "--kernel", "--proc", tree.path + "/proc", "--debugfs", tree.path + "/debugfs"]
+        try tree.write("before.json", try runDMABuf(arguments + ["--json"]).stdout)
+        let still = try runDMABuf(arguments + ["--watch", "0", "--rounds", "2"])
+        #expect(still.status == 0, "\(still.stderr)")
+        #expect(still.stdout.contains("[round 0, 0 s] 3 dma-bufs (0), 65536 bytes (0); held by the kernel only 16384 bytes (0)"), "\(still.stdout)")
+        #expect(still.stdout.contains("[round 1, "), "\(still.stdout)")
+        // A leak since the baseline: pid 43 took udmabuf 3 by fd.
+        try tree.link("proc/43/fd/11", to: "/dmabuf:")
+        try tree.write("proc/43/fdinfo/11", "pos:\t0\nflags:\t02\nmnt_id:\t12\nino:\t3\nsize:\t16384\ncount:\t2\nexp_name:\tudmabuf\n")
+        let grown = try runDMABuf(arguments + ["--diff", tree.path + "/before.json", "--watch", "0", "--rounds", "1", "--json"])
+        let lines = grown.stdout.split(separator: "\n")
+        #expect(grown.status == 0 && lines.count == 1, "\(grown.stdout) \(grown.stderr)")
+        let object = try JSONSerialization.jsonObject(with: Data((lines.first ?? "").utf8)) as? [String: Any]
+        let processes = (object?["diff"] as? [String: Any])?["processes"] as? [[String: Any]]
+        #expect(object?["round"] as? Int == 0 && processes?.first?["key"] as? String == "43 (encoder)" && processes?.first?["buffersAfter"] as? Int == 2)
+        let bad = try runDMABuf(arguments + ["--rounds", "2"])
+        #expect(bad.status == 2 && bad.stderr.contains("--rounds needs --watch"), "\(bad.stderr)")
+    }
 }
