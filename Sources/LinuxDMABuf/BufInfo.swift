@@ -242,6 +242,9 @@ public struct DMABufBufInfo: Sendable, Hashable, Codable {
                                    remedy: "use a kernel with CONFIG_DEBUG_FS=y and CONFIG_DMA_SHARED_BUFFER=y")
             }
             return Unavailable(path: path, errno: errno.name, reason: "debugfs is not mounted at \(debugfsRoot)", remedy: mount)
+        case .EFBIG:
+            return Unavailable(path: path, errno: errno.name, reason: "it is longer than the \(readLimit >> 20) MiB read at most (hundreds of thousands of buffers: a leak?)",
+                               remedy: "look at it directly: less \(path)")
         default:
             return Unavailable(path: path, errno: errno.name, reason: errno.summary, remedy: "check that \(debugfsRoot) is debugfs: \(mount)")
         }

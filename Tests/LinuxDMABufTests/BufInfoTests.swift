@@ -97,5 +97,7 @@ struct BufInfoParsingTests {
             return .perform
         }) { _ in dmaError { _ = try DMABufBufInfo.read(debugfsRoot: tree.path) } }
         #expect(denied?.errno == .EACCES && denied?.message.contains("run as root") == true)
+        #expect(DMABufBufInfo.unavailable(debugfsRoot: tree.path, errno: .EFBIG).reason.contains("64 MiB"))
+        #expect(DMABufBufInfo.unavailable(debugfsRoot: tree.path, errno: .EPERM).reason.contains("lockdown"))
     }
 }
