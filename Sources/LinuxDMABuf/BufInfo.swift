@@ -153,7 +153,7 @@ public struct DMABufBufInfo: Sendable, Hashable, Codable {
     static func row(_ line: Substring) -> (buffer: Buffer, hasName: Bool)? {
         let fields = line.split(separator: "\t", maxSplits: 6, omittingEmptySubsequences: false)
         guard fields.count >= 6, let size = Int(fields[0]), size >= 0, let flags = UInt32(fields[1], radix: 16),
-              let mode = UInt32(fields[2], radix: 16), let count = Int(fields[3]), let inode = UInt64(fields[5])
+              let mode = UInt32(fields[2], radix: 16), let count = Int(fields[3]), count >= 0, let inode = UInt64(fields[5])
         else { return nil }
         var name: String?
         if fields.count == 7, !fields[6].isEmpty, fields[6] != "<none>" { name = String(fields[6]) }

@@ -81,6 +81,9 @@ struct BufInfoParsingTests {
         let info = try DMABufBufInfo(parsing: text)
         #expect(info.buffers.map(\.name) == ["a\tb"] && info.unrecognizedLines == ["\tFences concurrently modified", "garbage"])
         #expect(try DMABufBufInfo(parsing: "\nDma-buf Objects:\n\(BufInfoFixtures.headerWithName)\n\nTotal 0 objects, 0 bytes\n").buffers.isEmpty)
+        // Numbers no kernel prints (a negative count, a size past Int.max) are not rows: kept as unknown lines.
+        let hostile = try DMABufBufInfo(parsing: "\nDma-buf Objects:\n-0000001\t2\t3\t1\tx\t1\t\n00000001\t2\t3\t-9223372036854775808\tx\t2\t\n99999999999999999999\t2\t3\t1\tx\t3\t\n")
+        #expect(hostile.buffers.isEmpty && hostile.unrecognizedLines.count == 3)
     }
 
     @Test("An unreadable bufinfo says why and what to run: not mounted, root only, no dma_buf folder")
