@@ -81,3 +81,14 @@ write("fdinfo", "vgem", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\
 write("fdinfo", "nv-dmabuf", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\t67108864\ncount:\t1\nexp_name:\tnv_dmabuf\n")
 write("fdinfo", "memfd", "pos:\t0\nflags:\t02100002\nmnt_id:\t1\nino:\t2051\n")
 write("fdinfo", "odd-name", "name:\twith spaces: and colon\nexp_name:\tsystem\nsize:\tx\n")
+# debugfs dma_buf/bufinfo (the same target): 6.12 with names, a fence and an attachment; 5.4 with
+# an empty name and Exclusive/Shared fences.
+write("fdinfo", "bufinfo-6.12", "\nDma-buf Objects:\nsize    \tflags   \tmode    \tcount   \texp_name\tino     \tname\n"
+      "00032768\t00000002\t00080003\t00000002\tsystem\t00000004\tprobe-heap-system\n\twrite fence:stub stub seq 0 signalled\n"
+      "\tAttached Devices:\n\tvgem\nTotal 1 devices attached\n\n"
+      "00016384\t00000002\t00080003\t00000001\tudmabuf\t00000003\t<none>\n\tAttached Devices:\nTotal 0 devices attached\n\n"
+      "\nTotal 2 objects, 49152 bytes\n")
+write("fdinfo", "bufinfo-5.4", "\nDma-buf Objects:\nsize    \tflags   \tmode    \tcount   \texp_name\tino     \n"
+      "00032768\t00000002\t00080003\t00000003\ti915\t00000017\t\n\tExclusive fence: i915 rcs0 signalled\n"
+      "\tShared fence: i915 bcs0 unsignalled\n\tAttached Devices:\n\t0000:00:02.0\nTotal 1 devices attached\n\n"
+      "\nTotal 1 objects, 32768 bytes\n")

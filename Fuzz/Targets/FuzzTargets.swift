@@ -108,10 +108,19 @@ public enum FuzzTargets {
         _ = try? ScenarioRunner.run(scenario, baseDirectory: "/nonexistent")
     }
 
-    /// The fdinfo parser.
+    /// The procfs and debugfs text parsers of `dmabuf ls`: fdinfo, and debugfs `dma_buf/bufinfo`
+    /// with its join into a kernel view (an empty census) and a diff of that view with itself.
     public static func fdinfo(_ data: [UInt8]) {
-        let info = FDInfo(parsing: String(decoding: data, as: UTF8.self))
+        let text = String(decoding: data, as: UTF8.self)
+        let info = FDInfo(parsing: text)
         _ = info.isDMABuf
-        _ = DMABufCensus.isDMABufPath(String(decoding: data, as: UTF8.self))
+        _ = DMABufCensus.isDMABufPath(text)
+        guard let bufinfo = try? DMABufBufInfo(parsing: text) else { return }
+        for buffer in bufinfo.buffers { precondition(buffer.size >= 0, "a negative size \(buffer.size) was parsed") }
+        let census = DMABufCensus.take(procRoot: "/nonexistent-proc-of-the-fuzzer")
+        let view = DMABufKernelView(bufinfo: bufinfo, census: census, source: .init(bufinfo: "", readable: true, unavailable: nil, kernelRelease: nil))
+        precondition(view.kernelOnlyBytes >= 0 && view.buffers.allSatisfy(\.heldByKernelOnly), "an empty census left a buffer held by a process")
+        let change = DMABufKernelDiff(before: view, after: view)
+        precondition(change.appeared.isEmpty && change.gone.isEmpty && change.attachments.isEmpty, "a view differs from itself")
     }
 }

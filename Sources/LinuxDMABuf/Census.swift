@@ -80,14 +80,20 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     /// - Throws: `DMAError` `notFound`: `ENOENT` naming a `procRoot` that is missing or not a
     ///   folder (it is not procfs), `ESRCH` naming a `pid` that is not running (a process that
     ///   never existed is not one that "exited during the census").
-    public static func takeChecked(procRoot: String = "/proc", pid: Int32? = nil) throws(DMAError) -> DMABufCensus {
+    public static func takeChecked(procRoot: String = "/proc", pid: Int32? = nil, record: ((Read) -> Void)? = nil) throws(DMAError) -> DMABufCensus {
+        try check(procRoot: procRoot, pid: pid)
+        return take(procRoot: procRoot, pid: pid, record: record)
+    }
+
+    /// Checks what ``takeChecked(procRoot:pid:record:)`` checks, without taking the census.
+    /// - Throws: as ``takeChecked(procRoot:pid:record:)``.
+    public static func check(procRoot: String = "/proc", pid: Int32? = nil) throws(DMAError) {
         if case .failure(let errno) = SystemCalls.listDirectory(procRoot) {
             throw DMAError(.notFound, errno, "cannot list \(ErrorText.printable(procRoot)) (\(errno.name)): it is not a procfs folder")
         }
         if let pid, case .failure(let errno) = SystemCalls.listDirectory("\(procRoot)/\(pid)"), errno == .ENOENT || errno == .ENOTDIR {
             throw DMAError(.notFound, .ESRCH, "no process \(pid) in \(ErrorText.printable(procRoot)) (--pid \(pid))")
         }
-        return take(procRoot: procRoot, pid: pid)
     }
 
     /// The most an fdinfo file is read for: 64 KiB (a dma-buf's is a few hundred bytes; one that
@@ -103,6 +109,25 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
     /// - Complexity: one readlink per open fd of every process, one fdinfo read per dma-buf fd, one
     ///   maps read per process.
     public static func take(procRoot: String = "/proc", pid: Int32? = nil) -> DMABufCensus {
+        take(procRoot: procRoot, pid: pid, record: nil)
+    }
+
+    /// What the census read, handed to a recorder as it is read (`dmabuf ls --capture`): paths
+    /// are relative to the proc root. Only what describes a dma-buf is handed over: the `fd`
+    /// links and `fdinfo` files of dma-buf fds, the `comm` of processes holding one, and the
+    /// dma-buf lines of `maps`.
+    public enum Read: Sendable, Hashable {
+        /// A file and the bytes kept of it.
+        case file(path: String, bytes: [UInt8])
+        /// A symbolic link and its target.
+        case link(path: String, target: String)
+        /// A folder that was listed (a holder's `fd`, kept even when empty: a process that only
+        /// maps a buffer must still be a process in the copy).
+        case directory(path: String)
+    }
+
+    /// Takes the census, handing what it reads to `record` (see ``Read``).
+    public static func take(procRoot: String = "/proc", pid: Int32? = nil, record: ((Read) -> Void)?) -> DMABufCensus {
         var census = DMABufCensus(buffers: [], totals: [], processesScanned: 0, unreadable: [], vanished: 0)
         let pids: [Int32]
         if let pid {
@@ -133,9 +158,15 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 continue
             }
             census.processesScanned += 1
-            let comm = (try? SystemCalls.readFile("\(base)/comm").get()).map {
-                String(decoding: $0, as: UTF8.self).trimmingSuffix("\n")
-            } ?? "?"
+            let commBytes = try? SystemCalls.readFile("\(base)/comm").get()
+            let comm = commBytes.map { String(decoding: $0, as: UTF8.self).trimmingSuffix("\n") } ?? "?"
+            var recordedComm = false
+            func recordHolder() {
+                guard let record, !recordedComm else { return }
+                recordedComm = true
+                record(.directory(path: "\(pid)/fd"))
+                if let commBytes { record(.file(path: "\(pid)/comm", bytes: commBytes)) }
+            }
             for fdName in fds {
                 guard let fd = Int32(fdName),
                       let target = try? SystemCalls.readLink("\(base)/fd/\(fdName)").get(),
@@ -152,6 +183,11 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 }
                 let info = FDInfo(parsing: String(decoding: bytes, as: UTF8.self))
                 guard info.isDMABuf, let inode = info.inode else { continue }
+                if let record {
+                    recordHolder()
+                    record(.link(path: "\(pid)/fd/\(fdName)", target: target))
+                    record(.file(path: "\(pid)/fdinfo/\(fdName)", bytes: bytes))
+                }
                 var buffer = byInode[inode] ?? Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])
                 buffer.size = info.size ?? buffer.size
                 buffer.exporter = info.exporter ?? buffer.exporter
@@ -162,8 +198,10 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             }
             switch SystemCalls.readFile("\(base)/maps", limit: mapsLimit) {
             case .success(let bytes):
+                var kept: [UInt8] = []
                 for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
                     guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }
+                    if record != nil { kept += Array(line.utf8) + [0x0A] }
                     var buffer = byInode[mapping.inode] ?? Buffer(inode: mapping.inode, size: nil, exporter: nil, name: nil, holders: [])
                     if buffer.name == nil, mapping.path.hasPrefix("/dmabuf:"), mapping.path.count > "/dmabuf:".count {
                         buffer.name = String(mapping.path.dropFirst("/dmabuf:".count))
@@ -172,6 +210,10 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     buffer.holders[index].mappings += 1
                     buffer.holders[index].mappedBytes = saturatingSum(buffer.holders[index].mappedBytes, mapping.length)
                     byInode[mapping.inode] = buffer
+                }
+                if let record {
+                    if !kept.isEmpty { recordHolder() }
+                    if recordedComm { record(.file(path: "\(pid)/maps", bytes: kept)) }
                 }
             case .failure(let errno) where errno == .ENOENT:
                 break

@@ -6,6 +6,9 @@ extension DMAError.Code {
     /// Refused before the system call, in a case the kernel refuses with the same errno, so that
     /// the caller gets the kernel's answer without a round trip (and with a sentence saying why).
     public static let refusedBeforeCall = Self("refused-before-call")
+    /// The kernel's dma-buf list (debugfs `dma_buf/bufinfo`) cannot be read: debugfs is not
+    /// mounted, is root-only, or the kernel refuses it; the errno says which.
+    public static let debugfsUnavailable = Self("debugfs-unavailable")
 }
 
 extension DMAError {
