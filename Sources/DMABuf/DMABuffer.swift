@@ -99,7 +99,7 @@ public struct DMABufMapping: Hashable, Sendable {
     /// Bytes the exporter migrated to make the map possible.
     public let migratedBytes: UInt64
     /// The DMA API call that mapped P2P memory through the host bridge, as the buffer's kernel
-    /// has it (``KernelRules/mmioMapCall``: `dma_map_resource` before 6.18,
+    /// has it (`KernelRules.mmioMapCall`: `dma_map_resource` before 6.18,
     /// `dma_map_phys(DMA_ATTR_MMIO)` from 6.18); `nil` for other mappings.
     public let mmioMapCall: String?
 
@@ -173,7 +173,7 @@ public final class DMABufAttachment: Sendable, CustomStringConvertible {
     public var isDetached: Bool { state.withLock { $0.detached } }
 
     /// The mapping made at attach and kept until detach (`attach->sgt`): only before 6.15, for an
-    /// importer and an exporter of different dynamic-ness (``KernelRules/cachesMappingAtAttach``).
+    /// importer and an exporter of different dynamic-ness (`KernelRules.cachesMappingAtAttach`).
     public var cachedMapping: DMABufMapping? { state.withLock { $0.cached } }
 
     func setCached(_ mapping: DMABufMapping?) { state.withLock { $0.cached = mapping } }
@@ -242,7 +242,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     public let size: UInt64
     /// The exporter.
     public let exporter: any DMABufExporter
-    /// The rules of the kernel the buffer lives in (``KernelRules/newest`` unless the exporter
+    /// The rules of the kernel the buffer lives in (`KernelRules.newest` unless the exporter
     /// was given others): whether every map pins, which call maps MMIO.
     public let rules: KernelRules
     /// The reservation object.
@@ -363,7 +363,7 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// Whether mapping this attachment pins the buffer (`dma_buf_pin_on_map`): a dynamic exporter
     /// and a static importer; before 7.1 with `CONFIG_DMABUF_MOVE_NOTIFY` off, a dynamic exporter
     /// and any importer (`dma_buf_map_attachment` in `drivers/dma-buf/dma-buf.c`, 6.12: the pin
-    /// is taken whenever the option is not enabled; ``KernelRules/everyMapPins``).
+    /// is taken whenever the option is not enabled; `KernelRules.everyMapPins`).
     public func pinsOnMap(_ attachment: DMABufAttachment) -> Bool {
         exporter.isDynamic && (!attachment.isDynamic || rules.everyMapPins)
     }

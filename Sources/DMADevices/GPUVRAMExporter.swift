@@ -14,7 +14,7 @@ import Synchronization
 /// - `pin` for an attachment without P2P first moves the buffer to system memory (a static
 ///   importer pins when it maps, so it gets system memory at that moment); pinned memory does not
 ///   move, and a buffer pinned in VRAM cannot be pinned for an importer that cannot reach it
-///   (`EBUSY`). The kernel's rules (``DMABuffer/rules``) decide whether VRAM is allowed at all:
+///   (`EBUSY`). The kernel's rules (`DMABuffer.rules`) decide whether VRAM is allowed at all:
 ///   with `CONFIG_DMABUF_MOVE_NOTIFY` off (before 7.1) `amdgpu_dma_buf_pin` pins in GTT only
 ///   (`drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c`), and since every map pins then, no importer
 ///   ever gets VRAM P2P: the first map moves the buffer to system memory;

@@ -82,8 +82,8 @@ public final class VFIOBARExporter: DMABufExporter {
     ///   - ioBARs: the indices of its I/O-port BARs: they exist (VFIO can claim them) but are not
     ///     memory, so an export of one is refused later, with `EINVAL`, than an empty BAR's `ENODEV`.
     ///   - flags: must be 0.
-    ///   - rules: the kernel's rules; the feature exists from 6.19 (``KernelRule/vfioDMABufExport``).
-    /// - Throws: ``DMAError/Code/notInKernelVersion`` (`ENOTTY`, what `vfio_pci_core_ioctl_feature`
+    ///   - rules: the kernel's rules; the feature exists from 6.19 (`KernelRule.vfioDMABufExport`).
+    /// - Throws: `DMAError.Code.notInKernelVersion` (`ENOTTY`, what `vfio_pci_core_ioctl_feature`
     ///   answers an unknown feature) before 6.19; the kernel's errors listed in the type's
     ///   documentation; nothing is exported then.
     public init(

@@ -128,7 +128,7 @@ public struct Scenario: Sendable {
     /// Stop at the first step that fails unexpectedly (default: go on).
     public var stopOnError: Bool
     /// The kernel whose rules the scenario runs under (`kernel: 6.12`); `nil`: the newest
-    /// (``KernelRules/newest``) unless the runner is given one.
+    /// (`KernelRules.newest`) unless the runner is given one.
     public var kernel: KernelRules? = nil
 }
 

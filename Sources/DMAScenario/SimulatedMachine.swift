@@ -19,7 +19,7 @@ public final class SimulatedMachine: Sendable {
     public let registry: DMAOpsRegistry
     /// The debug state every importer device is checked by.
     public let debug: DMADebug
-    /// The rules of the kernel the machine runs (``KernelRules/newest`` unless given).
+    /// The rules of the kernel the machine runs (`KernelRules.newest` unless given).
     public let rules: KernelRules
     private let heaps = ModelMutex<[String: VRAMHeap]>([:])
     private let devices = ModelMutex<[DMADevice]>([])
