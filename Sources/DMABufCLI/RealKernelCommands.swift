@@ -2,6 +2,7 @@ import ArgumentParser
 import DMACore
 import Foundation
 import LinuxDMABuf
+import PCITopology
 
 extension DMABufCommand {
     /// `dmabuf ls`: every dma-buf held by every process (``DMABufCensus``), from `/proc`.
@@ -46,6 +47,9 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Where debugfs is mounted (a captured tree); implies nothing without --kernel.", valueName: "dir"))
         var debugfs = "/sys/kernel/debug"
 
+        @Option(help: ArgumentHelp("With --kernel: the sysfs tree whose PCI topology gives each attachment's P2P verdict.", valueName: "dir"))
+        var sysfs = "/sys"
+
         @Option(help: ArgumentHelp("Compare with an earlier `dmabuf ls --kernel --json` (or `ls --json`): buffers and attachments that appeared or went, per exporter and per process.", valueName: "before.json"))
         var diff: String?
 
@@ -84,6 +88,7 @@ extension DMABufCommand {
             }
             do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
             var view = try takeView(capturer)
+            joinTopology(&view, sysfs: sysfs, procRoot: procRoot)
             if let watch {
                 try watchLoop(every: watch, baseline: before ?? view, first: view)
                 return
@@ -520,6 +525,7 @@ func renderKernelView(_ view: DMABufKernelView, onlyPID: Int32?) -> String {
             if view.source.readable {
                 out += "      attached: " + (buffer.attachedDevices.isEmpty ? "no device" : buffer.attachedDevices.map(shown).joined(separator: ", ")) + "\n"
             }
+            for route in buffer.routes ?? [] { out += "      \(shown(route.summary))\n" }
             for fence in buffer.fences {
                 let what = [fence.driver, fence.timeline].compactMap { $0 }.map(shown).joined(separator: " ")
                 out += "      \(shown(fence.usage)) fence: \(what.isEmpty ? "" : what + " ")" + (fence.seqno.map { "seq \($0) " } ?? "")
@@ -628,4 +634,60 @@ func renderWatchRound(_ change: DMABufKernelDiff, before: DMABufKernelView, afte
         }.joined(separator: ", ") + (change.appeared.count > shownCount ? ", and \(change.appeared.count - shownCount) more" : "") + "\n"
     }
     return out
+}
+
+/// Joins each attachment of a PCI device with the PCI topology of `sysfs` (issue [M] item 2): the
+/// exporter's device is the one PCI function bound to the driver `exp_name` names (amdgpu, xe,
+/// vfio-pci's `vfio_pci_core`…); the verdict between it and the attached device is the kernel's
+/// (`pci_p2pdma_distance`), and the sentence says what that made the exporter do: P2P, or for a
+/// `not-supported` pair system memory (a GPU migrates to GTT) or a refused map (VFIO, `EINVAL`).
+/// Buffers without a PCI attachment are left as they are; nothing is loaded when there is none.
+/// The CPU (which the host-bridge rule reads) comes from `PROC/cpuinfo` of the /proc given, so a
+/// captured machine is judged with its own CPU.
+func joinTopology(_ view: inout DMABufKernelView, sysfs: String, procRoot: String) {
+    let pciAttached = view.buffers.contains { $0.attachedDevices.contains { (try? PCIAddress(parsing: $0)) != nil } }
+    guard pciAttached else { return }
+    let topology: PCITopology
+    do {
+        let cpuinfo = FileManager.default.contents(atPath: "\(procRoot)/cpuinfo").map { String(decoding: $0.prefix(1 << 20), as: UTF8.self) }
+        let cpu = cpuinfo.flatMap { CPUInfo.parse(procCPUInfo: $0) } ?? TopologySource.hostCPU()
+        topology = try SysfsTopologyLoader.load(root: sysfs, cpu: cpu)
+    } catch {
+        for index in view.buffers.indices where !view.buffers[index].attachedDevices.isEmpty {
+            view.buffers[index].routes = view.buffers[index].attachedDevices.map {
+                DMABufKernelView.AttachmentRoute(device: $0, exporterDevice: nil, mapType: nil, summary: "\($0): no P2P verdict, the PCI topology of \(sysfs) is not readable")
+            }
+        }
+        return
+    }
+    for index in view.buffers.indices {
+        let buffer = view.buffers[index]
+        let exporterName = buffer.exporter ?? "?"
+        let driver = exporterName == "vfio_pci_core" ? "vfio-pci" : exporterName
+        let bound = topology.functions.filter { $0.driver == driver }
+        let exporterDevice = bound.count == 1 ? bound[0].address : nil
+        var routes: [DMABufKernelView.AttachmentRoute] = []
+        for device in buffer.attachedDevices {
+            guard let client = try? PCIAddress(parsing: device), topology.function(client) != nil else { continue }
+            guard let exporterDevice else {
+                let why = bound.isEmpty ? "no PCI device is bound to \(driver)" : "\(bound.count) PCI devices are bound to \(driver)"
+                routes.append(.init(device: device, exporterDevice: nil, mapType: nil, summary: "attached to \(client): no P2P verdict, the exporter's device is not known (\(why))"))
+                continue
+            }
+            guard let verdict = try? topology.verdict(provider: exporterDevice, client: client) else { continue }
+            let what: String
+            switch verdict.mapType {
+            case .busAddress: what = "P2P by bus address (a common upstream bridge)"
+            case .throughHostBridge: what = "P2P through the host bridge"
+            case .notSupported:
+                what = exporterName == "vfio_pci_core"
+                    ? "P2P not supported, so VFIO refuses the map (EINVAL)"
+                    : "P2P not supported, so the exporter gave system memory (a GPU migrates the buffer to GTT)"
+            }
+            routes.append(.init(
+                device: device, exporterDevice: exporterDevice.description, mapType: verdict.mapType.rawValue,
+                summary: "\(exporterDevice) (\(exporterName))'s buffer attached to \(client): \(what)"))
+        }
+        if !routes.isEmpty { view.buffers[index].routes = routes }
+    }
 }

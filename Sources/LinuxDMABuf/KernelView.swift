@@ -36,6 +36,32 @@ public struct DMABufKernelView: Sendable, Hashable, Codable {
         /// No process holds it by fd or mapping: the kernel alone keeps it alive (stored, so
         /// that `--json` carries it; set from ``holders`` when the view is made).
         public var heldByKernelOnly: Bool
+        /// For each attached PCI device, how it reaches the exporter's device, when the tool
+        /// joined the view with the PCI topology (`dmabuf ls --kernel`); absent otherwise.
+        public var routes: [AttachmentRoute]? = nil
+    }
+
+    /// An attachment joined with the PCI topology: the kernel's P2P verdict between the
+    /// exporter's device and the attached device (`pci_p2pdma_distance`, `drivers/pci/p2pdma.c`),
+    /// and what that made the exporter do.
+    public struct AttachmentRoute: Sendable, Hashable, Codable {
+        /// The attached device, as bufinfo names it (a BDF for a PCI device).
+        public var device: String
+        /// The exporter's PCI device: the one PCI function bound to the driver named by
+        /// `exp_name`; `nil` when none or several are.
+        public var exporterDevice: String?
+        /// `bus-address`, `through-host-bridge` or `not-supported`; `nil` when not computable.
+        public var mapType: String?
+        /// One sentence for a person.
+        public var summary: String
+
+        /// Creates a route.
+        public init(device: String, exporterDevice: String?, mapType: String?, summary: String) {
+            self.device = device
+            self.exporterDevice = exporterDevice
+            self.mapType = mapType
+            self.summary = summary
+        }
     }
 
     /// One process's dma-buf memory, as `dmabuf_dump` counts it.

@@ -190,3 +190,60 @@ struct LsKernelCLITests {
         #expect(bad.status == 2 && bad.stderr.contains("--rounds needs --watch"), "\(bad.stderr)")
     }
 }
+
+/// `dmabuf ls --kernel` joined with the PCI topology (issue [M] item 2): an attachment of a PCI
+/// device gets the kernel's P2P verdict between it and the exporter's device, and what that made
+/// the exporter do. The sysfs tree is the Linux 7.3 oracle guest's with an IOMMU on a Skylake CPU
+/// (ACS redirect on the root ports, no whitelisted host bridge), with one controller rebound to
+/// vfio-pci and one to amdgpu so that each exporter's device is known.
+@Suite("dmabuf ls --kernel: each PCI attachment with its P2P verdict")
+struct LsKernelTopologyTests {
+    typealias Tree = RealKernelCLITests.Tree
+
+    static func machine() throws -> (Tree, String) {
+        let tree = try LsKernelCLITests.snapshot()
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("PCITopologyTests/Fixtures/kernel-73/oracle-skylake-iommu/sys")
+        let sys = tree.path + "/sys"
+        try FileManager.default.copyItem(atPath: fixture.path, toPath: sys)
+        // The guest's CPU (Skylake: no P2P through a host bridge that is not whitelisted).
+        try FileManager.default.copyItem(atPath: fixture.deletingLastPathComponent().appendingPathComponent("proc/cpuinfo").path, toPath: tree.path + "/proc/cpuinfo")
+        for (device, driver) in [("0000:00:10.0/0000:02:00.0/0000:03:00.0/0000:04:00.0", "amdgpu"), ("0000:00:12.0/0000:0b:00.0", "vfio-pci")] {
+            let link = "\(sys)/devices/pci0000:00/\(device)/driver"
+            try? FileManager.default.removeItem(atPath: link)
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "../../../../bus/pci/drivers/\(driver)")
+        }
+        let header = "size    \tflags   \tmode    \tcount   \texp_name\tino     \tname"
+        let bufinfo = "\nDma-buf Objects:\n\(header)\n"
+            + "00065536\t00000002\t00080005\t00000002\tamdgpu\t00000010\tvram\n\tAttached Devices:\n\t0000:04:00.1\n\t0000:0a:00.0\nTotal 2 devices attached\n\n"
+            + "00004096\t00000002\t00080005\t00000002\tvfio_pci_core\t00000011\t<none>\n\tAttached Devices:\n\t0000:0b:00.1\nTotal 1 devices attached\n\n"
+            + "00004096\t00000002\t00080005\t00000002\tnvme\t00000012\t<none>\n\tAttached Devices:\n\t0000:05:00.0\nTotal 1 devices attached\n\n"
+            + "\nTotal 3 objects, 73728 bytes\n"
+        try tree.write("debugfs/dma_buf/bufinfo", bufinfo)
+        return (tree, sys)
+    }
+
+    @Test("Bus address under one switch port; a GPU gives system memory where P2P is not supported; VFIO refuses; an ambiguous exporter is said to be")
+    func routes() throws {
+        let (tree, sys) = try Self.machine()
+        let arguments = ["ls", "--kernel", "--proc", tree.path + "/proc", "--debugfs", tree.path + "/debugfs", "--sysfs", sys]
+        let text = try runDMABuf(arguments)
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(text.stdout.contains("0000:04:00.0 (amdgpu)'s buffer attached to 0000:04:00.1: P2P by bus address"), "\(text.stdout)")
+        #expect(text.stdout.contains("0000:04:00.0 (amdgpu)'s buffer attached to 0000:0a:00.0: P2P not supported, so the exporter gave system memory"), "\(text.stdout)")
+        #expect(text.stdout.contains("0000:0b:00.0 (vfio_pci_core)'s buffer attached to 0000:0b:00.1: P2P not supported, so VFIO refuses the map (EINVAL)"), "\(text.stdout)")
+        #expect(text.stdout.contains("attached to 0000:05:00.0: no P2P verdict, the exporter's device is not known (9 PCI devices are bound to nvme)"), "\(text.stdout)")
+        let json = try runDMABuf(arguments + ["--json"])
+        let view = try JSONDecoder().decode(DMABufKernelView.self, from: Data(json.stdout.utf8))
+        let vram = try #require(view.buffers.first { $0.inode == 10 })
+        #expect(vram.routes?.map(\.mapType) == ["bus-address", "not-supported"])
+        #expect(vram.routes?.allSatisfy { $0.exporterDevice == "0000:04:00.0" } == true)
+    }
+
+    @Test("Without a PCI attachment nothing is joined and the JSON has no routes")
+    func noPCI() throws {
+        let tree = try LsKernelCLITests.snapshot()
+        let json = try runDMABuf(["ls", "--kernel", "--json", "--proc", tree.path + "/proc", "--debugfs", tree.path + "/debugfs", "--sysfs", tree.path + "/none"])
+        #expect(json.status == 0 && !json.stdout.contains("\"routes\""), "\(json.stdout.prefix(300))")
+    }
+}
