@@ -182,7 +182,7 @@ extension Scenario {
             guard !name.isEmpty, names.insert(name).inserted else { throw r.error(node, "the name '\(ErrorText.printable(name))' is empty or used twice") }
             return name
         }
-        func fill(_ m: Node.Mapping, byteKey: String, patternKey: String) throws -> Fill? {
+        func fill(_ m: YAMLMapping, byteKey: String, patternKey: String) throws -> Fill? {
             if m[byteKey] != nil, let p = m[patternKey] {
                 throw r.error(p, "'\(byteKey)' and '\(patternKey)' are both given; give one (a byte fills every byte, a pattern varies them)")
             }
@@ -238,7 +238,7 @@ extension Scenario {
             guard let op = Step.Op(rawValue: opText) else {
                 throw r.error(opNode, "unknown step '\(ErrorText.printable(opText))'; one of \(Step.Op.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let args = r.isNull(argsNode) ? Node.Mapping([]) : try r.mapping(argsNode, allowed: stepKeys, what: "the arguments of \(opText)")
+            let args = r.isNull(argsNode) ? YAMLMapping.empty : try r.mapping(argsNode, allowed: stepKeys, what: "the arguments of \(opText)")
             var step = Step(
                 op: op, importer: try args["importer"].map { try r.string($0, what: "importer") },
                 buffer: try args["buffer"].map { try r.string($0, what: "buffer") }, direction: .bidirectional,
