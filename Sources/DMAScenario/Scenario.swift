@@ -44,17 +44,16 @@ public struct Scenario: Sendable {
         /// A deterministic pattern from a seed.
         case pattern(UInt8)
 
-        /// The bytes for `count` bytes at `offset` of a buffer.
-        public func bytes(offset: UInt64, count: Int) -> [UInt8] {
+        /// The bytes, as the memory generates them (never stored whole).
+        public var pattern: BytePattern {
             switch self {
-            case .byte(let b): return [UInt8](repeating: b, count: count)
-            case .pattern(let seed):
-                return (0..<count).map { i in
-                    let x = offset &+ UInt64(i)
-                    return UInt8(truncatingIfNeeded: (x &* 2_654_435_761) >> 13 ^ UInt64(seed) &* 97 ^ x >> 12)
-                }
+            case .byte(let b): .byte(b)
+            case .pattern(let seed): .pattern(seed)
             }
         }
+
+        /// The bytes for `count` bytes at `offset` of a buffer.
+        public func bytes(offset: UInt64, count: Int) -> [UInt8] { pattern.bytes(offset: offset, count: count) }
     }
 
     /// An importer kind.
