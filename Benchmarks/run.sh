@@ -2,7 +2,7 @@
 # `make bench`: generates the inputs into a temporary folder (a 1,024-endpoint sysfs copy and a
 # 10,000-step scenario, and the scale rows' 10,000-device topology, 5,115-function copy, 100,000 steps), runs every benchmark once with ordo-one/benchmark, and prints each row
 # with its ratio to the baseline measured in the same run (scripts/report.py).
-# BENCH_FILTER=REGEX runs only the matching benchmarks; BENCH_RESULTS=DIR keeps the percentile files;
+# BENCH_FILTER=REGEX runs only the matching benchmarks ('scale.*': the scale rows of issue [O]); BENCH_RESULTS=DIR keeps the percentile files;
 # BENCH_RUNS=N runs everything N times and prints each row from the median run with every run's ratio
 # (on a shared machine single numbers move by 10-40 %).
 set -euo pipefail

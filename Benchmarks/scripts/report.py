@@ -144,10 +144,10 @@ def rows_for(v):
                 "%.0f ms (%.2f us/%s), peak RSS %.0f MB" % (b / 1e6, b / nb / 1e3, unit, peak / 1e6),
                 "%s %ss: %.0f ms" % (format(ns, ","), unit, s_ / 1e6) if unit != "64 MiB" else "64 MiB: %.0f ms" % (s_ / 1e6),
                 "%.2fx per %s" % (ratio, unit), "<= 2x per item (near-linear)", ratio <= 2)
-    v = p50("scale simulate device read 32 GiB VRAM")
-    if v:
+    vram = p50("scale simulate device read 32 GiB VRAM")
+    if vram:
         row("simulate, device read of a 32 GiB VRAM buffer, checked", "%.0f ms, peak RSS %.0f MB" % (
-            v / 1e6, (p50("scale simulate device read 32 GiB VRAM", "peakMemoryResident") or 0) / 1e6), "-", "-", "completes", None)
+            vram / 1e6, (p50("scale simulate device read 32 GiB VRAM", "peakMemoryResident") or 0) / 1e6), "-", "-", "completes", None)
 
     return rows
 
