@@ -11,13 +11,16 @@ Bridges carry their bus numbers, so `lspci -t` draws the same tree. Downstream p
 switches set ACS redirect (RR|CR), so the verdicts are a mix of bus-address and through the host
 bridge.
 
-Usage: make-sysfs.py DIR [ROOT_PORTS [PORTS_PER_SWITCH [FUNCTIONS]]]
+With DOMAINS above 1 the same machine is repeated in PCI domains 0000, 0001, ... (host bridges
+pci0000:00, pci0001:00, ...), each with its own BARs: `make-sysfs.py DIR 7 16 8 5` writes the
+5,115 functions of the scaling rows.
+
+Usage: make-sysfs.py DIR [ROOT_PORTS [PORTS_PER_SWITCH [FUNCTIONS [DOMAINS]]]]
 """
 import os
 import struct
 import sys
 
-HOST = "pci0000:00"
 
 
 def config(vendor, device, class_code, port=None, acs=None, bars=(), buses=None):
@@ -45,6 +48,39 @@ def config(vendor, device, class_code, port=None, acs=None, bars=(), buses=None)
     return bytes(b)
 
 
+def machine(add, dom, root_ports, per_switch, functions, bar_base, bar_size, count):
+    """One host bridge pciDOM:00 and its tree; returns the next free BAR address."""
+    HOST = "pci%s:00" % dom
+    host = dom + ":00:00.0"
+    add([HOST, host], host, 0x8086, 0x2020, 0x060000, config(0x8086, 0x2020, 0x060000))
+    bus = 0
+    for r in range(root_ports):
+        rp = dom + ":00:%02x.0" % (r + 1)
+        up_bus = bus + 1
+        down_bus = bus + 2
+        last = down_bus + per_switch
+        add([HOST, rp], rp, 0x8086, 0x2030 + r, 0x060400,
+            config(0x8086, 0x2030 + r, 0x060400, port=4, acs=0, buses=(0, up_bus, last)))
+        up = dom + ":%02x:00.0" % up_bus
+        add([HOST, rp, up], up, 0x10B5, 0x9781, 0x060400,
+            config(0x10B5, 0x9781, 0x060400, port=5, buses=(up_bus, down_bus, last)))
+        for p in range(per_switch):
+            dp = dom + ":%02x:%02x.0" % (down_bus, p)
+            ep_bus = down_bus + 1 + p
+            acs = 0x000C if r % 2 else 0
+            add([HOST, rp, up, dp], dp, 0x10B5, 0x9781, 0x060400,
+                config(0x10B5, 0x9781, 0x060400, port=6, acs=acs, buses=(down_bus, ep_bus, ep_bus)))
+            for fn in range(functions):
+                ep = dom + ":%02x:00.%d" % (ep_bus, fn)
+                bars = [(0, bar_base, bar_size)]
+                bar_base += bar_size
+                add([HOST, rp, up, dp, ep], ep, 0x15B3, 0x101D, 0x020000,
+                    config(0x15B3, 0x101D, 0x020000, port=0, bars=[(0, bars[0][1])]), bars)
+                count["endpoints"] += 1
+        bus = last
+    return bar_base
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -52,6 +88,7 @@ def main():
     root_ports = int(sys.argv[2]) if len(sys.argv) > 2 else 8
     per_switch = int(sys.argv[3]) if len(sys.argv) > 3 else 16
     functions = int(sys.argv[4]) if len(sys.argv) > 4 else 8
+    domains = int(sys.argv[5]) if len(sys.argv) > 5 else 1
     links = os.path.join(root, "bus/pci/devices")
     os.makedirs(links, exist_ok=True)
     count = {"functions": 0, "endpoints": 0}
@@ -82,35 +119,10 @@ def main():
         os.symlink("../../../devices/" + "/".join(path), os.path.join(links, bdf))
         count["functions"] += 1
 
-    host = "0000:00:00.0"
-    add([HOST, host], host, 0x8086, 0x2020, 0x060000, config(0x8086, 0x2020, 0x060000))
-    bus = 0
     bar_base = 0x4000_0000_0000
     bar_size = 32 << 20
-    for r in range(root_ports):
-        rp = "0000:00:%02x.0" % (r + 1)
-        up_bus = bus + 1
-        down_bus = bus + 2
-        last = down_bus + per_switch
-        add([HOST, rp], rp, 0x8086, 0x2030 + r, 0x060400,
-            config(0x8086, 0x2030 + r, 0x060400, port=4, acs=0, buses=(0, up_bus, last)))
-        up = "0000:%02x:00.0" % up_bus
-        add([HOST, rp, up], up, 0x10B5, 0x9781, 0x060400,
-            config(0x10B5, 0x9781, 0x060400, port=5, buses=(up_bus, down_bus, last)))
-        for p in range(per_switch):
-            dp = "0000:%02x:%02x.0" % (down_bus, p)
-            ep_bus = down_bus + 1 + p
-            acs = 0x000C if r % 2 else 0
-            add([HOST, rp, up, dp], dp, 0x10B5, 0x9781, 0x060400,
-                config(0x10B5, 0x9781, 0x060400, port=6, acs=acs, buses=(down_bus, ep_bus, ep_bus)))
-            for fn in range(functions):
-                ep = "0000:%02x:00.%d" % (ep_bus, fn)
-                bars = [(0, bar_base, bar_size)]
-                bar_base += bar_size
-                add([HOST, rp, up, dp, ep], ep, 0x15B3, 0x101D, 0x020000,
-                    config(0x15B3, 0x101D, 0x020000, port=0, bars=[(0, bars[0][1])]), bars)
-                count["endpoints"] += 1
-        bus = last
+    for domain in range(domains):
+        bar_base = machine(add, "%04x" % domain, root_ports, per_switch, functions, bar_base, bar_size, count)
     print("%s: %d functions, %d endpoints" % (root, count["functions"], count["endpoints"]))
 
 

@@ -128,6 +128,27 @@ def rows_for(v):
             "%.0f ms, %.0f steps/s, peak RSS %.0f MB, %d mallocs" % (sim / 1e6, 10000 / (sim / 1e9), (peak or 0) / 1e6, allocs or 0),
             "-", "-", "report", None)
 
+    # 7. scale (issue [O]): the large input's cost per item against the small one's, same run.
+    for what, big, small, nb, ns, unit in [
+        ("YAML topology load + export", "scale topology load+export 10000 devices", "scale topology load+export 1000 devices", 10000, 1000, "device"),
+        ("sysfs load + export", "scale sysfs load+export 5115 functions", "scale sysfs load+export 1169 functions", 5115, 1169, "function"),
+        ("simulate, parse only", "scale simulate parse 100000 steps", "scale simulate parse 10000 steps", 100000, 10000, "step"),
+        ("simulate, parse + run", "scale simulate 100000 steps", "scale simulate 10000 steps", 100000, 10000, "step"),
+        ("simulate, heap with a pattern read back", "scale simulate heap 6 GiB with a pattern", "scale simulate heap 64 MiB with a pattern", 96, 1, "64 MiB"),
+    ]:
+        b, s_ = p50(big), p50(small)
+        if b and s_:
+            peak = p50(big, "peakMemoryResident") or 0
+            ratio = (b / nb) / (s_ / ns)
+            row("%s, %s %ss" % (what, format(nb, ","), unit) if unit != "64 MiB" else "%s, 6 GiB" % what,
+                "%.0f ms (%.2f us/%s), peak RSS %.0f MB" % (b / 1e6, b / nb / 1e3, unit, peak / 1e6),
+                "%s %ss: %.0f ms" % (format(ns, ","), unit, s_ / 1e6) if unit != "64 MiB" else "64 MiB: %.0f ms" % (s_ / 1e6),
+                "%.2fx per %s" % (ratio, unit), "<= 2x per item (near-linear)", ratio <= 2)
+    vram = p50("scale simulate device read 32 GiB VRAM")
+    if vram:
+        row("simulate, device read of a 32 GiB VRAM buffer, checked", "%.0f ms, peak RSS %.0f MB" % (
+            vram / 1e6, (p50("scale simulate device read 32 GiB VRAM", "peakMemoryResident") or 0) / 1e6), "-", "-", "completes", None)
+
     return rows
 
 

@@ -164,6 +164,7 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
     out += topology.cpu.supportsP2PThroughHostBridge
         ? "AMD Zen or newer, so P2P through the host bridge is allowed (cpu_supports_p2pdma)\n"
         : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
+    let tree = TreeIndex(topology)
     for bridge in topology.hostBridges {
         out += "\n\(bridge)"
         if let device = topology.hostBridgeDevice(bridge) {
@@ -174,10 +175,7 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
             out += "  no identity device (nothing at 00.0, no root port first): cannot be whitelisted"
         }
         out += "\n"
-        let roots = topology.functions.filter { $0.hostBridge == bridge && $0.parent == nil }
-        for (i, root) in roots.enumerated() {
-            out += renderSubtree(root, topology, prefix: "", last: i == roots.count - 1)
-        }
+        renderTree(roots: tree.roots[bridge] ?? [], children: tree.children, topology, into: &out)
     }
     if pairs {
         let endpoints = topology.functions.filter { !$0.isBridge }
@@ -212,29 +210,68 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
     return out
 }
 
-private func renderSubtree(_ function: PCIFunction, _ topology: PCITopology, prefix: String, last: Bool) -> String {
+/// Each function's children and each host bridge's roots (functions with no parent), in the
+/// topology's order, found in one pass instead of a scan of every function per function.
+struct TreeIndex {
+    var roots: [String: [Int]] = [:]
+    var children: [[Int]]
+
+    init(_ topology: PCITopology) {
+        var index: [PCIAddress: Int] = [:]
+        index.reserveCapacity(topology.functions.count)
+        for (i, function) in topology.functions.enumerated() { index[function.address] = i }
+        children = Array(repeating: [], count: topology.functions.count)
+        for (i, function) in topology.functions.enumerated() {
+            if let parent = function.parent {
+                if let p = index[parent] { children[p].append(i) }
+            } else {
+                roots[function.hostBridge, default: []].append(i)
+            }
+        }
+    }
+}
+
+/// Levels of the tree drawn with indentation; deeper ones are drawn at this depth with their
+/// level written out, so that a 10,000-deep chain prints in linear size, not quadratic.
+let maxDrawnDepth = 64
+
+/// Draws the subtrees under `roots` like `lspci -t`, iteratively (a chain 10,000 deep needs no
+/// stack), each function's children in the topology's order.
+/// - Complexity: O(n) in the number of functions (plus their BARs).
+func renderTree(roots: [Int], children: [[Int]], _ topology: PCITopology, into out: inout String) {
     let box = Terminal.boxDrawing
-    let branch = last ? (box ? "└─" : "\\-") : (box ? "├─" : "+-")
-    var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
-    if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
-    var facts: [String] = []
-    if let driver = function.driver { facts.append(ErrorText.printable(driver)) }  // from a file: no raw control bytes
-    if let bits = function.dmaMaskBits { facts.append("\(bits)-bit DMA") }
-    if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
-    facts.append(function.acs.description)
-    line += "  " + facts.joined(separator: ", ") + "\n"
-    let childPrefix = prefix + (last ? "   " : (box ? "│  " : "|  "))
-    for bar in function.bars {
-        line += childPrefix + "   BAR\(bar.index) \(formatBytes(bar.size)) at \(bar.cpuStart)"
-        if bar.busStart.rawValue != bar.cpuStart.rawValue { line += " (bus \(bar.busStart))" }
-        line += bar.is64Bit ? ", 64-bit" : ", 32-bit"
-        line += bar.prefetchable ? ", prefetchable\n" : "\n"
+    // A stack of functions still to draw, with their depth and whether each is its parent's last child.
+    var stack: [(index: Int, depth: Int, last: Bool)] = roots.indices.reversed().map { (roots[$0], 0, $0 == roots.count - 1) }
+    // The drawn prefix of each open level: "   " below a last child, "│  " otherwise.
+    var levels: [Bool] = []  // levels[d]: whether the ancestor at depth d was a last child
+    while let (index, depth, last) = stack.popLast() {
+        levels.removeSubrange(min(depth, levels.count)...)
+        let function = topology.functions[index]
+        var prefix = ""
+        let drawn = min(depth, maxDrawnDepth)
+        for d in (depth - drawn)..<depth { prefix += levels[d] ? "   " : (box ? "│  " : "|  ") }
+        if depth > maxDrawnDepth { prefix = "[level \(depth)] " + prefix }
+        let branch = last ? (box ? "└─" : "\\-") : (box ? "├─" : "+-")
+        var line = prefix + branch + " " + function.address.short + "  " + function.className + " [" + function.ids + "]"
+        if let port = function.portType, port != .endpoint { line += " (\(port.name))" }
+        var facts: [String] = []
+        if let driver = function.driver { facts.append(ErrorText.printable(driver)) }  // from a file: no raw control bytes
+        if let bits = function.dmaMaskBits { facts.append("\(bits)-bit DMA") }
+        if let node = function.numaNode, node >= 0 { facts.append("NUMA \(node)") }
+        facts.append(function.acs.description)
+        line += "  " + facts.joined(separator: ", ") + "\n"
+        let childPrefix = prefix + (last ? "   " : (box ? "│  " : "|  "))
+        for bar in function.bars {
+            line += childPrefix + "   BAR\(bar.index) \(formatBytes(bar.size)) at \(bar.cpuStart)"
+            if bar.busStart.rawValue != bar.cpuStart.rawValue { line += " (bus \(bar.busStart))" }
+            line += bar.is64Bit ? ", 64-bit" : ", 32-bit"
+            line += bar.prefetchable ? ", prefetchable\n" : "\n"
+        }
+        out += line
+        levels.append(last)
+        let kids = children[index]
+        for (i, child) in kids.enumerated().reversed() { stack.append((child, depth + 1, i == kids.count - 1)) }
     }
-    let children = topology.functions.filter { $0.parent == function.address }
-    for (i, child) in children.enumerated() {
-        line += renderSubtree(child, topology, prefix: childPrefix, last: i == children.count - 1)
-    }
-    return line
 }
 
 /// `dmabuf topo explain` in words.

@@ -220,8 +220,53 @@ public final class SimulatedMemory: Sendable {
     }
 
     /// Fills `count` bytes at `address` with `byte`.
+    /// - Throws: as ``write(_:at:)``.
     public func fill(_ address: PhysicalAddress, count: Int, with byte: UInt8) throws(DMAError) {
-        try write([UInt8](repeating: byte, count: count), at: address)
+        try fill(address, count: count, with: .byte(byte), patternOffset: 0)
+    }
+
+    /// Makes `count` bytes at `address` hold `pattern` from `patternOffset` on (the offset of the
+    /// first byte in the buffer the pattern fills). Whole pages keep the pattern, not its bytes:
+    /// they are generated when read, compared without being generated
+    /// (``firstMismatch(_:count:with:patternOffset:)``), and stored only once written to.
+    /// - Throws: as ``write(_:at:)``; nothing is written when it throws.
+    /// - Complexity: O(pages) in time; O(1) host memory per whole page.
+    public func fill(_ address: PhysicalAddress, count: Int, with pattern: BytePattern, patternOffset: UInt64) throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in
+            try Self.checkBacked(state, address, count)
+            guard count > 0 else { return }
+            state.store.fill(address.rawValue, count, with: pattern, patternOffset: patternOffset)
+        }
+    }
+
+    /// Compares `count` bytes at `address` with `pattern` from `patternOffset` on, piece by piece
+    /// (a read of any size holds at most a page of host memory): the index of the first byte that
+    /// differs and the byte found there, or nil when every byte matches.
+    /// - Throws: as ``read(_:count:)``.
+    /// - Complexity: O(pages); a page never written, or filled with the same pattern at the same
+    ///   offset, is compared without generating its bytes.
+    public func firstMismatch(_ address: PhysicalAddress, count: Int, with pattern: BytePattern, patternOffset: UInt64)
+        throws(DMAError) -> (index: Int, found: UInt8)?
+    {
+        try state.withLock { (state) throws(DMAError) -> (index: Int, found: UInt8)? in
+            try Self.checkBacked(state, address, count)
+            guard count > 0 else { return nil }
+            return state.store.firstMismatch(address.rawValue, count, with: pattern, patternOffset: patternOffset)
+        }
+    }
+
+    /// Checks that every byte of `count` bytes at `address` is backed and decoding, as a read
+    /// would, without moving a byte (a read whose data nobody looks at).
+    /// - Throws: as ``read(_:count:)``.
+    public func checkReadable(_ address: PhysicalAddress, count: Int) throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in try Self.checkBacked(state, address, count) }
+    }
+
+    /// Bytes of RAM not allocated, in every RAM region.
+    public var freeRAM: UInt64 {
+        state.withLock { state in
+            state.free.values.reduce(0) { total, extents in total + extents.reduce(0) { $0 + $1.length } }
+        }
     }
 
     private static func read(_ state: State, _ address: UInt64, _ count: Int) -> [UInt8] {

@@ -172,6 +172,45 @@ public final class DeviceImporter: DMABufImporter {
         return out
     }
 
+    /// The device writes `count` bytes of `pattern` at `offset` of `buffer` (the pattern's offset
+    /// is the buffer's), through its live or dead mapping as ``deviceWrite(_:to:offset:)``; the
+    /// bytes are generated, never held whole.
+    public func deviceFill(_ pattern: BytePattern, to buffer: DMABuffer, offset: UInt64, count: Int) throws(DMAError) {
+        try Self.fill(pattern, try usableMapping(buffer), device, offset: offset, count: count)
+    }
+
+    /// The device reads `count` bytes at `offset` of `buffer` and compares them with `pattern`
+    /// (the buffer's offsets) piece by piece: the index of the first byte that differs and the
+    /// byte read, or nil. With no pattern the read is only checked. See ``deviceRead(from:offset:count:)``.
+    public func deviceCompare(_ buffer: DMABuffer, offset: UInt64, count: Int, with pattern: BytePattern?) throws(DMAError)
+        -> (index: Int, found: UInt8)?
+    {
+        try Self.compare(try usableMapping(buffer), device, offset: offset, count: count, with: pattern)
+    }
+
+    static func fill(_ pattern: BytePattern, _ mapping: DMABufMapping, _ device: DMADevice, offset: UInt64, count: Int) throws(DMAError) {
+        var done = 0
+        for (address, length) in try locate(mapping, offset: offset, length: UInt64(count)) {
+            try device.dmaFill(at: address, count: length, with: pattern, patternOffset: offset + UInt64(done))
+            done += length
+        }
+    }
+
+    static func compare(_ mapping: DMABufMapping, _ device: DMADevice, offset: UInt64, count: Int, with pattern: BytePattern?)
+        throws(DMAError) -> (index: Int, found: UInt8)?
+    {
+        var done = 0
+        var mismatch: (index: Int, found: UInt8)?
+        for (address, length) in try locate(mapping, offset: offset, length: UInt64(count)) {
+            let expected = mismatch == nil ? pattern : nil
+            if let found = try device.dmaCompare(at: address, count: length, with: expected, patternOffset: offset + UInt64(done)) {
+                mismatch = (done + found.index, found.found)
+            }
+            done += length
+        }
+        return mismatch
+    }
+
     private func usableMapping(_ buffer: DMABuffer) throws(DMAError) -> DMABufMapping {
         if let live = mapping(of: buffer) { return live }
         if let dead = deadMapping(of: buffer) { return dead }

@@ -123,6 +123,18 @@ public final class RDMAMemoryRegion: DMABufImporter {
         return out
     }
 
+    /// The NIC writes `count` bytes of `pattern` at `offset` of the MR (the pattern's offsets are
+    /// the buffer's), generated, never held whole. See ``write(_:offset:)``.
+    public func fill(_ pattern: BytePattern, offset: UInt64, count: Int) throws(DMAError) {
+        try DeviceImporter.fill(pattern, try ensureMapped(), device, offset: offset, count: count)
+    }
+
+    /// The NIC reads `count` bytes at `offset` and compares them with `pattern` piece by piece:
+    /// the index of the first byte that differs and the byte read, or nil. See ``read(offset:count:)``.
+    public func compare(offset: UInt64, count: Int, with pattern: BytePattern?) throws(DMAError) -> (index: Int, found: UInt8)? {
+        try DeviceImporter.compare(try ensureMapped(), device, offset: offset, count: count, with: pattern)
+    }
+
     /// `ib_umem_dmabuf_release`: unmap, unpin, detach.
     public func deregister() throws(DMAError) {
         let (attachment, mapping) = state.withLock { state -> (DMABufAttachment?, DMABufMapping?) in

@@ -25,6 +25,12 @@ func mapForDevice(
 /// Takes `size` bytes of RAM as single pages (scattered, as the system heap and a GPU's GTT
 /// placement get them), all or nothing.
 func allocateSystemPages(_ memory: SimulatedMemory, size: UInt64) throws(DMAError) -> [PhysicalRange] {
+    // Refused before a page is taken (or a list of 2^28 entries reserved for a 1 TiB request).
+    let free = memory.freeRAM
+    guard size <= free else {
+        throw DMAError(
+            .resourceExhausted, .ENOMEM, "cannot allocate \(formatBytes(size)) of system pages: \(formatBytes(free)) of RAM is free")
+    }
     var pages: [PhysicalRange] = []
     let count = Int(size / pageSize)
     pages.reserveCapacity(count)

@@ -53,7 +53,18 @@ public final class SystemHeapExporter: DMABufExporter {
             defer { pages = nil }
             return pages ?? []
         }
-        for page in freed { try? memory.free(page) }
+        // Pages next to each other go back as one range: a 6 GiB buffer is 1.5 million pages.
+        var runs: [PhysicalRange] = []
+        for page in freed.sorted(by: { $0.start < $1.start }) {
+            if let last = runs.last, last.last.rawValue &+ 1 == page.start.rawValue,
+                let merged = try? PhysicalRange(start: last.start, length: last.length + page.length)
+            {
+                runs[runs.count - 1] = merged
+            } else {
+                runs.append(page)
+            }
+        }
+        for run in runs { try? memory.free(run) }
     }
     public var placement: DMABufPlacement { backing.withLock { $0 == nil } ? .released : .system }
 

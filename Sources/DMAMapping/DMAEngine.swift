@@ -34,8 +34,49 @@ extension DMADevice {
         }
     }
 
+    /// The device writes `count` bytes of `pattern` (from `patternOffset` on) at `address`: a
+    /// receive of generated data, which the memory keeps as the pattern where it covers whole pages.
+    /// - Throws: as ``dmaWrite(_:at:)``.
+    public func dmaFill(at address: DMAAddress, count: Int, with pattern: BytePattern, patternOffset: UInt64) throws(DMAError) {
+        var done = 0
+        try forEachChunk(address, count, .write) { (phys, length) throws(DMAError) in
+            try memory.fill(phys, count: length, with: pattern, patternOffset: patternOffset &+ UInt64(done))
+            done += length
+        }
+    }
+
+    /// The device reads `count` bytes at `address` and compares them with `pattern` (from
+    /// `patternOffset` on) piece by piece, holding no more than a page of them: the index of the
+    /// first byte that differs and the byte read there, or nil. With no pattern the read is only
+    /// checked (every page resolved and backed), as a transmit whose data nobody looks at.
+    /// - Throws: as ``dmaRead(at:count:)``, for any page of the read (also after a mismatch).
+    public func dmaCompare(at address: DMAAddress, count: Int, with pattern: BytePattern?, patternOffset: UInt64)
+        throws(DMAError) -> (index: Int, found: UInt8)?
+    {
+        var done = 0
+        var mismatch: (index: Int, found: UInt8)?
+        try forEachChunk(address, count, .read) { (phys, length) throws(DMAError) in
+            if let pattern, mismatch == nil {
+                if let found = try memory.firstMismatch(phys, count: length, with: pattern, patternOffset: patternOffset &+ UInt64(done)) {
+                    mismatch = (done + found.index, found.found)
+                }
+            } else {
+                try memory.checkReadable(phys, count: length)
+            }
+            done += length
+        }
+        return mismatch
+    }
+
     /// Resolves one DMA address to the physical address it reaches, without moving data.
     public func resolve(_ address: DMAAddress, access: DMAAccess) throws(DMAError) -> PhysicalAddress {
+        try resolveSpan(address, access: access).physical
+    }
+
+    /// ``resolve(_:access:)``, with how many bytes from `address` on take the same route to
+    /// consecutive physical addresses: to the end of the BAR for a bus-address route (the switch
+    /// routes the whole window), to the end of the page otherwise.
+    private func resolveSpan(_ address: DMAAddress, access: DMAAccess) throws(DMAError) -> (physical: PhysicalAddress, span: UInt64) {
         guard mask.isCapable(address, length: 1) else {
             throw DMAError(.iommuFault, .EFAULT, "\(name) cannot drive \(address): beyond its \(mask) DMA mask")
         }
@@ -43,9 +84,11 @@ extension DMADevice {
             provider.owner == name || topology?.mapType(provider: provider, client: name) == .busAddress,
             let phys = provider.physicalAddress(ofBus: address)
         {
-            return phys
+            // The bytes of the window from `address` to its last (no overflow: both inside it).
+            let span = (provider.cpuRange.last.rawValue - phys.rawValue) &+ 1
+            return (phys, span == 0 ? UInt64.max : span)
         }
-        return try ops.translate(address, access: access, device: self)
+        return (try ops.translate(address, access: access, device: self), pageSize - (address.rawValue & (pageSize - 1)))
     }
 
     private func forEachChunk(
@@ -63,8 +106,8 @@ extension DMADevice {
         var done = 0
         while done < count {
             let at = DMAAddress(address.rawValue + UInt64(done))
-            let chunk = min(count - done, Int(pageSize - (at.rawValue & (pageSize - 1))))
-            let phys = try resolve(at, access: access)
+            let (phys, span) = try resolveSpan(at, access: access)
+            let chunk = span >= UInt64(count - done) ? count - done : Int(span)
             try body(phys, chunk)
             done += chunk
         }

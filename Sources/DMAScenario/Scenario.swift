@@ -44,17 +44,16 @@ public struct Scenario: Sendable {
         /// A deterministic pattern from a seed.
         case pattern(UInt8)
 
-        /// The bytes for `count` bytes at `offset` of a buffer.
-        public func bytes(offset: UInt64, count: Int) -> [UInt8] {
+        /// The bytes, as the memory generates them (never stored whole).
+        public var pattern: BytePattern {
             switch self {
-            case .byte(let b): return [UInt8](repeating: b, count: count)
-            case .pattern(let seed):
-                return (0..<count).map { i in
-                    let x = offset &+ UInt64(i)
-                    return UInt8(truncatingIfNeeded: (x &* 2_654_435_761) >> 13 ^ UInt64(seed) &* 97 ^ x >> 12)
-                }
+            case .byte(let b): .byte(b)
+            case .pattern(let seed): .pattern(seed)
             }
         }
+
+        /// The bytes for `count` bytes at `offset` of a buffer.
+        public func bytes(offset: UInt64, count: Int) -> [UInt8] { pattern.bytes(offset: offset, count: count) }
     }
 
     /// An importer kind.
@@ -189,7 +188,7 @@ extension Scenario {
             guard !name.isEmpty, names.insert(name).inserted else { throw r.error(node, "the name '\(ErrorText.printable(name))' is empty or used twice") }
             return name
         }
-        func fill(_ m: Node.Mapping, byteKey: String, patternKey: String) throws -> Fill? {
+        func fill(_ m: YAMLMapping, byteKey: String, patternKey: String) throws -> Fill? {
             if m[byteKey] != nil, let p = m[patternKey] {
                 throw r.error(p, "'\(byteKey)' and '\(patternKey)' are both given; give one (a byte fills every byte, a pattern varies them)")
             }
@@ -245,7 +244,7 @@ extension Scenario {
             guard let op = Step.Op(rawValue: opText) else {
                 throw r.error(opNode, "unknown step '\(ErrorText.printable(opText))'; one of \(Step.Op.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            let args = r.isNull(argsNode) ? Node.Mapping([]) : try r.mapping(argsNode, allowed: stepKeys, what: "the arguments of \(opText)")
+            let args = r.isNull(argsNode) ? YAMLMapping.empty : try r.mapping(argsNode, allowed: stepKeys, what: "the arguments of \(opText)")
             var step = Step(
                 op: op, importer: try args["importer"].map { try r.string($0, what: "importer") },
                 buffer: try args["buffer"].map { try r.string($0, what: "buffer") }, direction: .bidirectional,

@@ -186,7 +186,7 @@ final class Execution {
                 exported = .vfio(try machine.vfioBuffer(name: spec.name, device: try device(), bar: spec.bar ?? provider.barIndex, ranges: spec.ranges))
             }
             if let fill = spec.fill {
-                try cpuWrite(exported, offset: 0, bytes: fill.bytes(offset: 0, count: Int(exported.buffer.size)))
+                try cpuFill(exported, offset: 0, count: Int(exported.buffer.size), fill.pattern)
             }
             buffers[spec.name] = exported
             result.message = "\(exported.buffer)"
@@ -320,21 +320,28 @@ final class Execution {
             let exported = try buffer(step)
             let count = try length(step, exported.buffer)
             let write = step.op == .deviceWrite
-            let bytes = (step.fill ?? .pattern(1)).bytes(offset: step.offset, count: count)
-            var read: [UInt8] = []
+            // Written as a pattern and read as a comparison, piece by piece: a 32 GiB transfer
+            // holds at most a page of host memory.
+            let pattern = (step.fill ?? .pattern(1)).pattern
+            let expected = step.expectBytes?.pattern
+            var mismatch: (index: Int, found: UInt8)?
             switch importing {
             case .device(let importer):
                 if write {
-                    try importer.deviceWrite(bytes, to: exported.buffer, offset: step.offset)
+                    try importer.deviceFill(pattern, to: exported.buffer, offset: step.offset, count: count)
                 } else {
-                    read = try importer.deviceRead(from: exported.buffer, offset: step.offset, count: count)
+                    mismatch = try importer.deviceCompare(exported.buffer, offset: step.offset, count: count, with: expected)
                 }
             case .rdma:
                 guard let mr = memoryRegions["\(name)/\(exported.buffer.name)"] else {
                     throw DMAError(.noDevice, .ENODEV, "\(name) has not registered \(exported.buffer.name); attach first")
                 }
                 let faultsBefore = mr.faultIns
-                if write { try mr.write(bytes, offset: step.offset) } else { read = try mr.read(offset: step.offset, count: count) }
+                if write {
+                    try mr.fill(pattern, offset: step.offset, count: count)
+                } else {
+                    mismatch = try mr.compare(offset: step.offset, count: count, with: expected)
+                }
                 // A dynamic MR maps on its first access after registration or an invalidation.
                 if mr.faultIns > faultsBefore, let mapping = mr.mapping {
                     describe(mapping, &result)
@@ -342,23 +349,24 @@ final class Execution {
                 }
             }
             result.message = "\(name) \(write ? "wrote" : "read") \(count) bytes at offset \(step.offset) of \(exported.buffer.name)" + result.message
-            if !write, let expected = step.expectBytes {
-                try verify(read, expected.bytes(offset: step.offset, count: count), step.offset, &result)
+            if !write, let expected {
+                try verify(mismatch, expected, step.offset, &result)
             }
         case .cpuWrite:
             let exported = try buffer(step)
             let count = try length(step, exported.buffer)
-            try cpuWrite(exported, offset: step.offset, bytes: (step.fill ?? .pattern(1)).bytes(offset: step.offset, count: count))
+            try cpuFill(exported, offset: step.offset, count: count, (step.fill ?? .pattern(1)).pattern)
             result.placement = exported.buffer.exporter.placement.rawValue
             result.message = "the CPU wrote \(count) bytes at offset \(step.offset) of \(exported.buffer.name) (\(exported.buffer.exporter.placement))"
         case .cpuRead:
             let exported = try buffer(step)
             let count = try length(step, exported.buffer)
-            let read = try cpuRead(exported, offset: step.offset, count: count)
+            let expected = step.expectBytes?.pattern
+            let mismatch = try cpuCompare(exported, offset: step.offset, count: count, with: expected)
             result.placement = exported.buffer.exporter.placement.rawValue
             result.message = "the CPU read \(count) bytes at offset \(step.offset) of \(exported.buffer.name) (\(exported.buffer.exporter.placement))"
-            if let expected = step.expectBytes {
-                try verify(read, expected.bytes(offset: step.offset, count: count), step.offset, &result)
+            if let expected {
+                try verify(mismatch, expected, step.offset, &result)
             }
         case .sync:
             let (name, importing) = try importer(step)
@@ -414,34 +422,48 @@ final class Execution {
         }
     }
 
-    private func verify(_ read: [UInt8], _ expected: [UInt8], _ offset: UInt64, _ result: inout StepResult) throws(DMAError) {
-        if let first = zip(read, expected).enumerated().first(where: { $0.element.0 != $0.element.1 }) {
+    private func verify(_ mismatch: (index: Int, found: UInt8)?, _ expected: BytePattern, _ offset: UInt64, _ result: inout StepResult)
+        throws(DMAError)
+    {
+        if let mismatch {
+            let at = UInt64(mismatch.index) + offset
             throw DMAError(
                 .ioError, .EIO,
-                "byte \(UInt64(first.offset) + offset) is \(hex(UInt64(first.element.0))), expected \(hex(UInt64(first.element.1))): the data did not arrive")
+                "byte \(at) is \(hex(UInt64(mismatch.found))), expected \(hex(UInt64(expected.byte(at: at)))): the data did not arrive")
         }
         result.message += "; the bytes are as expected"
     }
 
-    private func cpuWrite(_ exported: Exported, offset: UInt64, bytes: [UInt8]) throws(DMAError) {
+    /// The CPU writes `count` bytes of `pattern` at `offset` (inside begin/end CPU access): kept
+    /// as the pattern by the memory, so a 6 GiB buffer with a pattern costs no 6 GiB of host memory.
+    private func cpuFill(_ exported: Exported, offset: UInt64, count: Int, _ pattern: BytePattern) throws(DMAError) {
         let buffer = exported.buffer
         try buffer.beginCPUAccess(direction: .toDevice)
-        try forEachCPUChunk(exported, offset: offset, count: bytes.count) { (address, start, length) throws(DMAError) in
-            try machine.memory.write(Array(bytes[start..<(start + length)]), at: address)
+        try forEachCPUChunk(exported, offset: offset, count: count) { (address, start, length) throws(DMAError) in
+            try machine.memory.fill(address, count: length, with: pattern, patternOffset: offset + UInt64(start))
         }
         try buffer.endCPUAccess(direction: .toDevice)
     }
 
-    private func cpuRead(_ exported: Exported, offset: UInt64, count: Int) throws(DMAError) -> [UInt8] {
+    /// The CPU reads `count` bytes at `offset` and compares them with `pattern` piece by piece
+    /// (no pattern: the read is only checked): the first byte that differs, or nil.
+    private func cpuCompare(_ exported: Exported, offset: UInt64, count: Int, with pattern: BytePattern?) throws(DMAError)
+        -> (index: Int, found: UInt8)?
+    {
         let buffer = exported.buffer
         try buffer.beginCPUAccess(direction: .fromDevice)
-        var out = [UInt8](repeating: 0, count: count)
+        var mismatch: (index: Int, found: UInt8)?
         try forEachCPUChunk(exported, offset: offset, count: count) { (address, start, length) throws(DMAError) in
-            let bytes = try machine.memory.read(address, count: length)
-            out.replaceSubrange(start..<(start + length), with: bytes)
+            if let pattern, mismatch == nil {
+                if let found = try machine.memory.firstMismatch(address, count: length, with: pattern, patternOffset: offset + UInt64(start)) {
+                    mismatch = (start + found.index, found.found)
+                }
+            } else {
+                try machine.memory.checkReadable(address, count: length)
+            }
         }
         try buffer.endCPUAccess(direction: .fromDevice)
-        return out
+        return mismatch
     }
 
     private func forEachCPUChunk(

@@ -49,15 +49,22 @@ public struct YAMLReader {
         TopologyLoadError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
     }
 
-    /// The node as a mapping whose keys are all in `allowed`.
-    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws -> Node.Mapping {
+    /// The node as a mapping whose keys are all in `allowed`, its values found by key text.
+    /// - Complexity: O(k) in the number of keys, once; each lookup after is O(1) (Yams's own
+    ///   subscript compares every key by its resolved tag, a regular-expression match per key per
+    ///   lookup, which made a 100,000-step scenario spend most of its parse there).
+    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws -> YAMLMapping {
         guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
-        for key in mapping.keys {
+        var values: [String: Node] = [:]
+        values.reserveCapacity(mapping.count)
+        for (key, value) in mapping {
             guard let name = key.string, allowed.contains(name) else {
                 throw error(key, "unknown key '\(ErrorText.printable(key.string ?? "?"))' in \(what); allowed: \(allowed.sorted().joined(separator: ", "))")
             }
+            // Yams refuses duplicate keys while composing; the first is kept, as its subscript did.
+            if values[name] == nil { values[name] = value }
         }
-        return mapping
+        return YAMLMapping(values: values)
     }
 
     /// The node as a sequence.
@@ -129,6 +136,20 @@ public struct YAMLReader {
         let (product, overflow) = base.multipliedReportingOverflow(by: scale)
         return overflow ? nil : product
     }
+}
+
+/// A YAML mapping checked by ``YAMLReader/mapping(_:allowed:what:)``: its values by key text.
+public struct YAMLMapping {
+    let values: [String: Node]
+
+    /// A mapping with no keys (the arguments of a step written with none).
+    public static var empty: YAMLMapping { YAMLMapping(values: [:]) }
+
+    /// The value of `key`, if the mapping has it.
+    public subscript(key: String) -> Node? { values[key] }
+
+    /// The number of keys.
+    public var count: Int { values.count }
 }
 
 extension String {

@@ -21,4 +21,5 @@ let benchmarks: @Sendable () -> Void = {
     providerLookupBenchmarks()
     sysfsBenchmarks()
     simulateBenchmarks()
+    scaleBenchmarks()
 }
