@@ -366,6 +366,24 @@ public struct DMAOpsConformance: Sendable {
         return "map_sg, sync both ways, unmap_sg, map_phys, sync, unmap_phys: no reports, no leaks"
     }
 
+    /// The device writes a pattern through every segment of a mapping; after the sync for the
+    /// CPU, do the mapping's own pages hold it? (An address handed to two live mappings sends the
+    /// bytes elsewhere.)
+    private static func deviceWriteReachesPages(
+        _ table: DMAScatterTable, _ list: ScatterList, seed: UInt8, ops: any DMAOps, device: DMADevice, memory: SimulatedMemory
+    ) throws -> Bool {
+        let bytes = pattern(seed, Int(table.mappedLength))
+        var at = 0
+        for segment in table.segments {
+            try device.dmaWrite(Array(bytes[at..<(at + Int(segment.length))]), at: segment.address)
+            at += Int(segment.length)
+        }
+        try ops.syncScatterListForCPU(table, direction: .bidirectional, device: device)
+        var seen: [UInt8] = []
+        for range in list { seen += try memory.read(range.start, count: Int(range.length)) }
+        return seen == bytes
+    }
+
     private func concurrency() throws -> String {
         let rig = try rig()
         let device = try device(rig)
@@ -406,16 +424,9 @@ public struct DMAOpsConformance: Sendable {
                     // Use the mapping while its record is live, as a driver does between map and
                     // unmap: the device writes this worker's bytes, which must reach this worker's
                     // own pages (an address handed to two live mappings sends them elsewhere).
-                    let bytes = Self.pattern(UInt8(truncatingIfNeeded: 31 &* worker &+ round), Int(table.mappedLength))
-                    var at = 0
-                    for segment in table.segments {
-                        try device.dmaWrite(Array(bytes[at..<(at + Int(segment.length))]), at: segment.address)
-                        at += Int(segment.length)
-                    }
-                    try ops.syncScatterListForCPU(table, direction: .bidirectional, device: device)
-                    var seen: [UInt8] = []
-                    for range in list { seen += try memory.read(range.start, count: Int(range.length)) }
-                    if seen != bytes {
+                    let reached = try Self.deviceWriteReachesPages(
+                        table, list, seed: UInt8(truncatingIfNeeded: 31 &* worker &+ round), ops: ops, device: device, memory: memory)
+                    if !reached {
                         shared.withLock { $0.problems.append("worker \(worker) round \(round): the device's bytes did not reach the worker's own pages (another live mapping shares its addresses)") }
                     }
                     // The record goes only now, just before the unmap: it was live all the time
@@ -432,16 +443,7 @@ public struct DMAOpsConformance: Sendable {
             }
         }
         // The resident mapping still reaches its own pages after all that.
-        let residentBytes = Self.pattern(0xA7, Int(resident.mappedLength))
-        var at = 0
-        for segment in resident.segments {
-            try device.dmaWrite(Array(residentBytes[at..<(at + Int(segment.length))]), at: segment.address)
-            at += Int(segment.length)
-        }
-        try ops.syncScatterListForCPU(resident, direction: .bidirectional, device: device)
-        var seen: [UInt8] = []
-        for range in residentList { seen += try memory.read(range.start, count: Int(range.length)) }
-        if seen != residentBytes {
+        if try !Self.deviceWriteReachesPages(resident, residentList, seed: 0xA7, ops: ops, device: device, memory: memory) {
             shared.withLock { $0.problems.append("the mapping held through every round no longer reaches its own pages") }
         }
         try ops.unmapScatterList(resident, direction: .bidirectional, attributes: [], device: device)
