@@ -25,6 +25,7 @@ let package = Package(
                 .product(name: "DMAMapping", package: "DMABufKit"),
                 .product(name: "PCITopology", package: "DMABufKit"),
                 .product(name: "DMAScenario", package: "DMABufKit"),
+                .product(name: "LinuxDMABuf", package: "DMABufKit"),
             ],
             path: "Benchmarks/DMABufBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

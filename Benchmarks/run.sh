@@ -17,12 +17,15 @@ python3 scripts/make-topology.py "$work/topology-1k.yaml" 1000
 python3 scripts/make-topology.py "$work/topology-10k.yaml" 10000
 python3 scripts/make-sysfs.py "$work/sys-5k" 7 16 8 5
 python3 scripts/make-scenario.py "$work/scenario-100k.yaml" 100000
+# The census row (issue [M]): a /proc copy of 2,000 processes with 64 dma-buf fds each.
+python3 scripts/make-proc.py "$work/proc" 2000 64
 export DMABUF_BENCH_SYSFS="$work/sys"
 export DMABUF_BENCH_SCENARIO="$work/scenario.yaml"
 export DMABUF_BENCH_TOPOLOGY_1K="$work/topology-1k.yaml"
 export DMABUF_BENCH_TOPOLOGY_10K="$work/topology-10k.yaml"
 export DMABUF_BENCH_SYSFS_5K="$work/sys-5k"
 export DMABUF_BENCH_SCENARIO_100K="$work/scenario-100k.yaml"
+export DMABUF_BENCH_PROC="$work/proc"
 results=${BENCH_RESULTS:-$work/results}
 runs=${BENCH_RUNS:-1}
 if ! [[ "$runs" =~ ^[1-9][0-9]*$ ]]; then

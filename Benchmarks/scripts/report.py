@@ -149,6 +149,16 @@ def rows_for(v):
         row("simulate, device read of a 32 GiB VRAM buffer, checked", "%.0f ms, peak RSS %.0f MB" % (
             vram / 1e6, (p50("scale simulate device read 32 GiB VRAM", "peakMemoryResident") or 0) / 1e6), "-", "-", "completes", None)
 
+    # 8. the census (issue [M]): dmabuf ls's read of a 2,000-process /proc copy against a C loop.
+    census, c_census = p50("census 2000x64"), p50("C census 2000x64")
+    if census and c_census:
+        peak = p50("census 2000x64", "peakMemoryResident") or 0
+        c_peak = p50("C census 2000x64", "peakMemoryResident") or 0
+        row("dmabuf ls census, 2,000 processes x 64 dma-buf fds (/proc copy)",
+            "%.0f ms, peak RSS %.0f MB" % (census / 1e6, peak / 1e6),
+            "C: %.0f ms, peak RSS %.0f MB" % (c_census / 1e6, c_peak / 1e6), "%.2fx" % (census / c_census),
+            "<= 1.5x, memory bounded", census / c_census <= 1.5)
+
     return rows
 
 

@@ -181,35 +181,41 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     census.unreadable.append(Unreadable(pid: pid, what: "fdinfo/\(fdName)", errno: errno.name))
                     continue
                 }
-                let info = FDInfo(parsing: String(decoding: bytes, as: UTF8.self))
+                let info = FDInfo(bytes: bytes)
                 guard info.isDMABuf, let inode = info.inode else { continue }
                 if let record {
                     recordHolder()
                     record(.link(path: "\(pid)/fd/\(fdName)", target: target))
                     record(.file(path: "\(pid)/fdinfo/\(fdName)", bytes: bytes))
                 }
-                var buffer = byInode[inode] ?? Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])
-                buffer.size = info.size ?? buffer.size
-                buffer.exporter = info.exporter ?? buffer.exporter
-                buffer.name = info.name ?? buffer.name
-                let index = holderIndex(&buffer, pid, comm)
-                buffer.holders[index].fds.append(fd)
-                byInode[inode] = buffer
+                // Mutated in place (a copy taken out and stored back would copy its holders each time).
+                update(&byInode[inode, default: Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])])
+                func update(_ buffer: inout Buffer) {
+                    buffer.size = info.size ?? buffer.size
+                    buffer.exporter = info.exporter ?? buffer.exporter
+                    buffer.name = info.name ?? buffer.name
+                    let index = holderIndex(&buffer, pid, comm)
+                    buffer.holders[index].fds.append(fd)
+                }
             }
             switch SystemCalls.readFile("\(base)/maps", limit: mapsLimit) {
             case .success(let bytes):
                 var kept: [UInt8] = []
-                for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+                // Only lines that name a dma-buf are parsed: a busy process's maps is mostly
+                // libraries and anonymous memory.
+                for rawLine in bytes.split(separator: 0x0A) where containsDMABufMarker(rawLine) {
+                    let line = Substring(String(decoding: rawLine, as: UTF8.self))
                     guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }
                     if record != nil { kept += Array(line.utf8) + [0x0A] }
-                    var buffer = byInode[mapping.inode] ?? Buffer(inode: mapping.inode, size: nil, exporter: nil, name: nil, holders: [])
-                    if buffer.name == nil, mapping.path.hasPrefix("/dmabuf:"), mapping.path.count > "/dmabuf:".count {
-                        buffer.name = String(mapping.path.dropFirst("/dmabuf:".count))
+                    update(&byInode[mapping.inode, default: Buffer(inode: mapping.inode, size: nil, exporter: nil, name: nil, holders: [])])
+                    func update(_ buffer: inout Buffer) {
+                        if buffer.name == nil, mapping.path.hasPrefix("/dmabuf:"), mapping.path.count > "/dmabuf:".count {
+                            buffer.name = String(mapping.path.dropFirst("/dmabuf:".count))
+                        }
+                        let index = holderIndex(&buffer, pid, comm)
+                        buffer.holders[index].mappings += 1
+                        buffer.holders[index].mappedBytes = saturatingSum(buffer.holders[index].mappedBytes, mapping.length)
                     }
-                    let index = holderIndex(&buffer, pid, comm)
-                    buffer.holders[index].mappings += 1
-                    buffer.holders[index].mappedBytes = saturatingSum(buffer.holders[index].mappedBytes, mapping.length)
-                    byInode[mapping.inode] = buffer
                 }
                 if let record {
                     if !kept.isEmpty { recordHolder() }
@@ -239,6 +245,19 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
         census.totals = totals.values.sorted { $0.exporter < $1.exporter }
         return census
     }
+}
+
+/// Whether a maps line mentions `dmabuf` at all (`/dmabuf:` or `anon_inode:dmabuf`), on bytes.
+func containsDMABufMarker(_ line: ArraySlice<UInt8>) -> Bool {
+    let marker: [UInt8] = Array("dmabuf".utf8)
+    guard line.count >= marker.count else { return false }
+    var index = line.startIndex
+    let last = line.endIndex - marker.count
+    while index <= last {
+        if line[index] == marker[0], line[index..<(index + marker.count)].elementsEqual(marker) { return true }
+        index += 1
+    }
+    return false
 }
 
 /// `a + b`, or `Int.max` when that passes it: sizes and lengths read from a `/proc` copy can be

@@ -46,27 +46,44 @@ public struct FDInfo: Sendable, Hashable, Codable {
     ///
     /// - Complexity: O(n) in the length of the text.
     public init(parsing text: String) {
+        self.init(bytes: Array(text.utf8))
+    }
+
+    /// Parses the bytes of an fdinfo file, as read: the census reads a hundred thousand of them, so
+    /// lines and keys are found on bytes and a `String` is made only for the values kept.
+    /// Lines end at `\n`; a key is the bytes before the first `:`.
+    public init(bytes: [UInt8]) {
         otherFields = []
-        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
-            guard let colon = line.firstIndex(of: ":") else {
-                otherFields.append(Field(key: String(line), value: ""))
+        let colon = UInt8(ascii: ":"), newline = UInt8(ascii: "\n"), space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
+        func text(_ slice: ArraySlice<UInt8>) -> String { String(decoding: slice, as: UTF8.self) }
+        var lineStart = bytes.startIndex
+        while lineStart < bytes.endIndex {
+            var lineEnd = lineStart
+            while lineEnd < bytes.endIndex && bytes[lineEnd] != newline { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            guard lineEnd > lineStart else { continue }
+            let line = bytes[lineStart..<lineEnd]
+            guard let at = line.firstIndex(of: colon) else {
+                otherFields.append(Field(key: text(line), value: ""))
                 continue
             }
-            let key = String(line[..<colon])
-            let value = String(line[line.index(after: colon)...].drop(while: { $0 == " " || $0 == "\t" }))
+            var valueStart = at + 1
+            while valueStart < lineEnd && (bytes[valueStart] == space || bytes[valueStart] == tab) { valueStart += 1 }
+            let key = bytes[lineStart..<at]
+            let value = bytes[valueStart..<lineEnd]
             var known = true
-            switch key {
-            case "pos": if let v = Int64(value) { position = v } else { known = false }
-            case "flags": if let v = UInt32(value, radix: 8) { flags = v } else { known = false }
-            case "mnt_id": if let v = Int(value) { mountID = v } else { known = false }
-            case "ino": if let v = UInt64(value) { inode = v } else { known = false }
-            case "size": if let v = Int(value), v >= 0 { size = v } else { known = false }
-            case "count": if let v = Int(value) { count = v } else { known = false }
-            case "exp_name": exporter = value
-            case "name": name = value
+            switch key.count {
+            case 3 where key.elementsEqual("pos".utf8): if let v = Int64(text(value)) { position = v } else { known = false }
+            case 5 where key.elementsEqual("flags".utf8): if let v = UInt32(text(value), radix: 8) { flags = v } else { known = false }
+            case 6 where key.elementsEqual("mnt_id".utf8): if let v = Int(text(value)) { mountID = v } else { known = false }
+            case 3 where key.elementsEqual("ino".utf8): if let v = UInt64(text(value)) { inode = v } else { known = false }
+            case 4 where key.elementsEqual("size".utf8): if let v = Int(text(value)), v >= 0 { size = v } else { known = false }
+            case 5 where key.elementsEqual("count".utf8): if let v = Int(text(value)) { count = v } else { known = false }
+            case 8 where key.elementsEqual("exp_name".utf8): exporter = text(value)
+            case 4 where key.elementsEqual("name".utf8): name = text(value)
             default: known = false
             }
-            if !known { otherFields.append(Field(key: key, value: value)) }
+            if !known { otherFields.append(Field(key: text(key), value: text(value))) }
         }
     }
 }

@@ -362,17 +362,24 @@ package enum SystemCalls {
         }
         // procfs and sysfs report 0 or 4096 whatever they hold; a larger size is a real file's.
         if status.st_size > limit { return .failure(.EFBIG) }
+        // Read straight into the array's spare capacity (no zeroed bounce buffer per file: a
+        // census reads a hundred thousand small fdinfo files), doubling it up to the limit.
+        // Each read lands in uninitialised scratch space (no zeroed buffer per file: a census reads
+        // a hundred thousand small fdinfo files) and is appended: linear in the file's length.
         var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
-            let asked = min(chunk.count, limit + 1 - bytes.count)
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, asked) }
-            if count < 0 {
-                if Glibc.errno == EINTR { continue }
-                return .failure(Errno(rawValue: Glibc.errno))
+            let room = min(65536, limit + 1 - bytes.count)
+            var failure: Int32 = 0
+            var count = 0
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+                repeat {
+                    count = Glibc.read(fd, buffer.baseAddress!, room)
+                    failure = count < 0 ? Glibc.errno : 0
+                } while count < 0 && failure == EINTR
+                if count > 0 { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<count])) }
             }
+            if count < 0 { return .failure(Errno(rawValue: failure)) }
             if count == 0 { return .success(bytes) }
-            bytes.append(contentsOf: chunk[0..<count])
             if bytes.count > limit { return .failure(.EFBIG) }
         }
     }
@@ -410,10 +417,12 @@ package enum SystemCalls {
             default: preconditionFailure("interceptor answered readlink with a value of the wrong kind")
             }
         }
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = path.withCString { Glibc.readlink($0, &buffer, buffer.count) }
-        if count < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
-        return .success(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        // A stack buffer: the census reads a link per open file of every process.
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
+            let count = path.withCString { Glibc.readlink($0, buffer.baseAddress!, buffer.count) }
+            if count < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
+            return .success(String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self))
+        }
     }
 
     /// The page size (`sysconf(_SC_PAGESIZE)`), which mmap offsets and udmabuf ranges must align to.

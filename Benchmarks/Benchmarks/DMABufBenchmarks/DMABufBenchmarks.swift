@@ -22,4 +22,5 @@ let benchmarks: @Sendable () -> Void = {
     sysfsBenchmarks()
     simulateBenchmarks()
     scaleBenchmarks()
+    censusBenchmarks()
 }

@@ -34,4 +34,11 @@ void cb_memcpy(void *dst, const void *src, size_t count);
 /// or -1.
 long cb_linear_find(const uint64_t *starts, const uint64_t *lasts, size_t count, uint64_t address);
 
+/// The census baseline (issue [M] item 6): what `dmabuf ls` reads, read the plain C way. For every
+/// numeric folder of `proc_root`: each `fd/N` link (readlink), and for a dma-buf one (`/dmabuf:`
+/// or `anon_inode:dmabuf`) its `fdinfo/N`, whose `size:` is added up; then the process's `maps`,
+/// line by line with a fixed buffer, counting the `/dmabuf:` lines. Returns the number of dma-buf
+/// fds seen; `*bytes` gets the sum of their sizes and `*mappings` the dma-buf mapping lines.
+uint64_t cb_census(const char *proc_root, uint64_t *bytes, uint64_t *mappings);
+
 #endif
