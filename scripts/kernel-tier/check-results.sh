@@ -15,17 +15,19 @@ summary=$(grep -E '^KTEST-SUMMARY: [0-9]+ passed, [0-9]+ failed$' "$log" | tail 
 grep -q '^KTIER-EXIT 0 ' "$log" || problems+=("the self-test did not exit 0")
 passed=$(grep -c '^KTEST PASS ' "$log" || true)
 failed=$(grep -c '^KTEST FAIL ' "$log" || true)
-missing=0
 while read -r name; do
   case "$name" in ''|'#'*) continue ;; esac
-  if ! grep -q "^KTEST PASS $name :: " "$log"; then
-    problems+=("expected check $name did not pass")
-    missing=$((missing + 1))
+  # A check that failed is counted by its FAIL line; one that never ran is a problem of its own.
+  if ! grep -qE "^KTEST (PASS|FAIL) $name :: " "$log"; then
+    problems+=("expected check $name never ran")
   fi
 done < "$expected"
 if [ "${#problems[@]}" -gt 0 ] || [ "$failed" -gt 0 ]; then
   for problem in "${problems[@]}"; do echo "kernel-tier: FAIL: $problem" >&2; done
-  echo "kernel-tier: $passed passed, $((failed + missing)) failed"
+  # Every problem counts as a failure in the closing line, so it can never read "0 failed" while
+  # the tier fails: a missing expected check is one, and so is a guest that never booted or exited
+  # non-zero.
+  echo "kernel-tier: $passed passed, $((failed + ${#problems[@]})) failed"
   exit 1
 fi
 echo "kernel-tier: $passed passed, 0 failed"
