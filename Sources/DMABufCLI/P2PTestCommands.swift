@@ -216,7 +216,12 @@ extension TopologySource {
 /// The running kernel's configuration when `sysfs` is the live `/sys`; `nil` for a copy, whose
 /// kernel is not the one running.
 func liveKernelConfig(_ sysfs: String) -> KernelConfig? {
-    URL(fileURLWithPath: sysfs).standardizedFileURL.path == "/sys" ? KernelConfig.read() : nil
+    isLiveSysfs(sysfs) ? KernelConfig.read() : nil
+}
+
+/// Whether a sysfs root is this machine's own `/sys` (so its kernel is the one running).
+func isLiveSysfs(_ sysfs: String) -> Bool {
+    URL(fileURLWithPath: sysfs).standardizedFileURL.path == "/sys"
 }
 
 /// `dmabuf topo --verify`: every eligible pair of the live machine, each judged by the kernel.
@@ -240,7 +245,7 @@ func verifyEveryPair(sysfs: String, topology: PCITopology, kprobe: Bool, json: B
 /// on the live machine (`/sys`) whether the kernel can do P2PDMA at all (`CONFIG_PCI_P2PDMA`,
 /// `drivers/pci/Kconfig`: without it `pci_p2pdma_distance` and the p2pmem pools do not exist, so
 /// every pair is impossible whatever the rules say). Empty for a YAML topology (`sysfs` nil).
-func renderRunningKernelFacts(sysfs: String?, config: KernelConfig? = KernelConfig.read()) -> String {
+func renderRunningKernelFacts(sysfs: String?, config: @autoclosure () -> KernelConfig? = KernelConfig.read()) -> String {
     guard let sysfs else { return "" }
     var out = ""
     let memory = PublishedP2PMemory.all(sysfs: sysfs)
@@ -253,9 +258,9 @@ func renderRunningKernelFacts(sysfs: String?, config: KernelConfig? = KernelConf
             out += "\n"
         }
     }
-    guard URL(fileURLWithPath: sysfs).standardizedFileURL.path == "/sys" else { return out }
+    guard isLiveSysfs(sysfs) else { return out }
     let release = KernelConfig.release() ?? "unknown release"
-    if let config {
+    if let config = config() {
         if config.value("CONFIG_PCI_P2PDMA") == "not set" {
             out += "The running kernel (\(release)) is built without CONFIG_PCI_P2PDMA (\(config.source)): every P2P pair is impossible on it, whatever the topology; the verdicts above are what a kernel with P2PDMA would decide.\n"
         } else {

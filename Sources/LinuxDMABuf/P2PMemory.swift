@@ -211,21 +211,18 @@ public struct P2PMapTypeTrace: ~Copyable {
         return String(rest.prefix(while: { $0 != " " }))
     }
 
-    /// Writes `text` to a tracefs file: replacing its contents (`O_TRUNC`), or added to them
-    /// (`O_APPEND`, as `kprobe_events` wants new probes: a truncating write removes every probe).
-    private static func write(_ path: String, _ text: String, appending: Bool = false) -> Errno? {
-        let fd: Int32
-        switch SystemCalls.open(path, O_WRONLY | (appending ? O_APPEND : O_TRUNC)) {
-        case .failure(let errno): return errno
-        case .success(let opened): fd = opened
-        }
-        defer { _ = SystemCalls.close(fd) }
-        let bytes = Array((appending ? text + "\n" : text).utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        return written < 0 ? Errno(rawValue: Glibc.errno) : nil
+    /// Replaces a tracefs file's contents (`O_TRUNC`).
+    private static func write(_ path: String, _ text: String) -> Errno? {
+        if case .failure(let errno) = SystemCalls.writeText(path, text, flags: O_TRUNC) { return errno }
+        return nil
     }
 
-    private static func append(_ path: String, _ text: String) -> Errno? { write(path, text, appending: true) }
+    /// Adds a line (`O_APPEND`, as `kprobe_events` wants new probes: a truncating write removes
+    /// every probe).
+    private static func append(_ path: String, _ text: String) -> Errno? {
+        if case .failure(let errno) = SystemCalls.writeText(path, text + "\n", flags: O_APPEND) { return errno }
+        return nil
+    }
 
     private static func remove(_ tracefs: String) {
         _ = write("\(tracefs)/events/\(group)/enable", "0")

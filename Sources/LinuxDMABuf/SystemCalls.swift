@@ -384,6 +384,17 @@ package enum SystemCalls {
         }
     }
 
+    /// Writes `text` to a kernel attribute file (sysfs, tracefs) in one `write(2)`, as `echo` does:
+    /// `flags` adds `O_APPEND` or `O_TRUNC` to `O_WRONLY`. A failed open or write is its errno.
+    package static func writeText(_ path: String, _ text: String, flags: Int32 = 0) -> Result<Void, Errno> {
+        open(path, O_WRONLY | flags).flatMap { fd in
+            defer { _ = close(fd) }
+            let bytes = Array(text.utf8)
+            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            return written < 0 ? .failure(Errno(rawValue: Glibc.errno)) : .success(())
+        }
+    }
+
     /// Lists the names in a folder, without `.` and `..`.
     package static func listDirectory(_ path: String) -> Result<[String], Errno> {
         if let outcome = intercepted(.listDirectory(path: path)) {

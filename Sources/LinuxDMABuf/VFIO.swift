@@ -172,15 +172,7 @@ public struct VFIODevice: ~Copyable {
     }
 
     private static func write(_ path: String, _ text: String) throws(DMAError) {
-        let fd: Int32
-        switch SystemCalls.open(path, O_WRONLY) {
-        case .success(let opened): fd = opened
-        case .failure(let errno): throw DMAError(.notFound, errno, "cannot open \(path) (\(errno.name))")
-        }
-        defer { _ = SystemCalls.close(fd) }
-        let bytes = Array(text.utf8)
-        if bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) < 0 {
-            let errno = Errno(rawValue: Glibc.errno)
+        if case .failure(let errno) = SystemCalls.writeText(path, text) {
             throw DMAError(.notSupported, errno, "writing '\(text)' to \(path) failed (\(errno.name))")
         }
     }

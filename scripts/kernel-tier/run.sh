@@ -24,10 +24,15 @@ timeout_s=${KTIER_TIMEOUT:-600}
 swift=${SWIFT:-swift}
 started=$(date +%s)
 stamp() { echo "kernel-tier: [$(( $(date +%s) - started )) s] $*"; }
-# Adds a check-results.sh closing line ("kernel-tier: N passed, M failed") to the totals.
-count() {
-  total_passed=$((total_passed + $(echo "$1" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
-  total_failed=$((total_failed + $(echo "$1" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
+# Prints a check-results.sh output file (its lines tagged [TAG], then its closing line followed
+# by NOTE) and adds the closing line ("kernel-tier: N passed, M failed") to the totals.
+tally() {
+  local tag=$1 file=$2 note=$3 closing
+  sed -e '$d' -e "s/^/[$tag] /" "$file"
+  closing=$(tail -n 1 "$file")
+  echo "$closing$note"
+  total_passed=$((total_passed + $(echo "$closing" | sed -n 's/.*: \([0-9]*\) passed.*/\1/p')))
+  total_failed=$((total_failed + $(echo "$closing" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
 }
 
 scripts/ensure-packages.sh qemu-system-x86 busybox-static cpio xz-utils kmod libdrm-dev zlib1g-dev python3
@@ -64,10 +69,7 @@ for series in ${KTIER_KERNELS:-6.12 7.3}; do
   "$here/check-results.sh" "$log" "$here/expected-checks.txt" > "$cache/results-$series.txt"
   series_status=$?
   set -e
-  sed -e '$d' -e "s/^/[$series] /" "$cache/results-$series.txt"
-  closing=$(tail -n 1 "$cache/results-$series.txt")
-  echo "$closing ($release)"
-  count "$closing"
+  tally "$series" "$cache/results-$series.txt" " ($release)"
   [ "$series_status" -eq 0 ] || status=1
 done
 
@@ -95,10 +97,7 @@ if [ "${KTIER_VFIO:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
     "$cache/dmabuf-kernel-selftest" "$cache/vfio" > "$cache/vfio.txt"
   vfio_status=$?
   set -e
-  sed -e '$d' -e 's/^/[vfio] /' "$cache/vfio.txt"
-  closing=$(tail -n 1 "$cache/vfio.txt")
-  stamp "VFIO: $closing, guest and table in $(( $(date +%s) - vfio_started )) s (rows in $cache/vfio/vfio-table.txt)"
-  count "$closing"
+  tally vfio "$cache/vfio.txt" " (VFIO guest and table in $(( $(date +%s) - vfio_started )) s, rows in $cache/vfio/vfio-table.txt)"
   [ "$vfio_status" -eq 0 ] || status=1
 fi
 stamp "done"
