@@ -23,7 +23,8 @@ while read -r name; do
   fi
 done < "$expected"
 if [ "${#problems[@]}" -gt 0 ] || [ "$failed" -gt 0 ]; then
-  for problem in "${problems[@]}"; do echo "kernel-tier: FAIL: $problem" >&2; done
+  # On standard output, so the problem stands right above the closing line in a CI log tail.
+  for problem in "${problems[@]}"; do echo "kernel-tier: FAIL: $problem"; done
   # Every problem counts as a failure in the closing line, so it can never read "0 failed" while
   # the tier fails: a missing expected check is one, and so is a guest that never booted or exited
   # non-zero.

@@ -84,7 +84,7 @@ for run in ${KTIER_ORACLE_RUNS:-$all_runs}; do
   timeout "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg -cpu "$cpu_model" -smp 1 -m 1024 -nographic \
     -no-reboot -net none "${iommu_args[@]}" -kernel "$root/boot/vmlinuz-$release" -initrd "$work/initramfs.cpio" \
     -append "$append" "${topology[@]}" < /dev/null 2> "$dest/qemu.stderr" \
-    | sed -e 's/\r$//' -e 's/\r/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' > "$log"
+    | sed -f "$here/console.sed" > "$log"
   qemu_status=${PIPESTATUS[0]}
   set -e
   seconds=$(( $(date +%s) - started ))

@@ -35,6 +35,7 @@ tally() {
   total_failed=$((total_failed + $(echo "$closing" | sed -n 's/.*, \([0-9]*\) failed.*/\1/p')))
 }
 
+"$here/test-console-sed.sh"
 scripts/ensure-packages.sh qemu-system-x86 busybox-static cpio xz-utils kmod libdrm-dev zlib1g-dev python3
 mkdir -p "$cache"
 
@@ -60,7 +61,7 @@ for series in ${KTIER_KERNELS:-6.12 7.3}; do
   timeout "$timeout_s" qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -net none \
     -device virtio-gpu-pci -kernel "$root/boot/vmlinuz-$release" -initrd "$cache/initramfs-$series.cpio" \
     -append "console=ttyS0 quiet panic=-1" < /dev/null \
-    | sed -e 's/\r$//' -e 's/\r/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' > "$log"
+    | sed -f "$here/console.sed" > "$log"
   qemu_status=${PIPESTATUS[0]}
   set -e
   stamp "story 7 on $release: guest ran $(( $(date +%s) - boot_started )) s (qemu status $qemu_status; log $log)"

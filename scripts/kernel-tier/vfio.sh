@@ -24,7 +24,7 @@ timeout "$timeout_s" qemu-system-x86_64 -machine q35 -accel tcg -cpu Skylake-Cli
   -append "console=ttyS0 quiet panic=-1 mitigations=off intel_iommu=on" \
   -drive "if=none,id=nvd0,file=$work/nvme.img,format=raw" -device nvme,serial=vfio0,cmb_size_mb=16,drive=nvd0,addr=0x4 \
   -device e1000e,addr=0x5,romfile= \
-  < /dev/null 2> "$out/qemu-vfio.stderr" | sed -e 's/\r$//' -e 's/\r/\n/g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' > "$log"
+  < /dev/null 2> "$out/qemu-vfio.stderr" | sed -f "$here/console.sed" > "$log"
 set -e
 sed -n 's/^VFIO-ROW //p' "$log" > "$out/vfio-table.txt"
 "$here/check-results.sh" "$log" "$here/expected-checks-vfio.txt"
