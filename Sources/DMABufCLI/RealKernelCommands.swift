@@ -219,6 +219,10 @@ extension DMABufCommand {
 
         public init() {}
 
+        /// The most characters of one line of the text report: a value from a copied tree can be
+        /// any length, and the rest is counted, not printed.
+        static let lineLimit = 1000
+
         public func run() throws {
             let environment = ProbeEnvironment(procRoot: procRoot, devRoot: devRoot, sysRoot: sysRoot, bootRoot: bootRoot)
             let reports = Self.sections.map { ($0, $0.gather(environment)) }
@@ -227,7 +231,9 @@ extension DMABufCommand {
             } else {
                 for (section, report) in reports {
                     print("\(section.title)")
-                    for line in report.lines { print("  \(line)") }
+                    // Each line names what the kernel or a copied tree said (driver names, heap
+                    // names, config values, the release): escaped, so no byte of it drives the terminal.
+                    for line in report.lines { print("  " + ErrorText.printable(line, limit: Self.lineLimit)) }
                 }
             }
         }

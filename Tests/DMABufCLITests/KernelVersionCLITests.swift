@@ -115,6 +115,21 @@ struct KernelVersionCLITests {
         }
     }
 
+    @Test("dmabuf probe escapes what a tree says: a release and a config value carrying terminal escapes, a 5,000-character value")
+    func probeEscapes() throws {
+        let tree = try RealKernelCLITests.Tree()
+        let release = "6.12.95\u{1B}]0;owned\u{07}"
+        try tree.write("sys/kernel/osrelease", release + "\n")
+        try tree.write("boot/config-\(release)", "CONFIG_UDMABUF=\u{1B}[2J\nCONFIG_DMABUF_HEAPS=" + String(repeating: "y", count: 5000) + "\n")
+        try FileManager.default.createDirectory(atPath: tree.path + "/dev", withIntermediateDirectories: true)
+        let text = try runDMABuf(["probe", "--proc-root", tree.path, "--dev-root", tree.path + "/dev", "--boot-root", tree.path + "/boot"])
+        #expect(text.status == 0, "\(text.stderr)")
+        #expect(!text.stdout.unicodeScalars.contains { $0.value == 0x1B || $0.value == 0x07 }, "\(text.stdout.debugDescription)")
+        #expect(text.stdout.contains("release 6.12.95\\u{1B}]0;owned\\u{7}"), "\(text.stdout)")
+        #expect(text.stdout.contains("CONFIG_UDMABUF=\\u{1B}[2J"), "\(text.stdout)")
+        #expect(text.stdout.split(separator: "\n").allSatisfy { $0.count < 1100 }, "a line past the limit")
+    }
+
     @Test("dmabuf probe: CONFIG_DMABUF_MOVE_NOTIFY is absent (always on since 7.1) on a 7.x kernel, not set on Debian's 6.12")
     func probeMoveNotify() throws {
         for (release, config, expected) in [
