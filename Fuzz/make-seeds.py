@@ -59,6 +59,32 @@ def manifest(tree, bdfs):
     return b"".join(records)
 write("sysfs", "q35-switch-path", manifest("qemu-q35", ["0000:00:00.0", "0000:00:10.0", "0000:02:00.0"]))
 write("sysfs", "h200-vm-two", manifest("h200-vm", ["0000:00:00.0", "0000:00:02.0"]))
+# Shapes the kernel tier met on Linux 7.3 under QEMU (Tests/PCITopologyTests/Fixtures/kernel-73): a
+# root port, a switch's upstream and downstream ports and NVMe endpoints with controller memory
+# buffers behind them, and a second host bridge.
+write("sysfs", "k73-switch-nvme", manifest("kernel-73/switch-skylake-iommu/sys",
+      ["0000:00:10.0", "0000:01:00.0", "0000:02:00.0", "0000:02:01.0", "0000:03:00.0", "0000:04:00.0"]))
+write("sysfs", "k73-oracle-epyc", manifest("kernel-73/oracle-epyc-iommu/sys", ["0000:00:00.0", "0000:00:01.0"]))
+# An Intel VMD domain (devices below pci10000:e0 with no upstream bridge in Linux), a link to itself
+# and a two-link loop, as raw records.
+def records(entries):
+    out = b""
+    for kind, path, content in entries:
+        p = path.encode(); c = content.encode() if isinstance(content, str) else content
+        out += bytes([ord(kind), len(p)]) + p + struct.pack("<H", len(c)) + c
+    return out
+vmd = "devices/pci0000:00/0000:00:05.0/pci10000:e0/10000:e0:00.0"
+write("sysfs", "vmd-domain", records([
+    ("D", "devices/pci0000:00/0000:00:05.0", ""), ("F", "devices/pci0000:00/0000:00:05.0/vendor", "0x8086\n"),
+    ("F", "devices/pci0000:00/0000:00:05.0/class", "0x010400\n"),
+    ("D", vmd, ""), ("F", f"{vmd}/vendor", "0x144d\n"), ("F", f"{vmd}/class", "0x010802\n"),
+    ("F", f"{vmd}/resource", "0x00000000d1000000 0x00000000d1003fff 0x0000000000140204\n"),
+    ("L", "bus/pci/devices/0000:00:05.0", "../../../devices/pci0000:00/0000:00:05.0"),
+    ("L", "bus/pci/devices/10000:e0:00.0", f"../../../{vmd}")]))
+write("sysfs", "link-loops", records([
+    ("L", "bus/pci/devices/0000:00:01.0", "0000:00:01.0"),
+    ("L", "bus/pci/devices/0000:00:02.0", "../../../devices/pci0000:00/0000:00:02.0"),
+    ("L", "devices/pci0000:00/0000:00:02.0", "../../bus/pci/devices/0000:00:02.0")]))
 
 # topology-yaml: the built-in topology and the annotated example of docs/topology.md.
 swift = open("Sources/DMAScenario/BuiltInTopology.swift").read()
@@ -76,6 +102,17 @@ doc = open("docs/scenarios.md").read()
 for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", doc, re.S)[:1]):
     write("scenario-yaml", f"docs-scenarios-{i}", block)
 
+# Huge sizes: a buffer of 2^62 bytes, one of 6 GiB and a step length past its buffer.
+write("scenario-yaml", "huge-sizes", """topology: builtin
+buffers:
+  - {name: big, exporter: system-heap, size: 4611686018427387904}
+  - {name: six, exporter: gpu-vram, device: "0000:03:00.0", size: 6GiB, pattern: 1}
+importers:
+  - {name: nic, device: "0000:04:00.0", kind: rdma-dynamic, ops: iommu}
+steps:
+  - attach: {importer: nic, buffer: six}
+  - device-read: {importer: nic, buffer: six, offset: 6GiB, length: 18446744073709551615}
+""")
 # fdinfo: what the kernels of the kernel tier and a GPU machine print.
 write("fdinfo", "vgem", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\t16384\ncount:\t3\nexp_name:\tdrm\nname:\tprobe-vgem\n")
 write("fdinfo", "nv-dmabuf", "pos:\t0\nflags:\t02000002\nmnt_id:\t12\nino:\t1\nsize:\t67108864\ncount:\t1\nexp_name:\tnv_dmabuf\n")
