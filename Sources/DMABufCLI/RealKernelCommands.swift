@@ -162,6 +162,11 @@ extension DMABufCommand {
                 capturer?.recordProc(.file(path: "sys/kernel/osrelease", bytes: bytes))
                 return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             }
+            // The CPU the topology join judges the host-bridge rule with (`joinTopology`): a copy
+            // without it would be judged with the CPU of the machine that reads it.
+            if let capturer, let bytes = try? SystemCalls.readFile("\(procRoot)/cpuinfo", limit: 1 << 20).get() {
+                capturer.recordProc(.file(path: "cpuinfo", bytes: bytes))
+            }
             return DMABufKernelView(
                 bufinfo: bufinfo, census: census,
                 source: .init(bufinfo: "\(debugfs)/\(DMABufBufInfo.relativePath)", readable: bufinfo != nil, unavailable: unavailable, kernelRelease: release))

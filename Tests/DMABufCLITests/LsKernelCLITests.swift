@@ -91,6 +91,7 @@ struct LsKernelCLITests {
     @Test("--capture writes only what it read, and reading the copy back gives the same view")
     func capture() throws {
         let tree = try Self.snapshot()
+        try tree.write("proc/cpuinfo", "vendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
         try tree.write("proc/44/comm", "idle\n")
         try tree.link("proc/44/fd/0", to: "/dev/null")
         try tree.write("proc/44/maps", "55d0c0000000-55d0c0021000 r-xp 00000000 fe:01 1234   /usr/bin/idle\n")
@@ -101,6 +102,8 @@ struct LsKernelCLITests {
         #expect(first.status == 0 && first.stderr.contains("dmabuf ls --kernel --proc \(copy)/proc --debugfs \(copy)/debugfs"), "\(first.stderr)")
         #expect(FileManager.default.fileExists(atPath: copy + "/debugfs/dma_buf/bufinfo"))
         #expect(!FileManager.default.fileExists(atPath: copy + "/proc/44"))
+        // The CPU goes with the copy: the topology join judges the host-bridge rule with it.
+        #expect(try String(contentsOfFile: copy + "/proc/cpuinfo", encoding: .utf8) == "vendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
         let maps = try String(contentsOfFile: copy + "/proc/42/maps", encoding: .utf8)
         #expect(maps == "7f0000000000-7f0000004000 rw-s 00000000 00:0c 3 /dmabuf:\n")
         let again = try runDMABuf(["ls", "--kernel", "--json", "--proc", copy + "/proc", "--debugfs", copy + "/debugfs"])
