@@ -201,9 +201,12 @@ public final class GPUVRAMExporter: DMABufExporter {
         var done: UInt64 = 0
         while done < range.length {
             let length = min(Self.maxVRAMSegment, range.length - done)
-            do {
+            do throws(DMAError) {
                 let piece = try PhysicalRange(start: PhysicalAddress(range.start.rawValue + done), length: length)
                 let address = try device.mapPhys(piece, direction: direction, attributes: attributes)
+                guard !dmaMappingError(address, device) else {
+                    throw DMAError(.resourceExhausted, .ENOMEM, "\(piece) for \(device.name): DMA_MAPPING_ERROR")
+                }
                 pieces.append((address, length))
                 segments.append(DMASegment(address: address, length: length))
             } catch {

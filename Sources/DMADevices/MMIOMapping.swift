@@ -124,8 +124,11 @@ func mapPhysVec(_ ranges: [PhysicalRange], provider: P2PProvider, device: DMADev
         var segments: [DMASegment] = []
         var pieces: [(DMAAddress, UInt64)] = []
         for range in ranges {
-            do {
+            do throws(DMAError) {
                 let address = try device.mapPhys(range, direction: direction, attributes: .mmio)
+                guard !dmaMappingError(address, device) else {
+                    throw DMAError(.resourceExhausted, .ENOMEM, "dma_map_phys(DMA_ATTR_MMIO) of \(range) for \(device.name): DMA_MAPPING_ERROR")
+                }
                 pieces.append((address, range.length))
                 segments += splitEntries(address, length: range.length, limit: scatterEntryLimit)
             } catch {
@@ -139,4 +142,13 @@ func mapPhysVec(_ ranges: [PhysicalRange], provider: P2PProvider, device: DMADev
             .invalidArgument, .EINVAL,
             "\(device.name) cannot reach \(provider) peer-to-peer (dma_buf_phys_vec_to_sgt: PCI_P2PDMA_MAP_NOT_SUPPORTED)")
     }
+}
+
+/// `dma_mapping_error` after a single map, as every driver calls it: it marks the mapping checked
+/// in the DMA-API debug layer when the device has one (`debug_dma_mapping_error`,
+/// `kernel/dma/debug.c`).
+/// - Returns: whether the address is `DMA_MAPPING_ERROR`.
+func dmaMappingError(_ address: DMAAddress, _ device: DMADevice) -> Bool {
+    if let debugOps = device.ops as? DMADebugOps { return debugOps.debug.mappingError(address, device: device) }
+    return address.isMappingError
 }
