@@ -219,7 +219,15 @@ public final class GPUVRAMExporter: DMABufExporter {
             done += length
         }
         let list = try ScatterList.peerToPeer([range], provider: heap.provider)
-        let table = DMAScatterTable(list: list, segments: segments, p2pMapType: topologyMapType(device, to: heap.provider))
+        // The route the device's requests take: the topology's, unless the DMA API handed out an
+        // address that is not the VRAM's bus address (an IOVA), which goes up to the IOMMU in the
+        // root complex, through the host bridge.
+        let route = topologyMapType(device, to: heap.provider)
+        let atBusAddress = segments.indices.allSatisfy {
+            segments[$0].address == heap.provider.busAddress(of: PhysicalAddress(range.start.rawValue + UInt64($0) * Self.maxVRAMSegment))
+        }
+        let type: P2PMapType = route == .busAddress && !atBusAddress ? .throughHostBridge : route
+        let table = DMAScatterTable(list: list, segments: segments, p2pMapType: type)
         book.record(attachment, table, .perPiece(pieces, attributes: attributes))
         return DMABufMapping(table: table, placement: .vram, mmioMapCall: attachment.buffer.rules.mmioMapCall)
     }

@@ -67,7 +67,7 @@ public struct Story: Sendable {
             buffers:
               - {name: vram, exporter: gpu-vram, device: "0000:03:00.0", size: 2MiB, pattern: 7}
             importers:
-              - {name: nic, device: "0000:04:00.0", kind: rdma-dynamic, ops: iommu}
+              - {name: nic, device: "0000:04:00.0", kind: rdma-dynamic, ops: direct}
             steps:
               # mlx5 maps the MR at registration (mlx5_ib_init_dmabuf_mr): VRAM, no copy.
               - attach: {importer: nic, buffer: vram,
@@ -138,7 +138,7 @@ public struct Story: Sendable {
 
     static let story4 = Story(
         number: 4, title: "An HFI-style NIC whose custom DMA ops cannot carry P2P",
-        kernelBehaviour: "a raw P2P list is refused with EREMOTEIO; through dma-buf amdgpu keeps P2P (the PCI route alone decides) and mapping the VRAM fails with ENOMEM: these ops cannot map MMIO", keySteps: [0, 2],
+        kernelBehaviour: "a raw P2P list is refused with EREMOTEIO; through dma-buf amdgpu keeps P2P (the PCI route alone decides) and mapping the VRAM fails with ENOMEM, as these ops cannot map MMIO; once the buffer is evicted to system memory they map its pages", keySteps: [0, 2, 3, 4],
         yaml: """
             title: "Story 4: HFI-style NIC with virt ops (CPU addresses, not P2P capable)"
             topology: builtin
@@ -153,13 +153,20 @@ public struct Story: Sendable {
               - attach: {importer: hfi, buffer: vram, expect: {peerToPeer: true}}
               # VRAM is mapped with dma_map_resource / dma_map_phys(DMA_ATTR_MMIO), which these ops cannot do.
               - map: {importer: hfi, buffer: vram, expect: {ok: false, errno: ENOMEM}}
+              # Once the buffer is in system memory (GTT), the ops map its pages.
+              - evict: {buffer: vram}
+              - map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host}}
+              - device-read: {importer: hfi, buffer: vram, expectPattern: 11}
+              - unmap: {importer: hfi, buffer: vram}
               - detach: {importer: hfi, buffer: vram}
             """,
         whenMapsPin: (
             kernel: "a raw P2P list is refused with EREMOTEIO; CONFIG_DMABUF_MOVE_NOTIFY off: the map pins and amdgpu pins in GTT, so the NIC gets system pages its ops can map",
             replacements: [
                 ("map: {importer: hfi, buffer: vram, expect: {ok: false, errno: ENOMEM}}",
-                 "map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host, migratedBytes: 262144}}\n  - device-read: {importer: hfi, buffer: vram, expectPattern: 11}\n  - unmap: {importer: hfi, buffer: vram}")
+                 "map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host, migratedBytes: 262144}}"),
+                // Pinned by its map, the buffer cannot be evicted: the importer unmaps and maps again.
+                ("- evict: {buffer: vram}", "- unmap: {importer: hfi, buffer: vram}"),
             ]))
 
     static let story5 = Story(
