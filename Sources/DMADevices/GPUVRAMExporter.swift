@@ -16,9 +16,9 @@ import Synchronization
 ///   attachment has P2P. Pinning moves an unpinned buffer into an allowed domain; a buffer already
 ///   pinned in a domain the new pin does not allow is `EINVAL` (`amdgpu_bo_pin`);
 /// - `map` of an unpinned buffer moves it to GTT unless the attachment has P2P (then VRAM may
-///   stay), telling every dynamic importer; a pinned buffer does not move: before 6.15 a buffer
-///   pinned anywhere but GTT is `EBUSY`, from 6.15 a buffer pinned in VRAM is mapped as VRAM for
-///   whoever maps it, P2P or not;
+///   stay), telling every dynamic importer; a pinned buffer does not move: a buffer pinned in VRAM
+///   (6.15 on) is mapped as VRAM for whoever maps it, P2P or not (before 6.15 the kernel's map is
+///   `EBUSY` for a buffer pinned outside GTT, which the model's GTT-only pins never leave);
 /// - VRAM is mapped as `amdgpu_vram_mgr_alloc_sgt` does (`amdgpu_vram_mgr.c`): the CPU physical
 ///   address of each piece of at most 2 GiB through `dma_map_resource` (`dma_map_phys` with
 ///   `DMA_ATTR_MMIO` from 6.18), so the device gets an IOVA behind an IOMMU and the physical
@@ -171,17 +171,10 @@ public final class GPUVRAMExporter: DMABufExporter {
     {
         var migrated = state.withLock { $0.migratedByPin.removeValue(forKey: ObjectIdentifier(attachment)) ?? 0 }
         if case .vram(let range) = state.withLock({ $0.backing }) {
-            if isPinned {
-                // Before 6.15 amdgpu_dma_buf_map refuses a buffer pinned anywhere but GTT; from
-                // 6.15 a VRAM pin is mapped as VRAM, whoever maps it.
-                guard attachment.buffer.rules.has(.gpuPinsInVRAM) else {
-                    throw DMAError(
-                        .busy, .EBUSY,
-                        "\(attachment.buffer.name) is pinned in VRAM: Linux \(attachment.buffer.rules.version) maps a pinned buffer only from GTT")
-                }
-                return try mapVRAM(range, attachment, direction)
-            }
-            if attachment.peerToPeer { return try mapVRAM(range, attachment, direction) }
+            // From 6.15 a buffer pinned in VRAM is mapped as VRAM, whoever maps it. (Before, the
+            // kernel's map refuses a buffer pinned outside GTT with EBUSY, which only a vmap pin
+            // reaches: the model's pins before 6.15 always leave the buffer in system memory.)
+            if isPinned || attachment.peerToPeer { return try mapVRAM(range, attachment, direction) }
             migrated += try migrateToSystem(notifyIn: context).bytes
         }
         let pages = try cpuRanges()
