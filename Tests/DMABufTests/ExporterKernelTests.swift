@@ -56,6 +56,8 @@ struct VFIOKernelTests {
         #expect(mapping.mmioMapCall == "dma_map_phys(DMA_ATTR_MMIO)")
         #expect(mapping.table.segments.map(\.address.rawValue) == vfio.physicalRanges.map(\.start.rawValue))
         #expect(mapping.table.segments.allSatisfy { $0.length == mib && !$0.isBusAddress })
+        try rig.machine.memory.write([8, 9], at: PhysicalAddress(vfio.provider.cpuRange.start.rawValue + 4 * mib + 7))
+        #expect(try nic.deviceRead(from: vfio.buffer, offset: 2 * mib + 7, count: 2) == [8, 9], "the third range is 4 MiB into the BAR")
         try nic.unmap(vfio.buffer, direction: .toDevice)
         try nic.detach(vfio.buffer)
         #expect(rig.machine.finish().isEmpty)
