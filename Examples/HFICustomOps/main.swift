@@ -1,5 +1,6 @@
 // Story 4: an HFI-style NIC whose custom DMA ops hand out CPU virtual addresses cannot carry P2P.
-// Handed a P2P list it refuses with EREMOTEIO; through dma-buf the GPU gives it system memory.
+// Handed a P2P list it refuses with EREMOTEIO. Through dma-buf amdgpu keeps P2P (the PCI route
+// alone decides) and mapping the VRAM fails; once the GPU evicts the buffer, it maps system pages.
 import DMABuf
 import DMACore
 import DMADevices
@@ -19,6 +20,14 @@ do {
 }
 let importer = DeviceImporter(name: "hfi", device: hfi, dynamic: true, allowPeerToPeer: true)
 print("peer2peer after attach:", try importer.attach(gpu.buffer).peerToPeer)
+do {
+    _ = try importer.map(gpu.buffer, direction: .toDevice)
+    print("mapped VRAM?! (this must not happen)")
+} catch {
+    print("VRAM map:", error.errno.name, "-", error.message)
+}
+let told = try gpu.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
+print("evicted to system memory; told:", told.count)
 let mapping = try importer.map(gpu.buffer, direction: .toDevice)
 print("placement:", mapping.placement, "| migrated:", mapping.migratedBytes, "bytes")
 print("first DMA address (a CPU virtual address):", mapping.table.segments[0].address)

@@ -9,8 +9,10 @@ let gpu = try machine.gpuBuffer(name: "vram", gpu: "0000:03:00.0", size: 1 << 20
 let vram = try gpu.cpuRanges()[0]
 try machine.memory.write(Array("weights from the GPU".utf8), at: vram.start)
 
-// The NIC registers the buffer as a dynamic RDMA MR (ib_umem_dmabuf_get): it maps on first use.
-let nic = RDMANIC(name: "mlx5_0", device: try machine.dmaDevice("0000:04:00.0", ops: "iommu"))
+// The NIC registers the buffer as a dynamic RDMA MR (ib_umem_dmabuf_get): mlx5 maps it at
+// registration. amdgpu maps VRAM at its CPU physical address through the DMA API; without an
+// IOMMU that is the bus address the switch routes to the GPU.
+let nic = RDMANIC(name: "mlx5_0", device: try machine.dmaDevice("0000:04:00.0", ops: "direct"))
 let mr = try nic.registerMR(gpu.buffer)
 let sent = try mr.read(offset: 0, count: 20)  // an RDMA send from the MR: the NIC reads VRAM
 let mapping = mr.mapping!

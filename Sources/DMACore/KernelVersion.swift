@@ -68,6 +68,11 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// that only warns), and `dma_buf_attach_revocable` lets VFIO refuse an importer that cannot
     /// be told (7.1, `drivers/dma-buf/dma-buf.c`, `drivers/vfio/pci/vfio_pci_dmabuf.c`).
     case revocableAttachments = "revocable-attachments"
+    /// amdgpu may pin an exported buffer in VRAM when every attachment has P2P, and maps a buffer
+    /// pinned in VRAM for whoever maps it (6.15, `drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c`);
+    /// before, `amdgpu_dma_buf_pin` pins in GTT only and `amdgpu_dma_buf_map` refuses a buffer
+    /// pinned anywhere else with `EBUSY`.
+    case gpuPinsInVRAM = "amdgpu-pins-in-vram"
 
     /// The release the rule came in.
     public var introduced: KernelVersion {
@@ -77,6 +82,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .mapPhysMMIO: KernelVersion(6, 18)
         case .vfioDMABufExport: KernelVersion(6, 19)
         case .revocableAttachments: KernelVersion(7, 1)
+        case .gpuPinsInVRAM: KernelVersion(6, 15)
         }
     }
 
@@ -88,6 +94,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .mapPhysMMIO: "kernel/dma/mapping.c"
         case .vfioDMABufExport: "drivers/vfio/pci/vfio_pci_dmabuf.c"
         case .revocableAttachments: "drivers/dma-buf/dma-buf.c"
+        case .gpuPinsInVRAM: "drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c"
         }
     }
 
@@ -102,6 +109,8 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .vfioDMABufExport: "VFIO_DEVICE_FEATURE_DMA_BUF exports a BAR as a dma-buf; before, ENOTTY"
         case .revocableAttachments:
             "invalidate_mappings (was move_notify, required until then) is optional; VFIO refuses importers that cannot be revoked"
+        case .gpuPinsInVRAM:
+            "amdgpu pins in VRAM when every attachment has P2P and maps a VRAM-pinned buffer for any importer; before, it pins in GTT only and a buffer pinned elsewhere is EBUSY at map"
         }
     }
 

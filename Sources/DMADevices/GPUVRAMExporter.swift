@@ -7,20 +7,22 @@ import Synchronization
 /// exporter whose buffer lives in VRAM (its VRAM BAR, a P2P provider) or in system memory (the GTT
 /// domain), and moves between them.
 ///
-/// Negotiation (DESIGN.md §3):
-/// - `attach` keeps `peer2peer` only when the importer's device reaches the VRAM BAR
-///   (`pci_p2pdma_distance` ≥ 0 in amdgpu; here the topology's map type) and its DMA ops can carry
-///   P2P;
-/// - `pin` for an attachment without P2P first moves the buffer to system memory (a static
-///   importer pins when it maps, so it gets system memory at that moment); pinned memory does not
-///   move, and a buffer pinned in VRAM cannot be pinned for an importer that cannot reach it
-///   (`EBUSY`). The kernel's rules (`DMABuffer.rules`) decide whether VRAM is allowed at all:
-///   with `CONFIG_DMABUF_MOVE_NOTIFY` off (before 7.1) `amdgpu_dma_buf_pin` pins in GTT only
-///   (`drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c`), and since every map pins then, no importer
-///   ever gets VRAM P2P: the first map moves the buffer to system memory;
-/// - `map` gives P2P segments of VRAM when the attachment has P2P; otherwise a buffer in VRAM is
-///   moved to system memory first (the GTT fallback), every dynamic importer being told, and the
-///   importer maps system pages (bounced if its mask needs it);
+/// Negotiation (DESIGN.md §3), as `drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c` has it:
+/// - `attach` keeps `peer2peer` only when the importer's device reaches the VRAM BAR by the PCI
+///   topology alone (`pci_p2pdma_distance` ≥ 0); the importer's DMA ops are not asked, so ops that
+///   cannot carry P2P fail later, when the VRAM is mapped for them;
+/// - `pin` picks the domains: GTT only before 6.15 (`KernelRule.gpuPinsInVRAM`) and whenever
+///   `CONFIG_DMABUF_MOVE_NOTIFY` is off; from 6.15 with it on, VRAM stays allowed when every
+///   attachment has P2P. Pinning moves an unpinned buffer into an allowed domain; a buffer already
+///   pinned in a domain the new pin does not allow is `EINVAL` (`amdgpu_bo_pin`);
+/// - `map` of an unpinned buffer moves it to GTT unless the attachment has P2P (then VRAM may
+///   stay), telling every dynamic importer; a pinned buffer does not move: a buffer pinned in VRAM
+///   (6.15 on) is mapped as VRAM for whoever maps it, P2P or not (before 6.15 the kernel's map is
+///   `EBUSY` for a buffer pinned outside GTT, which the model's GTT-only pins never leave);
+/// - VRAM is mapped as `amdgpu_vram_mgr_alloc_sgt` does (`amdgpu_vram_mgr.c`): the CPU physical
+///   address of each piece of at most 2 GiB through `dma_map_resource` (`dma_map_phys` with
+///   `DMA_ATTR_MMIO` from 6.18), so the device gets an IOVA behind an IOMMU and the physical
+///   address without one, never a P2PDMA bus address; a failed map is `ENOMEM` (`dma_mapping_error`);
 /// - ``evict(in:)`` moves an unpinned VRAM buffer to system memory and tells every dynamic importer
 ///   (`amdgpu_bo_move_notify` → `dma_buf_invalidate_mappings`).
 /// Bytes are copied for real on every move.
@@ -52,6 +54,10 @@ public final class GPUVRAMExporter: DMABufExporter {
     public let exporterName: String
     private let state: ModelMutex<State>
     private let bufferBox = ModelMutex<DMABuffer?>(nil)
+    private let book = MMIOMappingBook()
+
+    /// The largest scatter-list entry `amdgpu_vram_mgr_alloc_sgt` makes (`AMDGPU_MAX_SG_SEGMENT_SIZE`).
+    public static let maxVRAMSegment: UInt64 = 2 << 30
 
     /// Allocates `size` bytes of VRAM and exports them, under the rules of `rules`' kernel.
     /// - Returns: the exporter; its ``buffer`` is the dma-buf.
@@ -125,22 +131,27 @@ public final class GPUVRAMExporter: DMABufExporter {
     }
 
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {
-        if attachment.peerToPeer && attachment.device.p2pMapType(to: heap.provider) == .notSupported {
+        // amdgpu_dma_buf_attach: pci_p2pdma_distance alone decides.
+        if attachment.peerToPeer && topologyMapType(attachment.device, to: heap.provider) == .notSupported {
             attachment.disablePeerToPeer()
         }
     }
 
+    /// Whether the rules and the attachments allow a pin in VRAM (`amdgpu_dma_buf_pin`).
+    private func mayPinInVRAM(_ buffer: DMABuffer, _ attachment: DMABufAttachment) -> Bool {
+        buffer.rules.has(.gpuPinsInVRAM) && buffer.rules.gpuMayPinInVRAM
+            && buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
+    }
+
     public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
-        // amdgpu_dma_buf_pin: VRAM stays allowed only when every attachment has P2P, and (before
-        // 7.1) only when CONFIG_DMABUF_MOVE_NOTIFY is on; off, the VRAM domain is dropped.
         let buffer = attachment.buffer
         _ = try cpuRanges()  // ENODEV once released
-        let everyoneP2P = buffer.attachments.allSatisfy(\.peerToPeer) && attachment.peerToPeer
-        if !(everyoneP2P && buffer.rules.gpuMayPinInVRAM), placement == .vram {
+        if !mayPinInVRAM(buffer, attachment), placement == .vram {
+            // amdgpu_bo_pin: pinned already, in a domain this pin does not allow.
             guard !isPinned else {
                 throw DMAError(
-                    .busy, .EBUSY,
-                    "\(buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach VRAM peer-to-peer: it cannot be moved to system memory")
+                    .invalidArgument, .EINVAL,
+                    "\(buffer.name) is pinned in VRAM and this pin allows GTT only (\(attachment.device.name) cannot reach VRAM peer-to-peer): amdgpu_bo_pin refuses")
             }
             let moved = try migrateToSystem(notifyIn: context).bytes
             state.withLock { $0.migratedByPin[ObjectIdentifier(attachment), default: 0] += moved }
@@ -160,22 +171,67 @@ public final class GPUVRAMExporter: DMABufExporter {
     {
         var migrated = state.withLock { $0.migratedByPin.removeValue(forKey: ObjectIdentifier(attachment)) ?? 0 }
         if case .vram(let range) = state.withLock({ $0.backing }) {
-            if attachment.peerToPeer {
-                let list = try ScatterList.peerToPeer([range], provider: heap.provider)
-                return try mapForDevice(list, attachment, direction, placement: .vram)
-            }
-            guard !isPinned else {
-                throw DMAError(
-                    .busy, .EBUSY,
-                    "\(attachment.buffer.name) is pinned in VRAM and \(attachment.device.name) cannot reach it peer-to-peer")
-            }
+            // From 6.15 a buffer pinned in VRAM is mapped as VRAM, whoever maps it. (Before, the
+            // kernel's map refuses a buffer pinned outside GTT with EBUSY, which only a vmap pin
+            // reaches: the model's pins before 6.15 always leave the buffer in system memory.)
+            if isPinned || attachment.peerToPeer { return try mapVRAM(range, attachment, direction) }
             migrated += try migrateToSystem(notifyIn: context).bytes
         }
         let pages = try cpuRanges()
         return try mapForDevice(try ScatterList.host(pages), attachment, direction, placement: .system, migratedBytes: migrated)
     }
 
+    /// `amdgpu_vram_mgr_alloc_sgt`: each piece of at most 2 GiB of the VRAM's CPU physical range
+    /// through `dma_map_resource` (`dma_map_phys(DMA_ATTR_MMIO)` from 6.18) with
+    /// `DMA_ATTR_SKIP_CPU_SYNC`; a failure unmaps the pieces before it and is `ENOMEM`.
+    private func mapVRAM(_ range: PhysicalRange, _ attachment: DMABufAttachment, _ direction: DMADirection) throws(DMAError)
+        -> DMABufMapping
+    {
+        let device = attachment.device
+        let attributes: DMAAttributes = [.mmio, .skipCPUSync]
+        var pieces: [(DMAAddress, UInt64)] = []
+        var segments: [DMASegment] = []
+        var done: UInt64 = 0
+        while done < range.length {
+            let length = min(Self.maxVRAMSegment, range.length - done)
+            do throws(DMAError) {
+                let piece = try PhysicalRange(start: PhysicalAddress(range.start.rawValue + done), length: length)
+                let address = try device.mapPhys(piece, direction: direction, attributes: attributes)
+                guard !dmaMappingError(address, device) else {
+                    throw DMAError(.resourceExhausted, .ENOMEM, "\(piece) for \(device.name): DMA_MAPPING_ERROR")
+                }
+                pieces.append((address, length))
+                segments.append(DMASegment(address: address, length: length))
+            } catch {
+                try? MMIOMappingBook.undo(.perPiece(pieces, attributes: attributes), device: device, direction: direction)
+                throw DMAError(
+                    .mapFailed, .ENOMEM,
+                    "amdgpu_vram_mgr_alloc_sgt: \(attachment.buffer.rules.mmioMapCall) of VRAM for \(device.name) failed: \(error.message)",
+                    cause: error)
+            }
+            done += length
+        }
+        let list = try ScatterList.peerToPeer([range], provider: heap.provider)
+        // The route the device's requests take: the topology's, unless the DMA API handed out an
+        // address that is not the VRAM's bus address (an IOVA), which goes up to the IOMMU in the
+        // root complex, through the host bridge.
+        let route = topologyMapType(device, to: heap.provider)
+        let atBusAddress = segments.indices.allSatisfy {
+            segments[$0].address == heap.provider.busAddress(of: PhysicalAddress(range.start.rawValue + UInt64($0) * Self.maxVRAMSegment))
+        }
+        let type: P2PMapType = route == .busAddress && !atBusAddress ? .throughHostBridge : route
+        let table = DMAScatterTable(list: list, segments: segments, p2pMapType: type)
+        book.record(attachment, table, .perPiece(pieces, attributes: attributes))
+        return DMABufMapping(table: table, placement: .vram, mmioMapCall: attachment.buffer.rules.mmioMapCall)
+    }
+
+    /// `amdgpu_dma_buf_unmap`: VRAM pieces one by one (`amdgpu_vram_mgr_free_sgt`), system
+    /// pages as a scatter-list.
     public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
+        if let how = book.take(attachment, mapping.table) {
+            try MMIOMappingBook.undo(how, device: attachment.device, direction: direction)
+            return
+        }
         try attachment.device.unmapScatterList(mapping.table, direction: direction)
     }
 

@@ -9,22 +9,32 @@ import Synchronization
 ///
 /// Rules:
 /// - creation checks, in the order Linux 7.3.4 makes them (held against the real kernel by the
-///   kernel tier's VFIO guest, docs/kernel-tier.md): no ranges or flags set → `EINVAL`; a region
+///   kernel tier's VFIO guest, docs/kernel-tier.md): a variant driver without `get_dmabuf_phys`
+///   → `EOPNOTSUPP`; the feature asked with SET (it is GET only, `vfio_check_feature`) → `EINVAL`;
+///   no ranges or flags set → `EINVAL`; a region
 ///   index that is not a BAR (≥ the ROM region, 6), or a BAR whose resource cannot be claimed (an
 ///   empty BAR such as the upper half of a 64-bit one: `vfio_pci_core_setup_barmap` fails, a
 ///   check the 2026 stable kernels added) → `ENODEV`; more ranges than one kmalloc can copy in
 ///   (`memdup_array_user`: more than `KMALLOC_MAX_SIZE`, 4 MiB on x86-64, of 16-byte ranges) →
 ///   `ENOMEM`; a zero or unaligned range, or a total that overflows → `EINVAL`; a BAR that is not
 ///   memory (an I/O BAR: no P2P provider) → `EINVAL`; `start + offset + length` overflowing →
-///   `EOVERFLOW`; a range past the end of the BAR → `EINVAL`;
+///   `EOVERFLOW`; a range past the end of the BAR → `EINVAL`; a device whose registration is gone
+///   (being unregistered: `vfio_device_try_get_registration` fails) → `ENODEV`;
 /// - `attach` refuses an importer without P2P (`EOPNOTSUPP`), any attach while revoked (`ENODEV`),
 ///   and an importer that cannot be revoked (`dma_buf_attach_revocable`, `EOPNOTSUPP`);
-/// - `map` fails with `ENODEV` while revoked, and with `EINVAL` when the device cannot reach the
-///   BAR (`dma_buf_phys_vec_to_sgt`: `PCI_P2PDMA_MAP_NOT_SUPPORTED`); nothing is half-mapped;
-/// - a reset, a cleared memory-enable bit or low-power entry revokes it: memory decoding stops (the
-///   simulated device faults), every importer is told (`invalidate_mappings`), maps fail until
-///   ``restore()``; closing the device revokes for good. A revoke, like every move, runs with the
-///   reservation lock held (``revoke(_:in:)``).
+/// - `map` fails with `ENODEV` while revoked; otherwise it maps as `dma_buf_phys_vec_to_sgt` does
+///   (`drivers/dma-buf/dma-buf-mapping.c`, 6.19), by the route the topology alone gives (the
+///   importer's DMA ops are not asked): bus addresses per range; through the host bridge one IOVA
+///   reservation with every range linked `DMA_ATTR_MMIO` and one sync (one DMA segment, cut only at
+///   `UINT_MAX` bytes), or per-range `dma_map_phys(DMA_ATTR_MMIO)` without an IOMMU; no route is
+///   `EINVAL`; nothing is half-mapped;
+/// - a reset, a cleared memory-enable bit or low-power entry revokes it: every importer is told
+///   (`invalidate_mappings`) before memory decoding stops (the simulated device faults), maps fail
+///   until ``restore()``, which tells the importers again; closing the device revokes for good and
+///   always tells them. From 7.1 a revoke also waits for the kernel fences and for every importer to
+///   unmap (`vfio_pci_dma_buf_move`); the model cannot wait for what nothing will finish, so it
+///   reports that wait as `ETIMEDOUT`. A revoke, like every move, runs with the reservation lock
+///   held (``revoke(_:in:)``).
 /// VFIO has no `pin`: it is not a moving exporter.
 public final class VFIOBARExporter: DMABufExporter {
     /// One requested range (`struct vfio_region_dma_range`).
@@ -38,6 +48,14 @@ public final class VFIOBARExporter: DMABufExporter {
             self.offset = offset
             self.length = length
         }
+    }
+
+    /// How `VFIO_DEVICE_FEATURE_DMA_BUF` is asked (`VFIO_DEVICE_FEATURE_GET` / `_SET`).
+    public enum FeatureAccess: Sendable {
+        /// `VFIO_DEVICE_FEATURE_GET`: the only access the feature allows.
+        case get
+        /// `VFIO_DEVICE_FEATURE_SET`: refused with `EINVAL`.
+        case set
     }
 
     /// Why memory was revoked.
@@ -69,6 +87,7 @@ public final class VFIOBARExporter: DMABufExporter {
     public let memory: SimulatedMemory
     private let state: ModelMutex<State>
     private let bufferBox = ModelMutex<DMABuffer?>(nil)
+    private let book = MMIOMappingBook()
 
     /// The most ranges one export can name: `memdup_array_user` copies them in with one kmalloc,
     /// which cannot exceed `KMALLOC_MAX_SIZE` (`1 << (MAX_PAGE_ORDER + PAGE_SHIFT)`, 4 MiB on
@@ -83,12 +102,17 @@ public final class VFIOBARExporter: DMABufExporter {
     ///     memory, so an export of one is refused later, with `EINVAL`, than an empty BAR's `ENODEV`.
     ///   - flags: must be 0.
     ///   - rules: the kernel's rules; the feature exists from 6.19 (`KernelRule.vfioDMABufExport`).
+    ///   - hasDMABufPhys: whether the device's driver provides `get_dmabuf_phys` (vfio-pci does; a
+    ///     variant driver may not: `EOPNOTSUPP`).
+    ///   - access: how the feature is asked; it is GET only (SET is `EINVAL`).
+    ///   - registered: whether the VFIO device is still registered (`ENODEV` once it is going away).
     /// - Throws: `DMAError.Code.notInKernelVersion` (`ENOTTY`, what `vfio_pci_core_ioctl_feature`
     ///   answers an unknown feature) before 6.19; the kernel's errors listed in the type's
     ///   documentation; nothing is exported then.
     public init(
         name: String, regionIndex: Int, bars: [Int: P2PProvider], ioBARs: Set<Int> = [], ranges: [Range], memory: SimulatedMemory,
-        flags: UInt32 = 0, rules: KernelRules = .newest
+        flags: UInt32 = 0, rules: KernelRules = .newest, hasDMABufPhys: Bool = true, access: FeatureAccess = .get,
+        registered: Bool = true
     ) throws(DMAError) {
         // drivers/vfio/pci/vfio_pci_dmabuf.c came in 6.19; before, VFIO_DEVICE_FEATURE_DMA_BUF is
         // a feature vfio_pci_core_ioctl_feature does not know.
@@ -96,6 +120,14 @@ public final class VFIOBARExporter: DMABufExporter {
             throw DMAError(
                 .notInKernelVersion, .ENOTTY,
                 "VFIO_DEVICE_FEATURE_DMA_BUF does not exist in Linux \(rules.version): VFIO PCI dma-buf export came in \(KernelRule.vfioDMABufExport.introduced)")
+        }
+        // vfio_pci_core_feature_dma_buf (drivers/vfio/pci/vfio_pci_dmabuf.c, 6.19): the driver
+        // must give physical ranges, then vfio_check_feature allows GET only.
+        guard hasDMABufPhys else {
+            throw DMAError(.notSupported, .EOPNOTSUPP, "the device's VFIO driver has no get_dmabuf_phys: it cannot export dma-bufs")
+        }
+        guard access == .get else {
+            throw DMAError(.invalidArgument, .EINVAL, "VFIO_DEVICE_FEATURE_DMA_BUF is GET only; it cannot be SET")
         }
         guard !ranges.isEmpty, flags == 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "VFIO_DEVICE_FEATURE_DMA_BUF needs at least one range and flags 0")
@@ -140,6 +172,10 @@ public final class VFIOBARExporter: DMABufExporter {
                     "range \(hex(range.offset))+\(hex(range.length)) runs past the end of BAR \(regionIndex) (\(formatBytes(provider.cpuRange.length)))")
             }
             physical.append(try PhysicalRange(start: PhysicalAddress(start), length: range.length))
+        }
+        // After the ranges are filled in: vfio_device_try_get_registration.
+        guard registered else {
+            throw DMAError(.noDevice, .ENODEV, "the VFIO device is being unregistered: no new dma-buf")
         }
         self.provider = provider
         self.physicalRanges = physical
@@ -215,53 +251,90 @@ public final class VFIOBARExporter: DMABufExporter {
         guard !isRevoked else {
             throw DMAError(.noDevice, .ENODEV, "\(attachment.buffer.name) is revoked: map again after the device's memory is enabled")
         }
-        let list = try ScatterList.peerToPeer(physicalRanges, provider: provider)
-        guard attachment.device.p2pMapType(to: provider) != .notSupported else {
-            throw DMAError(
-                .invalidArgument, .EINVAL,
-                "\(attachment.device.name) cannot reach \(provider) peer-to-peer (dma_buf_phys_vec_to_sgt: PCI_P2PDMA_MAP_NOT_SUPPORTED)")
-        }
-        return try mapForDevice(list, attachment, direction, placement: .bar)
+        let (table, how) = try mapPhysVec(physicalRanges, provider: provider, device: attachment.device, direction: direction)
+        book.record(attachment, table, how)
+        let call: String? =
+            switch how {
+            case .none: nil
+            case .iova: "dma_iova_link(DMA_ATTR_MMIO)"
+            case .perPiece: "dma_map_phys(DMA_ATTR_MMIO)"
+            }
+        return DMABufMapping(table: table, placement: .bar, mmioMapCall: call)
     }
 
+    /// `dma_buf_free_sgt`: undoes the mapping as it was made.
+    /// - Throws: `EINVAL` for a table this exporter did not map for the attachment.
     public func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError) {
-        try attachment.device.unmapScatterList(mapping.table, direction: direction)
+        guard let how = book.take(attachment, mapping.table) else {
+            throw DMAError(.notMapped, .EINVAL, "dma_buf_free_sgt: \(attachment) has no such VFIO mapping")
+        }
+        try MMIOMappingBook.undo(how, device: attachment.device, direction: direction)
     }
 
-    /// `vfio_pci_dma_buf_move(vdev, true)`: tell every importer, then stop memory decoding and
-    /// refuse maps. Like every exporter move in this package (``GPUVRAMExporter/evict(in:)``
-    /// too), the caller holds the reservation lock and passes its context; VFIO's own reset paths
-    /// take `dma_resv_lock` just around this, which is `resv.withLock { try revoke(reason, in: $0) }`.
+    /// `vfio_pci_dma_buf_move(vdev, true)`, or `vfio_pci_dma_buf_cleanup` for ``RevokeReason/closed``:
+    /// tell every importer, then (7.1) wait, then stop memory decoding and refuse maps. Like every
+    /// exporter move in this package (``GPUVRAMExporter/evict(in:)`` too), the caller holds the
+    /// reservation lock and passes its context; VFIO's own reset paths take `dma_resv_lock` just
+    /// around this, which is `resv.withLock { try revoke(reason, in: $0) }`.
     ///
-    /// The buffer becomes revoked only after every importer was told: a call made without the
-    /// lock changes nothing, so a retry with it tells them all.
+    /// The importers are told only when the state changes, except on close, which always tells
+    /// them (`vfio_pci_dma_buf_cleanup`). From 7.1 (`KernelRule.revocableAttachments`, the same
+    /// series) the kernel then waits, with the lock held, for the kernel fences
+    /// (`dma_resv_wait_timeout`, `DMA_RESV_USAGE_KERNEL`) and for every importer to unmap; the
+    /// buffer is revoked by then (maps fail), but memory decoding goes off only after the wait.
     /// - Returns: the importers told (empty when it was already revoked).
     /// - Throws: `ENODEV` after ``release()``; `DMAError/Code/lockNotHeld` when `context` does not
-    ///   hold the lock.
+    ///   hold the lock; `ETIMEDOUT` (7.1) when a kernel fence is pending or an importer kept a
+    ///   mapping: the kernel would wait there for good; the buffer stays revoked with decoding on,
+    ///   and a later revoke once the fence signalled or the mapping is gone finishes the job.
     @discardableResult
     public func revoke(_ reason: RevokeReason, in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
         let buffer = try liveBuffer("vfio_pci_dma_buf_move")
         try buffer.resv.assertHeld("vfio_pci_dma_buf_move", by: context)
+        let (wasRevoked, wasClosed) = state.withLock { ($0.revoked, $0.closed) }
         // No map can land between the telling and the state change: maps need the lock held here.
-        let told = isRevoked ? [] : try buffer.invalidateMappings(in: context)
-        try memory.setDecoding(provider, enabled: false)
+        let tell = !wasRevoked || (reason == .closed && !wasClosed)
+        let told = tell ? try buffer.invalidateMappings(in: context) : []
         state.withLock {
             $0.revoked = true
             if reason == .closed { $0.closed = true }
         }
+        if buffer.rules.has(.revocableAttachments) {
+            if !buffer.resv.isIdle(for: .kernel) {
+                throw DMAError(
+                    .timedOut, .ETIMEDOUT,
+                    "vfio_pci_dma_buf_move: \(buffer.name) has an unsignalled kernel fence; Linux \(buffer.rules.version) waits for it before memory is disabled (ETIMEDOUT in the model)")
+            }
+            let holding = buffer.attachments.filter { !$0.mappings.isEmpty }
+            if let first = holding.first {
+                throw DMAError(
+                    .timedOut, .ETIMEDOUT,
+                    "vfio_pci_dma_buf_move: \(first) still has \(first.mappings.count) mapping(s) after invalidate_mappings; Linux \(buffer.rules.version) waits for every importer to unmap (ETIMEDOUT in the model)")
+            }
+        }
+        try memory.setDecoding(provider, enabled: false)
         return told
     }
 
-    /// `vfio_pci_dma_buf_move(vdev, false)` once memory is enabled again: maps work again.
-    /// - Throws: `ENODEV` after the device was closed (revoked for good) or the buffer released.
-    public func restore() throws(DMAError) {
+    /// `vfio_pci_dma_buf_move(vdev, false)` once memory is enabled again: the state changes under
+    /// the reservation lock (taken here, as VFIO takes it), every importer is told again
+    /// (`invalidate_mappings`: mappings made before the revoke are stale), and maps work again.
+    /// - Returns: the importers told (empty when it was not revoked).
+    /// - Throws: `ENODEV` after the device was closed (revoked for good) or the buffer released;
+    ///   `EDEADLK` when called with the lock held in this thread.
+    @discardableResult
+    public func restore() throws(DMAError) -> [DMABufAttachment] {
         let buffer = try liveBuffer("restore")
-        try state.withLock { (state) throws(DMAError) in
-            guard !state.closed else {
-                throw DMAError(.noDevice, .ENODEV, "\(buffer.name) was revoked for good when the VFIO device was closed")
+        return try buffer.resv.withLock { (context) throws(DMAError) -> [DMABufAttachment] in
+            let wasRevoked = try state.withLock { (state) throws(DMAError) -> Bool in
+                guard !state.closed else {
+                    throw DMAError(.noDevice, .ENODEV, "\(buffer.name) was revoked for good when the VFIO device was closed")
+                }
+                defer { state.revoked = false }
+                return state.revoked
             }
-            state.revoked = false
+            try memory.setDecoding(provider, enabled: true)
+            return wasRevoked ? try buffer.invalidateMappings(in: context) : []
         }
-        try memory.setDecoding(provider, enabled: true)
     }
 }

@@ -284,7 +284,7 @@ final class Execution {
                 let mr = try nic.registerMR(exported.buffer, pinned: pinned)
                 memoryRegions[key] = mr
                 if let mapping = mr.mapping { describe(mapping, &result) }
-                result.message = "\(name) registered \(exported.buffer.name) as a \(pinned ? "pinned MR (pinned and mapped now)" : "dynamic MR (mapped on first access)")"
+                result.message = "\(name) registered \(exported.buffer.name) as a \(pinned ? "pinned MR (pinned and mapped now)" : "dynamic MR (mapped now, as mlx5 does; mapped again on access after an invalidation)")"
             }
         case .map:
             let (name, importing) = try importer(step)

@@ -60,19 +60,20 @@ public struct Story: Sendable {
 
     static let story1 = Story(
         number: 1, title: "GPU VRAM to an RDMA NIC under the same PCIe switch",
-        kernelBehaviour: "P2P by bus address through the switch; no IOMMU, no copy", keySteps: [1],
+        kernelBehaviour: "P2P by bus address through the switch; no IOMMU, no copy", keySteps: [0],
         yaml: """
             title: "Story 1: GPU VRAM → RDMA NIC under the same PCIe switch"
             topology: builtin
             buffers:
               - {name: vram, exporter: gpu-vram, device: "0000:03:00.0", size: 2MiB, pattern: 7}
             importers:
-              - {name: nic, device: "0000:04:00.0", kind: rdma-dynamic, ops: iommu}
+              - {name: nic, device: "0000:04:00.0", kind: rdma-dynamic, ops: direct}
             steps:
-              - attach: {importer: nic, buffer: vram}
-              # The NIC sends from the MR: it faults the MR in, gets bus addresses, reads the GPU's bytes.
-              - device-read: {importer: nic, buffer: vram, expectPattern: 7,
+              # mlx5 maps the MR at registration (mlx5_ib_init_dmabuf_mr): VRAM, no copy.
+              - attach: {importer: nic, buffer: vram,
                   expect: {peerToPeer: true, placement: vram, mapType: bus-address, bouncedBytes: 0, migratedBytes: 0}}
+              # The NIC sends from the MR and reads the GPU's bytes.
+              - device-read: {importer: nic, buffer: vram, expectPattern: 7}
               # An RDMA write lands straight in VRAM; the GPU (the CPU here) sees it.
               - device-write: {importer: nic, buffer: vram, offset: 4096, length: 64KiB, pattern: 9}
               - cpu-read: {buffer: vram, offset: 4096, length: 64KiB, expectPattern: 9, expect: {placement: vram}}
@@ -137,7 +138,7 @@ public struct Story: Sendable {
 
     static let story4 = Story(
         number: 4, title: "An HFI-style NIC whose custom DMA ops cannot carry P2P",
-        kernelBehaviour: "a raw P2P list is refused with EREMOTEIO; through dma-buf the GPU gives system memory", keySteps: [0, 2],
+        kernelBehaviour: "a raw P2P list is refused with EREMOTEIO; through dma-buf amdgpu keeps P2P (the PCI route alone decides) and mapping the VRAM fails with ENOMEM, as these ops cannot map MMIO; once the buffer is evicted to system memory they map its pages", keySteps: [0, 2, 3, 4],
         yaml: """
             title: "Story 4: HFI-style NIC with virt ops (CPU addresses, not P2P capable)"
             topology: builtin
@@ -148,13 +149,25 @@ public struct Story: Sendable {
             steps:
               # Handed the VRAM P2P list directly, the ops refuse it: nothing is mapped, nothing crashes.
               - raw-map: {importer: hfi, buffer: vram, expect: {ok: false, errno: EREMOTEIO}}
-              # Through the buffer layer the exporter sees the ops cannot do P2P and moves the buffer.
-              - attach: {importer: hfi, buffer: vram, expect: {peerToPeer: false}}
-              - map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host, migratedBytes: 262144}}
+              # amdgpu asks the PCI route alone (pci_p2pdma_distance), not the ops: peer2peer stays.
+              - attach: {importer: hfi, buffer: vram, expect: {peerToPeer: true}}
+              # VRAM is mapped with dma_map_resource / dma_map_phys(DMA_ATTR_MMIO), which these ops cannot do.
+              - map: {importer: hfi, buffer: vram, expect: {ok: false, errno: ENOMEM}}
+              # Once the buffer is in system memory (GTT), the ops map its pages.
+              - evict: {buffer: vram}
+              - map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host}}
               - device-read: {importer: hfi, buffer: vram, expectPattern: 11}
               - unmap: {importer: hfi, buffer: vram}
               - detach: {importer: hfi, buffer: vram}
-            """)
+            """,
+        whenMapsPin: (
+            kernel: "a raw P2P list is refused with EREMOTEIO; CONFIG_DMABUF_MOVE_NOTIFY off: the map pins and amdgpu pins in GTT, so the NIC gets system pages its ops can map",
+            replacements: [
+                ("map: {importer: hfi, buffer: vram, expect: {ok: false, errno: ENOMEM}}",
+                 "map: {importer: hfi, buffer: vram, expect: {placement: system, mapType: host, migratedBytes: 262144}}"),
+                // Pinned by its map, the buffer cannot be evicted: the importer unmaps and maps again.
+                ("- evict: {buffer: vram}", "- unmap: {importer: hfi, buffer: vram}"),
+            ]))
 
     static let story5 = Story(
         number: 5, title: "A device with a 32-bit DMA mask",
