@@ -37,7 +37,7 @@ extension DMABufCommand {
             var reports: [ConformanceReport] = []
             for name in names {
                 let found: any DMAOps
-                do { found = try registry.ops(named: name) } catch { throw CLIError(error.message) }
+                do { found = try registry.ops(named: name) } catch { throw CLIError(error) }
                 reports.append(DMAOpsConformance(makeOps: { found }).run())
             }
             if exporters { reports += exporterReports() }

@@ -32,12 +32,6 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
-/// A model error as the CLI reports it: exit code 2 (bad input) with the errno and message.
-struct ModelFailure: Error, CustomStringConvertible {
-    let error: DMAError
-    var description: String { "error: \(error.errno.name): \(error.message)" }
-}
-
 /// Runs the tool and returns its exit code: 0 ok, 1 an expectation failed, 2 bad input (a usage
 /// error, a bad file, a model error such as an unknown ops name) or output that could not be
 /// written.
@@ -51,9 +45,6 @@ private func runCommand(_ arguments: [String]) -> Int32 {
         var command = try DMABufCommand.parseAsRoot(arguments)
         try command.run()
         return 0
-    } catch let failure as ModelFailure {
-        FileHandle.standardError.write(Data((failure.description + "\n").utf8))
-        return 2
     } catch let failure as CLIError {
         FileHandle.standardError.write(Data((failure.description + "\n").utf8))
         return 2

@@ -86,7 +86,7 @@ struct P2PVerifier {
     func judge(_ pairs: [(String, String)]) throws -> [P2PJudgement] {
         let trace: P2PMapTypeTrace?
         if kprobe {
-            do { trace = try P2PMapTypeTrace() } catch { throw CLIError(error.description + " (--kprobe)") }
+            do { trace = try P2PMapTypeTrace() } catch { throw CLIError(error.message + " (--kprobe)", errno: error.errno) }
         } else {
             trace = nil
         }
@@ -97,13 +97,13 @@ struct P2PVerifier {
             do {
                 model = try topology.verdict(provider: try PCIAddress(parsing: provider), client: try PCIAddress(parsing: client))
             } catch {
-                throw CLIError(error.message)
+                throw CLIError(error)
             }
             let outcome: P2PTransferOutcome
             do {
                 outcome = try P2PTransferTest.run(provider: provider, client: client, sysfs: sysfs, trace: trace, log: &log)
             } catch {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
             judgements.append(P2PJudgement(kernel: outcome, model: model))
         }
@@ -179,7 +179,7 @@ extension DMABufCommand {
                     providerAddress = try PCIAddress(parsing: provider)
                     clientAddress = try PCIAddress(parsing: client)
                 } catch {
-                    throw CLIError("\(error.message) (PROVIDER \(provider), CLIENT \(client))")
+                    throw CLIError("\(error.message) (PROVIDER \(provider), CLIENT \(client))", errno: error.errno)
                 }
                 let topology = try TopologySource.sysfs(sysfs).load()
                 for (role, address, text) in [("PROVIDER", providerAddress, provider), ("CLIENT", clientAddress, client)]

@@ -77,7 +77,7 @@ extension DMABufCommand {
             let before = try diff.map { try loadBaseline($0) }
             guard kernel || before != nil || watch != nil else {
                 let census: DMABufCensus
-                do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw ModelFailure(error: error) }
+                do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw CLIError(error) }
                 if json {
                     try printJSON(census)
                 } else {
@@ -86,7 +86,7 @@ extension DMABufCommand {
                 capturer?.report()
                 return
             }
-            do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
+            do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw CLIError(error) }
             var view = try takeView(capturer)
             joinTopology(&view, sysfs: sysfs, procRoot: procRoot)
             if let watch {
@@ -154,7 +154,7 @@ extension DMABufCommand {
             } catch where error.code == .debugfsUnavailable {
                 unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
             } catch {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
             // Every process, even with --pid: Pss and "held by the kernel only" need all holders.
             let census = DMABufCensus.take(procRoot: procRoot, pid: nil, record: capturer?.recordProc)

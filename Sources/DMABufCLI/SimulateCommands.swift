@@ -48,16 +48,16 @@ extension DMABufCommand {
                     scenario = try Scenario.parse(try InputFile.read(file, what: "the scenario file"), file: file)
                     base = URL(fileURLWithPath: file).deletingLastPathComponent().path
                 }
-            } catch let error as TopologyLoadError {
-                throw CLIError(error.description)
+            } catch let error as InputFileError {
+                throw CLIError(error)
             }
             let result: ScenarioResult
             let progress = ProgressLine("simulating")
             defer { progress.finish() }
-            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, kernel: rules, progress: progress.update) } catch let error as TopologyLoadError {
-                throw CLIError(error.description)
+            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, kernel: rules, progress: progress.update) } catch let error as InputFileError {
+                throw CLIError(error)
             } catch let error as DMAError {
-                throw CLIError(error.message)
+                throw CLIError(error)
             }
             if json {
                 let encoder = JSONEncoder()

@@ -18,11 +18,11 @@ struct TopologySource: ParsableArguments {
         if sysfs != nil && file != nil { throw ValidationError("give --sysfs or --file, not both") }
     }
 
-    /// Loads the topology, mapping every failure to a ``CLIError`` that names the file.
+    /// Loads the topology, mapping every failure to a ``CLIError`` that names the file and its errno.
     func load() throws -> PCITopology {
         let explicitCPU: CPUInfo?
         do { explicitCPU = try cpu.map { try CPUInfo(parsing: $0) } } catch let error as DMAError {
-            throw CLIError(error.message + " (--cpu)")
+            throw CLIError(error.message + " (--cpu)", errno: error.errno)
         }
         let hostCPU = explicitCPU ?? Self.hostCPU()
         do {
@@ -33,10 +33,8 @@ struct TopologySource: ParsableArguments {
             let progress = ProgressLine("reading \(sysfs ?? "/sys")")
             defer { progress.finish() }
             return try SysfsTopologyLoader.load(root: sysfs ?? "/sys", cpu: hostCPU, progress: progress.update)
-        } catch let error as TopologyLoadError {
-            throw CLIError(error.description)
-        } catch let error as DMAError {
-            throw CLIError(error.message)
+        } catch {
+            throw CLIError(error)
         }
     }
 
@@ -46,13 +44,6 @@ struct TopologySource: ParsableArguments {
         else { return CPUInfo(vendor: .other, family: 0) }
         return cpu
     }
-}
-
-/// A bad-input error for the CLI: printed as `error: …`, exit code 2.
-struct CLIError: Error, CustomStringConvertible {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { "error: \(message)" }
 }
 
 extension DMABufCommand {
@@ -138,12 +129,14 @@ extension DMABufCommand {
                 let topology = try source.load()
                 let explanation: P2PExplanation
                 func address(_ text: String, _ role: String) throws -> PCIAddress {
-                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)") }
+                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)", errno: error.errno) }
                 }
                 do {
                     explanation = try topology.explain(provider: try address(provider, "provider"), client: try address(client, "client"))
                 } catch let error as DMAError {
-                    throw CLIError(error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')")
+                    throw CLIError(
+                        error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')",
+                        errno: error.errno)
                 }
                 let rules = try kernel.rules()
                 if json {

@@ -15,12 +15,12 @@ public enum InputFile {
 
     /// The text of the file at `path`, decoded as UTF-8.
     /// - Note: `what` names the file in errors ("the topology file").
-    /// - Throws: ``TopologyLoadError`` naming the file, with the errno: the open or read failed
+    /// - Throws: ``InputFileError`` naming the file, with the errno: the open or read failed
     ///   (`ENOENT`, `EACCES`), a folder (`EISDIR`), more than `limit` bytes (`EFBIG`).
     /// - Complexity: O(min(size, `limit`)).
-    public static func read(_ path: String, what: String, limit: Int = defaultLimit) throws(TopologyLoadError) -> String {
-        func failure(_ errno: Errno, _ reason: String) -> TopologyLoadError {
-            TopologyLoadError(file: path, errno: errno, "cannot read \(what): \(reason)")
+    public static func read(_ path: String, what: String, limit: Int = defaultLimit) throws(InputFileError) -> String {
+        func failure(_ errno: Errno, _ reason: String) -> InputFileError {
+            InputFileError(file: path, errno: errno, "cannot read \(what): \(reason)")
         }
         let fd: Int32
         switch SystemCalls.open(path, O_RDONLY) {

@@ -31,15 +31,15 @@ public struct YAMLLimits: Sendable, Hashable {
     ///
     /// A syntax error ends the check without an error (the composer that runs next reports it
     /// with its own words), except libyaml's own nesting limit, which is reported as this one.
-    /// - Throws: ``TopologyLoadError`` (`E2BIG`) naming `file`, the line and the column where the
+    /// - Throws: ``InputFileError`` (`E2BIG`) naming `file`, the line and the column where the
     ///   nesting or the aliases pass the limit.
     /// - Complexity: O(n) in the length of the text, whatever its aliases stand for; no recursion.
-    public func check(_ text: String, file: String) throws(TopologyLoadError) {
+    public func check(_ text: String, file: String) throws(InputFileError) {
         var bytes = Array(text.utf8)
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { return }
         defer { yaml_parser_delete(&parser) }
-        let outcome: TopologyLoadError? = bytes.withUnsafeMutableBufferPointer { buffer in
+        let outcome: InputFileError? = bytes.withUnsafeMutableBufferPointer { buffer in
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             // The node count of each open collection (aliases expanded), and its anchor.
             var open: [(size: Int, anchor: String?)] = []
@@ -48,8 +48,8 @@ public struct YAMLLimits: Sendable, Hashable {
             func name(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
                 pointer.map { String(cString: UnsafePointer($0)) }
             }
-            func place(_ event: yaml_event_t, _ message: String) -> TopologyLoadError {
-                TopologyLoadError(
+            func place(_ event: yaml_event_t, _ message: String) -> InputFileError {
+                InputFileError(
                     file: file, line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1, errno: .E2BIG, message)
             }
             /// A node of `size` (aliases expanded) completed: it counts in its collection.
@@ -64,7 +64,7 @@ public struct YAMLLimits: Sendable, Hashable {
                     // reach before any event comes: the same refusal, in the same words.
                     let problem = parser.problem.map { String(cString: $0) } ?? ""
                     guard problem.contains("nesting level") else { return nil }
-                    return TopologyLoadError(
+                    return InputFileError(
                         file: file, line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1, errno: .E2BIG,
                         "YAML nested more than \(maxDepth) levels deep; no file of this format needs that")
                 }

@@ -12,19 +12,21 @@ public struct YAMLReader {
     public init(file: String) { self.file = file }
 
     /// Parses `text` into its root node, after checking it against ``YAMLLimits/standard``.
-    /// - Throws: ``TopologyLoadError`` with the parser's line and column; `E2BIG` for nesting or
+    /// - Throws: ``InputFileError`` with the parser's line and column; `E2BIG` for nesting or
     ///   aliases past the limits (checked in linear time before the tree is built).
-    public func root(_ text: String) throws -> Node {
+    public func root(_ text: String) throws(InputFileError) -> Node {
         try YAMLLimits.standard.check(text, file: file)
+        let node: Node?
         do {
-            guard let node = try Yams.compose(yaml: text) else {
-                throw TopologyLoadError(file: file, line: 1, "the file is empty")
-            }
-            return node
+            node = try Yams.compose(yaml: text)
         } catch let error as YamlError {
             let (mark, problem) = Self.describe(error)
-            throw TopologyLoadError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
+            throw InputFileError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
+        } catch {
+            throw InputFileError(file: file, "YAML error: \(ErrorText.printable(String(describing: error)))")
         }
+        guard let node else { throw InputFileError(file: file, line: 1, "the file is empty") }
+        return node
     }
 
     /// Where a parser error is and what it says, in libyaml's words, without the text of the
@@ -45,15 +47,20 @@ public struct YAMLReader {
     }
 
     /// An error at `node`.
-    public func error(_ node: Node?, _ message: String) -> TopologyLoadError {
-        TopologyLoadError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
+    public func error(_ node: Node?, _ message: String) -> InputFileError {
+        InputFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
+    }
+
+    /// A model error about the value at `node` (its errno kept), placed at the node.
+    public func error(_ node: Node?, _ error: DMAError) -> InputFileError {
+        InputFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, error)
     }
 
     /// The node as a mapping whose keys are all in `allowed`, its values found by key text.
     /// - Complexity: O(k) in the number of keys, once; each lookup after is O(1) (Yams's own
     ///   subscript compares every key by its resolved tag, a regular-expression match per key per
     ///   lookup, which made a 100,000-step scenario spend most of its parse there).
-    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws -> YAMLMapping {
+    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws(InputFileError) -> YAMLMapping {
         guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
         var values: [String: Node] = [:]
         values.reserveCapacity(mapping.count)
@@ -68,13 +75,13 @@ public struct YAMLReader {
     }
 
     /// The node as a sequence.
-    public func sequence(_ node: Node, what: String) throws -> [Node] {
+    public func sequence(_ node: Node, what: String) throws(InputFileError) -> [Node] {
         guard let sequence = node.sequence else { throw error(node, "\(what) must be a list") }
         return Array(sequence)
     }
 
     /// The node as a string.
-    public func string(_ node: Node, what: String) throws -> String {
+    public func string(_ node: Node, what: String) throws(InputFileError) -> String {
         guard let scalar = node.scalar else { throw error(node, "\(what) must be a single value") }
         return scalar.string
     }
@@ -86,7 +93,7 @@ public struct YAMLReader {
     }
 
     /// The node as an unsigned number up to `max`.
-    public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws -> UInt64 {
+    public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws(InputFileError) -> UInt64 {
         let text = try string(node, what: what).replacingUnderscores()
         guard let value = Self.parseNumber(text), value <= max else {
             throw error(node, "\(what) '\(ErrorText.printable(text))' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
@@ -95,14 +102,14 @@ public struct YAMLReader {
     }
 
     /// The node as a signed integer.
-    public func integer(_ node: Node, what: String) throws -> Int {
+    public func integer(_ node: Node, what: String) throws(InputFileError) -> Int {
         let text = try string(node, what: what)
         guard let value = Int(text) else { throw error(node, "\(what) '\(ErrorText.printable(text))' is not an integer") }
         return value
     }
 
     /// The node as a boolean.
-    public func bool(_ node: Node, what: String) throws -> Bool {
+    public func bool(_ node: Node, what: String) throws(InputFileError) -> Bool {
         switch try string(node, what: what).lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false

@@ -71,7 +71,7 @@ struct SysfsFaultTests {
     func readFault(_ fault: Errno) throws {
         let cpu = try CPUInfo(parsing: "intel:0x6")
         let kernel = FaultySysfs(failing: "config", fault: fault)
-        let error = #expect(throws: TopologyLoadError.self) {
+        let error = #expect(throws: InputFileError.self) {
             try SystemCalls.$interceptor.withValue(kernel) { try SysfsTopologyLoader.load(root: Self.q35, cpu: cpu) }
         }
         #expect(error?.errno == fault, "\(String(describing: error))")

@@ -35,7 +35,7 @@ extension DMABufCommand {
                 }
                 if !expected { throw ExitCode(1) }
             } catch let error as DMAError {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
         }
     }

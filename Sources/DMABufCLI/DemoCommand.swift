@@ -37,7 +37,7 @@ extension DMABufCommand {
             let rules = try kernel.rules()
             var outcomes: [StoryOutcome] = []
             for story in stories {
-                do { outcomes.append(try story.run(rules: rules)) } catch let error as DMAError { throw CLIError(error.message) }
+                do { outcomes.append(try story.run(rules: rules)) } catch let error as DMAError { throw CLIError(error) }
             }
             if json {
                 let encoder = JSONEncoder()
