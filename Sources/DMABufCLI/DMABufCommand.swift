@@ -4,8 +4,8 @@ import DMAMapping
 import Foundation
 
 /// The `dmabuf` command: the root of the command-line tool.
-public struct DMABufCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct DMABufCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "dmabuf",
         abstract: "Model and inspect Linux DMA-BUF sharing and DMA mapping.",
         discussion: """
@@ -21,7 +21,7 @@ public struct DMABufCommand: ParsableCommand {
         ]
     )
 
-    public init() {}
+    package init() {}
 }
 
 /// Prints an `Encodable` value as pretty, key-sorted JSON.
@@ -35,7 +35,7 @@ func printJSON(_ value: some Encodable) throws {
 /// Runs the tool and returns its exit code: 0 ok, 1 an expectation failed, 2 bad input (a usage
 /// error, a bad file, a model error such as an unknown ops name) or output that could not be
 /// written.
-public func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Int32 {
+package func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Int32 {
     let code = runCommand(arguments)
     return flushOutput(code)
 }

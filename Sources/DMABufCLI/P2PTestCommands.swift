@@ -142,17 +142,17 @@ struct P2PVerifier {
 
 extension DMABufCommand {
     /// `dmabuf p2p`: peer-to-peer transfers the running kernel judges.
-    public struct P2P: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct P2P: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             commandName: "p2p",
             abstract: "Make the running kernel judge a P2P pair with a real transfer, next to the model's verdict.",
             subcommands: [Test.self]
         )
-        public init() {}
+        package init() {}
 
         /// `dmabuf p2p test PROVIDER CLIENT`.
-        public struct Test: ParsableCommand {
-            public static let configuration = CommandConfiguration(
+        package struct Test: ParsableCommand {
+            package static let configuration = CommandConfiguration(
                 abstract: "Read CLIENT's block device into PROVIDER's published p2pmem and compare the kernel's answer with the model's.",
                 discussion: """
                     PROVIDER must publish peer-to-peer memory (/sys/bus/pci/devices/PROVIDER/p2pmem/allocate,
@@ -171,9 +171,9 @@ extension DMABufCommand {
             @Flag(help: "Read the kernel's own map type with a kprobe on pci_p2pdma_map_type (tracefs).") var kprobe = false
             @Flag(help: "Print the JSON report.") var json = false
 
-            public init() {}
+            package init() {}
 
-            public func run() throws {
+            package func run() throws {
                 let providerAddress: PCIAddress, clientAddress: PCIAddress
                 do {
                     providerAddress = try PCIAddress(parsing: provider)

@@ -1,7 +1,7 @@
 import DMACore
 import DMADevices
 import PCITopology
-import Yams
+internal import Yams
 
 /// A scenario file (`dmabuf simulate FILE`, format in `docs/scenarios.md`): a topology, buffers
 /// with their exporters, importers with their device, ops and flags, and steps.

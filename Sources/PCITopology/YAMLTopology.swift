@@ -1,5 +1,5 @@
 import DMACore
-import Yams
+package import Yams
 
 /// Topology files in YAML (`docs/topology.md` documents the format with an annotated example), and
 /// the YAML of any loaded topology (`dmabuf topo --export-yaml`), which loads back to the same
@@ -25,7 +25,7 @@ public enum YAMLTopology {
     /// Loads a topology from a node of a YAML document already read, such as the `inline:`
     /// topology of a scenario: errors name `file` and the node's own line and column in it.
     /// - Throws: as ``load(_:file:cpu:overrideCPU:)``.
-    public static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws(InputFileError) -> PCITopology {
+    package static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws(InputFileError) -> PCITopology {
         do {
             return try loadChecked(node: root, file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
         } catch let error as InputFileError {
