@@ -147,15 +147,7 @@ extension Scenario {
     ///   file, line and column of anything malformed, with its errno (`EINVAL`; `E2BIG` past the
     ///   YAML limits).
     public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {
-        do {
-            return try parseChecked(text, file: file)
-        } catch let error as InputFileError {
-            throw error
-        } catch let error as DMAError {
-            throw InputFileError(file: file, error)
-        } catch {
-            throw InputFileError(file: file, "\(error)")
-        }
+        try InputFileError.loading(file) { try parseChecked(text, file: file) }
     }
 
     private static func parseChecked(_ text: String, file: String) throws -> Scenario {

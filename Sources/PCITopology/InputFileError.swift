@@ -49,5 +49,24 @@ public struct InputFileError: Error, Hashable, Sendable, CustomStringConvertible
     }
 }
 
+extension InputFileError {
+    /// Runs a loader's body and gives whatever it throws as this error: this error as it is, a
+    /// model error with its errno, anything else in words, each about `file` (at `line` and
+    /// `column` when given). The loaders' public entry points throw only ``InputFileError`` through it.
+    package static func loading<Value>(
+        _ file: String, line: Int? = nil, column: Int? = nil, _ body: () throws -> Value
+    ) throws(InputFileError) -> Value {
+        do {
+            return try body()
+        } catch let error as InputFileError {
+            throw error
+        } catch let error as DMAError {
+            throw InputFileError(file: file, line: line, column: column, error)
+        } catch {
+            throw InputFileError(file: file, line: line, column: column, "\(error)")
+        }
+    }
+}
+
 /// The name the load error had before scenario files shared it; for this package's own code only.
 package typealias TopologyLoadError = InputFileError

@@ -20,15 +20,7 @@ public enum SysfsTopologyLoader {
     /// - Note: `progress` is called after each device with (devices read, devices in all), for a
     ///   progress line on large trees.
     public static func load(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)? = nil) throws(InputFileError) -> PCITopology {
-        do {
-            return try loadChecked(root: root, cpu: cpu, progress: progress)
-        } catch let error as InputFileError {
-            throw error
-        } catch let error as DMAError {
-            throw InputFileError(file: root, error)
-        } catch {
-            throw InputFileError(file: root, "\(error)")
-        }
+        try InputFileError.loading(root) { try loadChecked(root: root, cpu: cpu, progress: progress) }
     }
 
     private static func loadChecked(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)?) throws -> PCITopology {

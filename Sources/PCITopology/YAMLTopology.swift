@@ -26,14 +26,8 @@ public enum YAMLTopology {
     /// topology of a scenario: errors name `file` and the node's own line and column in it.
     /// - Throws: as ``load(_:file:cpu:overrideCPU:)``.
     package static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws(InputFileError) -> PCITopology {
-        do {
-            return try loadChecked(node: root, file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
-        } catch let error as InputFileError {
-            throw error
-        } catch let error as DMAError {
-            throw InputFileError(file: file, line: root.mark?.line, column: root.mark?.column, error)
-        } catch {
-            throw InputFileError(file: file, line: root.mark?.line, column: root.mark?.column, "\(error)")
+        try InputFileError.loading(file, line: root.mark?.line, column: root.mark?.column) {
+            try loadChecked(node: root, file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
         }
     }
 
