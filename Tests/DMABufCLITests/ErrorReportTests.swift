@@ -33,4 +33,12 @@ struct ErrorReportTests {
         let cpu = try runDMABuf(["topo", "--file", "/nonexistent/t.yaml", "--cpu", "sparc"])
         #expect(cpu.status == 2 && cpu.stderr.hasPrefix("error: EINVAL: ") && cpu.stderr.contains("(--cpu)"), "\(cpu.stderr)")
     }
+
+    @Test("output that cannot be written is worded the same way: /dev/full is ENOSPC")
+    func unwritableOutput() throws {
+        let command = "'\(builtProduct("dmabuf").path)' ops list --json >/dev/full"
+        let result = try runChild(URL(fileURLWithPath: "/bin/sh"), ["-c", command])
+        let stderr = String(decoding: result.stderr, as: UTF8.self)
+        #expect(result.status == 2 && stderr.hasPrefix("error: ENOSPC: cannot write the output"), "\(stderr)")
+    }
 }
