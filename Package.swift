@@ -10,9 +10,13 @@ let strict: [SwiftSetting] = [
     .treatAllWarnings(as: .error),
 ]
 
+// Linux only (glibc): LinuxDMABuf, the system-call layer in DMACore and the sysfs reader call
+// Glibc and link libdrm and zlib, so the package builds nowhere else (Swift 6.2 or later, the tools
+// version above). `platforms` is left out on purpose: SwiftPM has no Linux entry for it (it only
+// raises the minimum Apple OS versions), and the macOS 15 it named before was a platform the code
+// never built on.
 let package = Package(
     name: "DMABufKit",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "DMACore", targets: ["DMACore"]),
         .library(name: "DMAMapping", targets: ["DMAMapping"]),

@@ -8,9 +8,9 @@ import PackageDescription
 
 let targets = ["config-space", "sysfs", "topology-yaml", "scenario-yaml", "fdinfo"]
 
+// Linux only, as the root package (see the note on `platforms` in ../Package.swift).
 let package = Package(
     name: "DMABufKitFuzz",
-    platforms: [.macOS(.v15)],
     dependencies: [.package(name: "DMABufKit", path: "..")],
     targets: targets.map { name in
         .executableTarget(

@@ -12,7 +12,7 @@ import PCITopology
 /// An entry point must not crash on any input: malformed input is a thrown error or a note, never
 /// a trap. Each also checks the invariants its parser promises (an offset it reports lies inside
 /// the bytes it was given), with `precondition`, so that a broken promise is a crash the fuzzer sees.
-public enum FuzzTarget: String, CaseIterable, Sendable {
+package enum FuzzTarget: String, CaseIterable, Sendable {
     case configSpace = "config-space"
     case sysfs = "sysfs"
     case topologyYAML = "topology-yaml"
@@ -20,7 +20,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case fdinfo = "fdinfo"
 
     /// Feeds one input to the target.
-    public func run(_ data: [UInt8]) {
+    package func run(_ data: [UInt8]) {
         switch self {
         case .configSpace: FuzzTargets.configSpace(data)
         case .sysfs: FuzzTargets.sysfs(data)

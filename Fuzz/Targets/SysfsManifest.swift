@@ -11,31 +11,31 @@ import Glibc
 ///
 /// Paths are kept inside the tree (empty, `.` and `..` components are dropped); link targets are
 /// not, as the reader must stand links pointing anywhere.
-public struct SysfsManifest: Sendable, Equatable {
-    public enum Kind: UInt8, Sendable {
+package struct SysfsManifest: Sendable, Equatable {
+    package enum Kind: UInt8, Sendable {
         case directory = 0x44  // D
         case file = 0x46  // F
         case link = 0x4c  // L
     }
 
-    public struct Entry: Sendable, Equatable {
-        public var kind: Kind
-        public var path: String
-        public var content: [UInt8]
+    package struct Entry: Sendable, Equatable {
+        package var kind: Kind
+        package var path: String
+        package var content: [UInt8]
 
-        public init(kind: Kind, path: String, content: [UInt8]) {
+        package init(kind: Kind, path: String, content: [UInt8]) {
             self.kind = kind
             self.path = path
             self.content = content
         }
     }
 
-    public var entries: [Entry]
+    package var entries: [Entry]
 
-    public init(entries: [Entry]) { self.entries = entries }
+    package init(entries: [Entry]) { self.entries = entries }
 
     /// Decodes the records of `data`.
-    public init(decoding data: [UInt8]) {
+    package init(decoding data: [UInt8]) {
         entries = []
         var i = 0
         while i + 2 <= data.count {
@@ -58,7 +58,7 @@ public struct SysfsManifest: Sendable, Equatable {
     }
 
     /// The records as bytes (paths over 255 bytes and contents over 65535 are cut).
-    public func encoded() -> [UInt8] {
+    package func encoded() -> [UInt8] {
         var out: [UInt8] = []
         for entry in entries {
             let path = Array(entry.path.utf8.prefix(255))
@@ -81,7 +81,7 @@ public struct SysfsManifest: Sendable, Equatable {
 
     /// Writes the tree under `root`; records that cannot be made (a parent that is a file, a
     /// second record for one path) are skipped, as a tree cannot hold them.
-    public func materialize(at root: URL) {
+    package func materialize(at root: URL) {
         let fm = FileManager.default
         try? fm.createDirectory(at: root, withIntermediateDirectories: true)
         for entry in entries {
@@ -115,7 +115,7 @@ public struct SysfsManifest: Sendable, Equatable {
 
     /// Reads a tree back as a manifest (to make a seed from a real or fixture tree): folders,
     /// files (their first `maximumFileSize` bytes) and links, sorted by path.
-    public static func read(root: URL, maximumFileSize: Int = 4096) -> SysfsManifest {
+    package static func read(root: URL, maximumFileSize: Int = 4096) -> SysfsManifest {
         let fm = FileManager.default
         var entries: [Entry] = []
         func walk(_ relative: String) {

@@ -38,8 +38,8 @@ struct CUDAExportReport: Encodable {
 
 extension DMABufCommand {
     /// `dmabuf cuda-export`: a CUDA VRAM dma-buf through the real layer, and the model fed with it.
-    public struct CUDAExport: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct CUDAExport: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             commandName: "cuda-export",
             abstract: "Export CUDA VRAM as a dma-buf, inspect the fd, and model what an RDMA NIC would get from it.",
             discussion: """
@@ -61,9 +61,9 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Where the CUDA driver library is.", valueName: "PATH")) var library = "libcuda.so.1"
         @Flag(help: "Print the report as JSON.") var json = false
 
-        public init() {}
+        package init() {}
 
-        public func run() throws {
+        package func run() throws {
             guard let bytes = YAMLReader.parseNumber(size), bytes > 0, bytes % UInt64(SystemCalls.pageSize) == 0 else {
                 throw CLIError("--size \(size) is not a positive multiple of the page size")
             }

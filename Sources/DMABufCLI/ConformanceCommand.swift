@@ -9,8 +9,8 @@ import Foundation
 
 extension DMABufCommand {
     /// `dmabuf conformance`: the conformance suite on the built-in (and registered) ops.
-    public struct Conformance: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Conformance: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Check DMA ops (and the built-in exporters) against the DMA-mapping contract, with real bytes.",
             discussion: """
                 Exit code 1 when any check fails. Third-party ops: see README ("Checking your own
@@ -29,15 +29,15 @@ extension DMABufCommand {
         @Flag(help: "Print a JSON array of reports: [{\"subject\", \"passed\", \"results\": [{\"check\", \"passed\", \"evidence\"}]}].")
         var json = false
 
-        public init() {}
+        package init() {}
 
-        public func run() throws {
+        package func run() throws {
             let registry = DMAOpsRegistry.builtIn()
             let names = ops.isEmpty ? registry.all.map(\.name) : ops
             var reports: [ConformanceReport] = []
             for name in names {
                 let found: any DMAOps
-                do { found = try registry.ops(named: name) } catch { throw CLIError(error.message) }
+                do { found = try registry.ops(named: name) } catch { throw CLIError(error) }
                 reports.append(DMAOpsConformance(makeOps: { found }).run())
             }
             if exporters { reports += exporterReports() }

@@ -4,8 +4,8 @@ import DMAMapping
 import Foundation
 
 /// The `dmabuf` command: the root of the command-line tool.
-public struct DMABufCommand: ParsableCommand {
-    public static let configuration = CommandConfiguration(
+package struct DMABufCommand: ParsableCommand {
+    package static let configuration = CommandConfiguration(
         commandName: "dmabuf",
         abstract: "Model and inspect Linux DMA-BUF sharing and DMA mapping.",
         discussion: """
@@ -21,7 +21,7 @@ public struct DMABufCommand: ParsableCommand {
         ]
     )
 
-    public init() {}
+    package init() {}
 }
 
 /// Prints an `Encodable` value as pretty, key-sorted JSON.
@@ -32,16 +32,10 @@ func printJSON(_ value: some Encodable) throws {
     print(String(decoding: data, as: UTF8.self))
 }
 
-/// A model error as the CLI reports it: exit code 2 (bad input) with the errno and message.
-struct ModelFailure: Error, CustomStringConvertible {
-    let error: DMAError
-    var description: String { "error: \(error.errno.name): \(error.message)" }
-}
-
 /// Runs the tool and returns its exit code: 0 ok, 1 an expectation failed, 2 bad input (a usage
 /// error, a bad file, a model error such as an unknown ops name) or output that could not be
 /// written.
-public func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Int32 {
+package func dmabufMain(_ arguments: [String] = Array(CommandLine.arguments.dropFirst())) -> Int32 {
     let code = runCommand(arguments)
     return flushOutput(code)
 }
@@ -51,9 +45,6 @@ private func runCommand(_ arguments: [String]) -> Int32 {
         var command = try DMABufCommand.parseAsRoot(arguments)
         try command.run()
         return 0
-    } catch let failure as ModelFailure {
-        FileHandle.standardError.write(Data((failure.description + "\n").utf8))
-        return 2
     } catch let failure as CLIError {
         FileHandle.standardError.write(Data((failure.description + "\n").utf8))
         return 2

@@ -1,6 +1,7 @@
 // `stdout` is a C global that Swift 6 cannot prove safe; it is only read here, once, on the main
 // thread after the command has finished, when nothing else writes to it.
 @preconcurrency import Glibc
+import DMACore
 import Foundation
 
 /// Flushes standard output, which `print` buffers, and checks that everything printed was
@@ -10,7 +11,9 @@ func flushOutput(_ code: Int32) -> Int32 {
     let flushed = fflush(stdout) == 0
     let failedEarlier = ferror(stdout) != 0
     guard !flushed || failedEarlier else { return code }
-    let reason = flushed ? "an earlier write failed" : String(cString: strerror(errno))
-    FileHandle.standardError.write(Data("error: cannot write the output to standard output: \(reason)\n".utf8))
+    let failure = flushed
+        ? CLIError("cannot write the output to standard output: an earlier write failed")
+        : CLIError("cannot write the output to standard output: \(String(cString: strerror(errno)))", errno: Errno(rawValue: errno))
+    FileHandle.standardError.write(Data((failure.description + "\n").utf8))
     return code == 0 ? 2 : code
 }

@@ -86,7 +86,7 @@ struct P2PVerifier {
     func judge(_ pairs: [(String, String)]) throws -> [P2PJudgement] {
         let trace: P2PMapTypeTrace?
         if kprobe {
-            do { trace = try P2PMapTypeTrace() } catch { throw CLIError(error.description + " (--kprobe)") }
+            do { trace = try P2PMapTypeTrace() } catch { throw CLIError(error.message + " (--kprobe)", errno: error.errno) }
         } else {
             trace = nil
         }
@@ -97,13 +97,13 @@ struct P2PVerifier {
             do {
                 model = try topology.verdict(provider: try PCIAddress(parsing: provider), client: try PCIAddress(parsing: client))
             } catch {
-                throw CLIError(error.message)
+                throw CLIError(error)
             }
             let outcome: P2PTransferOutcome
             do {
                 outcome = try P2PTransferTest.run(provider: provider, client: client, sysfs: sysfs, trace: trace, log: &log)
             } catch {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
             judgements.append(P2PJudgement(kernel: outcome, model: model))
         }
@@ -142,17 +142,17 @@ struct P2PVerifier {
 
 extension DMABufCommand {
     /// `dmabuf p2p`: peer-to-peer transfers the running kernel judges.
-    public struct P2P: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct P2P: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             commandName: "p2p",
             abstract: "Make the running kernel judge a P2P pair with a real transfer, next to the model's verdict.",
             subcommands: [Test.self]
         )
-        public init() {}
+        package init() {}
 
         /// `dmabuf p2p test PROVIDER CLIENT`.
-        public struct Test: ParsableCommand {
-            public static let configuration = CommandConfiguration(
+        package struct Test: ParsableCommand {
+            package static let configuration = CommandConfiguration(
                 abstract: "Read CLIENT's block device into PROVIDER's published p2pmem and compare the kernel's answer with the model's.",
                 discussion: """
                     PROVIDER must publish peer-to-peer memory (/sys/bus/pci/devices/PROVIDER/p2pmem/allocate,
@@ -171,15 +171,15 @@ extension DMABufCommand {
             @Flag(help: "Read the kernel's own map type with a kprobe on pci_p2pdma_map_type (tracefs).") var kprobe = false
             @Flag(help: "Print the JSON report.") var json = false
 
-            public init() {}
+            package init() {}
 
-            public func run() throws {
+            package func run() throws {
                 let providerAddress: PCIAddress, clientAddress: PCIAddress
                 do {
                     providerAddress = try PCIAddress(parsing: provider)
                     clientAddress = try PCIAddress(parsing: client)
                 } catch {
-                    throw CLIError("\(error.message) (PROVIDER \(provider), CLIENT \(client))")
+                    throw CLIError("\(error.message) (PROVIDER \(provider), CLIENT \(client))", errno: error.errno)
                 }
                 let topology = try TopologySource.sysfs(sysfs).load()
                 for (role, address, text) in [("PROVIDER", providerAddress, provider), ("CLIENT", clientAddress, client)]

@@ -6,8 +6,8 @@ import PCITopology
 
 extension DMABufCommand {
     /// `dmabuf ls`: every dma-buf held by every process (``DMABufCensus``), from `/proc`.
-    public struct Ls: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Ls: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             commandName: "ls",
             abstract: "List every dma-buf held by every process, with its exporter, name and holders.",
             discussion: """
@@ -62,22 +62,22 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Also write the files read into DIR (DIR/proc, DIR/debugfs), to rerun on them with --proc and --debugfs.", valueName: "dir"))
         var capture: String?
 
-        public init() {}
+        package init() {}
 
-        public func validate() throws {
+        package func validate() throws {
             if let watch, !(watch >= 0 && watch <= 86400) { throw ValidationError("--watch \(watch): give seconds between 0 and 86400") }
             if let rounds, rounds < 1 { throw ValidationError("--rounds \(rounds): give 1 or more") }
             if rounds != nil && watch == nil { throw ValidationError("--rounds needs --watch SECONDS") }
             if watch != nil && capture != nil { throw ValidationError("--capture takes one snapshot; it cannot be combined with --watch") }
         }
 
-        public func run() throws {
+        package func run() throws {
             let capturer = try capture.map { try Capture(root: $0) }
             // A baseline that cannot be read is an error before anything is read or captured.
             let before = try diff.map { try loadBaseline($0) }
             guard kernel || before != nil || watch != nil else {
                 let census: DMABufCensus
-                do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw ModelFailure(error: error) }
+                do { census = try DMABufCensus.takeChecked(procRoot: procRoot, pid: pid, record: capturer?.recordProc) } catch { throw CLIError(error) }
                 if json {
                     try printJSON(census)
                 } else {
@@ -86,7 +86,7 @@ extension DMABufCommand {
                 capturer?.report()
                 return
             }
-            do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw ModelFailure(error: error) }
+            do { try DMABufCensus.check(procRoot: procRoot, pid: pid) } catch { throw CLIError(error) }
             var view = try takeView(capturer)
             joinTopology(&view, sysfs: sysfs, procRoot: procRoot)
             if let watch {
@@ -154,7 +154,7 @@ extension DMABufCommand {
             } catch where error.code == .debugfsUnavailable {
                 unavailable = DMABufBufInfo.unavailable(debugfsRoot: debugfs, errno: error.errno)
             } catch {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
             // Every process, even with --pid: Pss and "held by the kernel only" need all holders.
             let census = DMABufCensus.take(procRoot: procRoot, pid: nil, record: capturer?.recordProc)
@@ -191,8 +191,8 @@ extension DMABufCommand {
     }
 
     /// `dmabuf probe`: what this kernel offers for dma-buf sharing.
-    public struct Probe: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Probe: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Report DRM devices and drivers, the dma-buf exporters present and the kernel config facts that matter.",
             discussion: """
                 Examples:
@@ -203,7 +203,7 @@ extension DMABufCommand {
 
         /// The sections of the report, in order. A new section (the PCI topology summary) is one
         /// more ``ProbeSection`` in this list.
-        public static var sections: [any ProbeSection] {
+        package static var sections: [any ProbeSection] {
             [DRMProbeSection(), ExporterProbeSection(), KernelConfigProbeSection(), TopologyProbeSection()]
         }
 
@@ -222,13 +222,13 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Where the kernel's config-RELEASE file is looked for.", valueName: "dir"))
         var bootRoot = "/boot"
 
-        public init() {}
+        package init() {}
 
         /// The most characters of one line of the text report: a value from a copied tree can be
         /// any length, and the rest is counted, not printed.
         static let lineLimit = 1000
 
-        public func run() throws {
+        package func run() throws {
             let environment = ProbeEnvironment(procRoot: procRoot, devRoot: devRoot, sysRoot: sysRoot, bootRoot: bootRoot)
             let reports = Self.sections.map { ($0, $0.gather(environment)) }
             if json {
@@ -246,18 +246,18 @@ extension DMABufCommand {
 }
 
 /// Where `dmabuf probe` reads the system from; tests pass trees of their own.
-public struct ProbeEnvironment: Sendable {
+package struct ProbeEnvironment: Sendable {
     /// Where procfs is mounted.
-    public var procRoot: String
+    package var procRoot: String
     /// Where device nodes are.
-    public var devRoot: String
+    package var devRoot: String
     /// Where sysfs is mounted.
-    public var sysRoot: String
+    package var sysRoot: String
     /// Where the kernel's `config-RELEASE` is.
-    public var bootRoot: String
+    package var bootRoot: String
 
     /// Creates an environment; the defaults are the real system's.
-    public init(procRoot: String = "/proc", devRoot: String = "/dev", sysRoot: String = "/sys", bootRoot: String = "/boot") {
+    package init(procRoot: String = "/proc", devRoot: String = "/dev", sysRoot: String = "/sys", bootRoot: String = "/boot") {
         self.procRoot = procRoot
         self.devRoot = devRoot
         self.sysRoot = sysRoot
@@ -266,21 +266,21 @@ public struct ProbeEnvironment: Sendable {
 }
 
 /// What one section of `dmabuf probe` found: lines for people and a value for `--json`.
-public struct ProbeSectionReport: Sendable {
+package struct ProbeSectionReport: Sendable {
     /// The text lines, without indentation.
-    public var lines: [String]
+    package var lines: [String]
     /// The value printed under the section's key with `--json`.
-    public var value: any Encodable & Sendable
+    package var value: any Encodable & Sendable
 
     /// Creates a report.
-    public init(lines: [String], value: any Encodable & Sendable) {
+    package init(lines: [String], value: any Encodable & Sendable) {
         self.lines = lines
         self.value = value
     }
 }
 
 /// One section of `dmabuf probe`: gathers one kind of fact about the running system.
-public protocol ProbeSection: Sendable {
+package protocol ProbeSection: Sendable {
     /// The section's key in `--json` output (`drm`, `exporters`, `kernelConfig`).
     var key: String { get }
     /// The section's heading in text output.
@@ -290,13 +290,13 @@ public protocol ProbeSection: Sendable {
 }
 
 /// DRM devices and their drivers (`drmGetDevices2`, `drmGetVersion`).
-public struct DRMProbeSection: ProbeSection {
-    public var key: String { "drm" }
-    public var title: String { "DRM devices" }
+package struct DRMProbeSection: ProbeSection {
+    package var key: String { "drm" }
+    package var title: String { "DRM devices" }
     /// Creates the section.
-    public init() {}
+    package init() {}
 
-    public func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
+    package func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
         let devices = DRM.devices(devRoot: environment.devRoot)
         var lines = devices.map { device -> String in
             let nodes = [device.bus.primaryNode, device.bus.renderNode].compactMap { $0 }.joined(separator: ", ")
@@ -310,18 +310,18 @@ public struct DRMProbeSection: ProbeSection {
 }
 
 /// The dma-buf exporters user space can reach: `/dev/udmabuf` and `/dev/dma_heap/*`.
-public struct ExporterProbeSection: ProbeSection {
-    public var key: String { "exporters" }
-    public var title: String { "dma-buf exporters" }
+package struct ExporterProbeSection: ProbeSection {
+    package var key: String { "exporters" }
+    package var title: String { "dma-buf exporters" }
     /// Creates the section.
-    public init() {}
+    package init() {}
 
     struct Value: Codable, Sendable {
         var udmabuf: String
         var heaps: [String]
     }
 
-    public func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
+    package func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
         let udmabuf: String
         do throws(DMAError) {
             udmabuf = try UDMABufDevice.open(path: "\(environment.devRoot)/udmabuf") == nil ? "absent" : "present"
@@ -340,11 +340,11 @@ public struct ExporterProbeSection: ProbeSection {
 }
 
 /// The kernel configuration options that matter for dma-buf and P2P DMA.
-public struct KernelConfigProbeSection: ProbeSection {
-    public var key: String { "kernelConfig" }
-    public var title: String { "Kernel configuration" }
+package struct KernelConfigProbeSection: ProbeSection {
+    package var key: String { "kernelConfig" }
+    package var title: String { "Kernel configuration" }
     /// Creates the section.
-    public init() {}
+    package init() {}
 
     struct Value: Codable, Sendable {
         var release: String?
@@ -352,7 +352,7 @@ public struct KernelConfigProbeSection: ProbeSection {
         var options: [String: String]
     }
 
-    public func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
+    package func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
         let release = KernelConfig.release(procRoot: environment.procRoot)
         guard let config = KernelConfig.read(procRoot: environment.procRoot, bootRoot: environment.bootRoot) else {
             return ProbeSectionReport(

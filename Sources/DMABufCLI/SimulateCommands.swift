@@ -6,8 +6,8 @@ import PCITopology
 
 extension DMABufCommand {
     /// `dmabuf simulate`: run a scenario file or a built-in story.
-    public struct Simulate: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Simulate: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Run a scenario (attach, map, device and CPU access, sync, evict, revoke…) and print its trace.",
             discussion: """
                 Exit code 1 when a step does not go as the scenario expects or the DMA-API debug
@@ -29,14 +29,14 @@ extension DMABufCommand {
         @Flag(help: "Print one JSON object per step (JSON Lines), then one summary object.") var json = false
         @OptionGroup var kernel: KernelOption
 
-        public init() {}
+        package init() {}
 
-        public func validate() throws {
+        package func validate() throws {
             if (file == nil) == (story == nil) { throw ValidationError("give a scenario file or --story N, not both or neither") }
             if let story, !(1...Story.all.count).contains(story) { throw ValidationError("--story takes 1…\(Story.all.count)") }
         }
 
-        public func run() throws {
+        package func run() throws {
             let scenario: Scenario
             var base = "."
             let rules = try kernel.rules()
@@ -48,16 +48,16 @@ extension DMABufCommand {
                     scenario = try Scenario.parse(try InputFile.read(file, what: "the scenario file"), file: file)
                     base = URL(fileURLWithPath: file).deletingLastPathComponent().path
                 }
-            } catch let error as TopologyLoadError {
-                throw CLIError(error.description)
+            } catch let error as InputFileError {
+                throw CLIError(error)
             }
             let result: ScenarioResult
             let progress = ProgressLine("simulating")
             defer { progress.finish() }
-            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, kernel: rules, progress: progress.update) } catch let error as TopologyLoadError {
-                throw CLIError(error.description)
+            do { result = try ScenarioRunner.run(scenario, baseDirectory: base, kernel: rules, progress: progress.update) } catch let error as InputFileError {
+                throw CLIError(error)
             } catch let error as DMAError {
-                throw CLIError(error.message)
+                throw CLIError(error)
             }
             if json {
                 let encoder = JSONEncoder()

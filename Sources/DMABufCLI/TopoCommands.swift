@@ -18,11 +18,11 @@ struct TopologySource: ParsableArguments {
         if sysfs != nil && file != nil { throw ValidationError("give --sysfs or --file, not both") }
     }
 
-    /// Loads the topology, mapping every failure to a ``CLIError`` that names the file.
+    /// Loads the topology, mapping every failure to a ``CLIError`` that names the file and its errno.
     func load() throws -> PCITopology {
         let explicitCPU: CPUInfo?
         do { explicitCPU = try cpu.map { try CPUInfo(parsing: $0) } } catch let error as DMAError {
-            throw CLIError(error.message + " (--cpu)")
+            throw CLIError(error.message + " (--cpu)", errno: error.errno)
         }
         let hostCPU = explicitCPU ?? Self.hostCPU()
         do {
@@ -33,10 +33,8 @@ struct TopologySource: ParsableArguments {
             let progress = ProgressLine("reading \(sysfs ?? "/sys")")
             defer { progress.finish() }
             return try SysfsTopologyLoader.load(root: sysfs ?? "/sys", cpu: hostCPU, progress: progress.update)
-        } catch let error as TopologyLoadError {
-            throw CLIError(error.description)
-        } catch let error as DMAError {
-            throw CLIError(error.message)
+        } catch {
+            throw CLIError(error)
         }
     }
 
@@ -48,17 +46,10 @@ struct TopologySource: ParsableArguments {
     }
 }
 
-/// A bad-input error for the CLI: printed as `error: …`, exit code 2.
-struct CLIError: Error, CustomStringConvertible {
-    let message: String
-    init(_ message: String) { self.message = message }
-    var description: String { "error: \(message)" }
-}
-
 extension DMABufCommand {
     /// `dmabuf topo`: the PCI topology and the kernel's P2P verdicts.
-    public struct Topo: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Topo: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Show the PCI topology and the kernel's P2P verdicts (drivers/pci/p2pdma.c).",
             discussion: """
                 Examples:
@@ -71,11 +62,11 @@ extension DMABufCommand {
             subcommands: [Show.self, Explain.self],
             defaultSubcommand: Show.self
         )
-        public init() {}
+        package init() {}
 
         /// `dmabuf topo [show]`.
-        public struct Show: ParsableCommand {
-            public static let configuration = CommandConfiguration(
+        package struct Show: ParsableCommand {
+            package static let configuration = CommandConfiguration(
                 commandName: "show",
                 abstract: "Print the topology as a tree (and with --pairs, every P2P verdict).",
                 discussion: """
@@ -97,9 +88,9 @@ extension DMABufCommand {
             var kprobe = false
             @OptionGroup var kernel: KernelOption
 
-            public init() {}
+            package init() {}
 
-            public func run() throws {
+            package func run() throws {
                 let topology = try source.load()
                 if verify {
                     guard source.file == nil else { throw CLIError("--verify asks the running kernel: give a sysfs tree (the default /sys), not --file") }
@@ -117,8 +108,8 @@ extension DMABufCommand {
         }
 
         /// `dmabuf topo explain PROVIDER CLIENT`.
-        public struct Explain: ParsableCommand {
-            public static let configuration = CommandConfiguration(
+        package struct Explain: ParsableCommand {
+            package static let configuration = CommandConfiguration(
                 abstract: "Explain the P2P verdict for one provider and one client, hop by hop, with the remedy.",
                 discussion: """
                     Examples:
@@ -132,18 +123,20 @@ extension DMABufCommand {
             @Flag(help: "Print the explanation as JSON.") var json = false
             @OptionGroup var kernel: KernelOption
 
-            public init() {}
+            package init() {}
 
-            public func run() throws {
+            package func run() throws {
                 let topology = try source.load()
                 let explanation: P2PExplanation
                 func address(_ text: String, _ role: String) throws -> PCIAddress {
-                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)") }
+                    do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)", errno: error.errno) }
                 }
                 do {
                     explanation = try topology.explain(provider: try address(provider, "provider"), client: try address(client, "client"))
                 } catch let error as DMAError {
-                    throw CLIError(error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')")
+                    throw CLIError(
+                        error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')",
+                        errno: error.errno)
                 }
                 let rules = try kernel.rules()
                 if json {
@@ -316,11 +309,11 @@ func renderExplanation(_ e: P2PExplanation, topology: PCITopology) -> String {
 
 /// `dmabuf probe`'s PCI topology summary ([B]): host bridges and their whitelist standing, the
 /// devices with memory BARs (P2P providers), and how many pairs of endpoints can do P2P and how.
-public struct TopologyProbeSection: ProbeSection {
-    public var key: String { "pciTopology" }
-    public var title: String { "PCI topology (drivers/pci/p2pdma.c rules)" }
+package struct TopologyProbeSection: ProbeSection {
+    package var key: String { "pciTopology" }
+    package var title: String { "PCI topology (drivers/pci/p2pdma.c rules)" }
     /// Creates the section.
-    public init() {}
+    package init() {}
 
     struct Value: Encodable, Sendable {
         var cpu: String?
@@ -332,7 +325,7 @@ public struct TopologyProbeSection: ProbeSection {
         var error: String?
     }
 
-    public func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
+    package func gather(_ environment: ProbeEnvironment) -> ProbeSectionReport {
         let topology: PCITopology
         do {
             topology = try SysfsTopologyLoader.load(root: environment.sysRoot, cpu: TopologySource.hostCPU())

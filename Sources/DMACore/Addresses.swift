@@ -91,10 +91,10 @@ extension DMAError {
 }
 
 /// Formats a number as `0x…` in lower-case hexadecimal, the way the kernel prints addresses.
-public func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+package func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
 /// Formats a byte count for people: `4096` → `"4 KiB"`, `1536` → `"1536 B"`.
-public func formatBytes(_ bytes: UInt64) -> String {
+package func formatBytes(_ bytes: UInt64) -> String {
     let units: [(UInt64, String)] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
     for (scale, unit) in units where bytes >= scale && bytes % scale == 0 {
         return "\(bytes / scale) \(unit)"

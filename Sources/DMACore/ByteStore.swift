@@ -59,15 +59,7 @@ final class ByteStore {
     private var hasGenerated: Bool { !generated.isEmpty || !runs.isEmpty }
 
     /// The index of the first run that ends at or after `pfn`.
-    private func runLowerBound(_ pfn: UInt64) -> Int {
-        var low = 0
-        var high = runs.count
-        while low < high {
-            let mid = (low + high) / 2
-            if runs[mid].last < pfn { low = mid + 1 } else { high = mid }
-        }
-        return low
-    }
+    private func runLowerBound(_ pfn: UInt64) -> Int { runs.partitioningIndex { $0.last >= pfn } }
 
     /// What page `pfn` is generated from, if it is, and how many pages from it on the same run
     /// covers.

@@ -22,35 +22,38 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
 
         public var description: String { name }
 
-        /// A malformed argument (zero length, unaligned range, empty list, bad flags).
+        /// A malformed argument (zero length, unaligned range, empty list, bad flags): `EINVAL`.
         public static let invalidArgument = Code("invalid-argument")
-        /// Address arithmetic would wrap past 2^64.
+        /// Address arithmetic would wrap past 2^64: `EOVERFLOW`.
         public static let addressOverflow = Code("address-overflow")
-        /// `DMA_NONE`, or another direction the call does not accept (`valid_dma_direction`).
+        /// `DMA_NONE`, or another direction the call does not accept (`valid_dma_direction`): `EINVAL`.
         public static let invalidDirection = Code("invalid-direction")
-        /// A DMA mask outside 1…64 bits.
+        /// A DMA mask outside 1…64 bits: `EINVAL`.
         public static let invalidMask = Code("invalid-mask")
-        /// The address is beyond what the device can reach and nothing can bounce it.
+        /// The address is beyond what the device can reach and nothing can bounce it: `ENOMEM` (no
+        /// bounce slot), or `EIO` for a whole list.
         public static let notDMACapable = Code("not-dma-capable")
         /// A peer-to-peer list given to ops or a path that cannot carry it (`EREMOTEIO`).
         public static let peerToPeerNotSupported = Code("peer-to-peer-not-supported")
-        /// IOVA space, bounce slots or pages ran out.
+        /// IOVA space, bounce slots or pages ran out: `ENOMEM` (`ENOSPC` for space on a device).
         public static let resourceExhausted = Code("resource-exhausted")
-        /// A name that is not registered, a device that is unknown.
+        /// A name that is not registered, a file that is not there (`ENOENT`), a device that is unknown
+        /// (`ENODEV`), a process that is gone (`ESRCH`).
         public static let notFound = Code("not-found")
-        /// A name that is already registered.
+        /// A name that is already registered: `EEXIST`.
         public static let alreadyExists = Code("already-exists")
-        /// An address that is not mapped, or not mapped the way the call says.
+        /// An address that is not mapped, or not mapped the way the call says: `EINVAL`.
         public static let notMapped = Code("not-mapped")
-        /// A device access that the IOMMU refused: no translation, or no permission.
+        /// A device access that the IOMMU refused: no translation, or no permission: `EFAULT`.
         public static let iommuFault = Code("iommu-fault")
-        /// A physical access that no memory or BAR backs (a master abort on real hardware).
+        /// A physical access that no memory or BAR backs (a master abort on real hardware): `EIO`.
         public static let busError = Code("bus-error")
-        /// A request the ops or the device does not support.
+        /// A request the ops or the device does not support: `EOPNOTSUPP` (or the kernel-internal
+        /// `ENOTSUPP` a driver leaks).
         public static let notSupported = Code("not-supported")
-        /// The memory is gone (revoked) or the device is absent.
+        /// The memory is gone (revoked) or the device is absent: `ENODEV`.
         public static let noDevice = Code("no-device")
-        /// A DMA-API debug check failed in strict mode.
+        /// A DMA-API debug check failed in strict mode: `EINVAL`.
         public static let debugCheckFailed = Code("dma-debug")
         /// A wait that would never end, given up (`ETIMEDOUT`): a fence nobody will signal.
         public static let timedOut = Code("timed-out")

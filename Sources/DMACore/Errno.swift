@@ -5,6 +5,12 @@
 /// `nv_dmabuf` returns from `mmap`. The numbers are Linux's (`include/uapi/asm-generic/errno-base.h`,
 /// `errno.h`, and `include/linux/errno.h` for the kernel-internal ones), whatever machine runs the
 /// model, because the model is of Linux.
+///
+/// The name is swift-system's (`SystemPackage.Errno`) on purpose, and kept: it is the same idea
+/// in the same shape (a raw `Int32`, constants named as the C macros), so a reader who knows one
+/// reads the other; on Linux the numbers are the same, so `SystemPackage.Errno(rawValue:
+/// e.rawValue)` converts. This package does not depend on swift-system; a program that imports
+/// both names this one `DMACore.Errno` where the two meet.
 @frozen
 public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     /// The positive error number.

@@ -98,9 +98,21 @@ public struct PhysicalRangeList: RandomAccessCollection, Hashable, Sendable {
     /// before handing a `phys_vec` array over).
     /// - Complexity: O(n).
     public func coalesced() -> PhysicalRangeList {
+        var list = self
+        list.ranges = ranges.mergingAdjacent()
+        return list
+    }
+}
+
+extension Sequence<PhysicalRange> {
+    /// The package's one extent merge: the ranges in order, each one that starts right after the
+    /// one before it (`last + 1 == start`) merged into it. Sort by start first to merge a set.
+    /// Merging cannot overflow: the merged range ends where its last part did.
+    /// - Complexity: O(n).
+    package func mergingAdjacent() -> [PhysicalRange] {
         var out: [PhysicalRange] = []
-        out.reserveCapacity(ranges.count)
-        for range in ranges {
+        out.reserveCapacity(underestimatedCount)
+        for range in self {
             if let previous = out.last, previous.last.rawValue &+ 1 == range.start.rawValue,
                 let merged = try? PhysicalRange(start: previous.start, length: previous.length + range.length)
             {
@@ -109,8 +121,6 @@ public struct PhysicalRangeList: RandomAccessCollection, Hashable, Sendable {
                 out.append(range)
             }
         }
-        var list = self
-        list.ranges = out
-        return list
+        return out
     }
 }

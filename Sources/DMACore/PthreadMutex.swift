@@ -11,12 +11,12 @@ import Darwin
 #if DMA_PTHREAD_LOCKS
 /// The lock every piece of shared model state is behind: ``PthreadMutex`` in this build
 /// (`-DDMA_PTHREAD_LOCKS`, which `make sanitize` passes), so that ThreadSanitizer sees it.
-public typealias ModelMutex<Value: ~Copyable> = PthreadMutex<Value>
+package typealias ModelMutex<Value: ~Copyable> = PthreadMutex<Value>
 #else
 /// The lock every piece of shared model state is behind: `Synchronization.Mutex`, or
 /// ``PthreadMutex`` when built with `-DDMA_PTHREAD_LOCKS` (as `make sanitize` does), so that
 /// ThreadSanitizer sees it. The two have the same `init(_:)` and `withLock(_:)`.
-public typealias ModelMutex<Value: ~Copyable> = Synchronization.Mutex<Value>
+package typealias ModelMutex<Value: ~Copyable> = Synchronization.Mutex<Value>
 #endif
 
 /// A lock around a value, with the shape of `Synchronization.Mutex` (`init(_:)`,
@@ -33,12 +33,12 @@ public typealias ModelMutex<Value: ~Copyable> = Synchronization.Mutex<Value>
 ///
 /// The lock is an error-checking mutex: taking it again on the thread that holds it is a
 /// precondition failure (as it is for `Mutex`), not a silent deadlock.
-public struct PthreadMutex<Value: ~Copyable>: ~Copyable {
+package struct PthreadMutex<Value: ~Copyable>: ~Copyable {
     private let lock: UnsafeMutablePointer<pthread_mutex_t>
     private let value: UnsafeMutablePointer<Value>
 
     /// Creates a lock holding `initialValue`.
-    public init(_ initialValue: consuming sending Value) {
+    package init(_ initialValue: consuming sending Value) {
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_mutex_t())
         var attributes = pthread_mutexattr_t()
@@ -61,7 +61,7 @@ public struct PthreadMutex<Value: ~Copyable>: ~Copyable {
     /// Calls `body` with the value while holding the lock, and returns what it returns.
     ///
     /// - Throws: what `body` throws; the lock is released either way.
-    public borrowing func withLock<Result: ~Copyable, E: Error>(
+    package borrowing func withLock<Result: ~Copyable, E: Error>(
         _ body: (inout sending Value) throws(E) -> sending Result
     ) throws(E) -> sending Result {
         let locked = pthread_mutex_lock(lock)

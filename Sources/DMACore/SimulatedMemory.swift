@@ -137,12 +137,7 @@ public final class SimulatedMemory: Sendable {
     }
 
     private static func find(_ address: PhysicalAddress, in regions: [MemoryRegion]) -> MemoryRegion? {
-        var low = 0
-        var high = regions.count
-        while low < high {
-            let mid = (low + high) / 2
-            if regions[mid].range.last < address { low = mid + 1 } else { high = mid }
-        }
+        let low = regions.partitioningIndex { $0.range.last >= address }
         return low < regions.count && regions[low].range.contains(address) ? regions[low] : nil
     }
 
@@ -153,12 +148,7 @@ public final class SimulatedMemory: Sendable {
             for index in spans.indices where spans[index].start <= address && address <= spans[index].last { return index }
             return nil
         }
-        var low = 0
-        var high = spans.count
-        while low < high {
-            let mid = (low + high) / 2
-            if spans[mid].last < address { low = mid + 1 } else { high = mid }
-        }
+        let low = spans.partitioningIndex { $0.last >= address }
         return low < spans.count && spans[low].start <= address ? low : nil
     }
 
@@ -349,15 +339,7 @@ public final class SimulatedMemory: Sendable {
             }
             extents.append(range)
             extents.sort { $0.start < $1.start }
-            var merged: [PhysicalRange] = []
-            for extent in extents {
-                if let previous = merged.last, previous.last.rawValue + 1 == extent.start.rawValue {
-                    merged[merged.count - 1] = try PhysicalRange(start: previous.start, length: previous.length + extent.length)
-                } else {
-                    merged.append(extent)
-                }
-            }
-            state.free[region.range.start] = merged
+            state.free[region.range.start] = extents.mergingAdjacent()
             state.store.drop(pages: range.start.pfn, through: range.last.pfn)
         }
     }

@@ -1,7 +1,7 @@
 import DMACore
 import DMADevices
 import PCITopology
-import Yams
+internal import Yams
 
 /// A scenario file (`dmabuf simulate FILE`, format in `docs/scenarios.md`): a topology, buffers
 /// with their exporters, importers with their device, ops and flags, and steps.
@@ -143,8 +143,14 @@ extension Scenario {
     ]
 
     /// Parses a scenario.
-    /// - Throws: `TopologyLoadError` naming the file, line and column of anything malformed.
-    public static func parse(_ text: String, file: String) throws -> Scenario {
+    /// - Throws: `InputFileError` (PCITopology's one load error, as a topology file's) naming the
+    ///   file, line and column of anything malformed, with its errno (`EINVAL`; `E2BIG` past the
+    ///   YAML limits).
+    public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {
+        try InputFileError.loading(file) { try parseChecked(text, file: file) }
+    }
+
+    private static func parseChecked(_ text: String, file: String) throws -> Scenario {
         let r = YAMLReader(file: file)
         let root = try r.root(text)
         let top = try r.mapping(root, allowed: topKeys, what: "a scenario")
@@ -153,7 +159,7 @@ extension Scenario {
         if let node = top["cpu"] { scenario.cpu = try r.string(node, what: "cpu") }
         if let node = top["kernel"] {
             let text = try r.string(node, what: "kernel")
-            do { scenario.kernel = try KernelRules(parsing: text) } catch { throw r.error(node, error.message) }
+            do { scenario.kernel = try KernelRules(parsing: text) } catch { throw r.error(node, error) }
         }
         if let node = top["onError"] {
             switch try r.string(node, what: "onError") {

@@ -72,7 +72,7 @@ public struct ScenarioResult: Sendable {
 /// Runs scenarios on a ``SimulatedMachine``.
 public enum ScenarioRunner {
     /// Loads the scenario's topology (relative paths from `baseDirectory`) and runs it.
-    /// - Throws: `TopologyLoadError` when the topology cannot be loaded.
+    /// - Throws: `InputFileError` when the topology cannot be loaded.
     /// - Note: `progress` is called after each step with (steps done, steps in all). `kernel`,
     ///   when given, overrides the scenario's `kernel:`; with neither, the newest rules.
     public static func run(

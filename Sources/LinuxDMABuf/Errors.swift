@@ -34,7 +34,7 @@ extension DMAError {
 /// - `ENODEV` from `DRM_IOCTL_PRIME_FD_TO_HANDLE`: the importing driver cannot import a dma-buf it
 ///   did not export (virtio-gpu in 6.1 to 6.12 without blob resources).
 /// - `ENOTTY` from a dma-buf or DRM ioctl: the fd is not of the kind the request belongs to.
-public func explain(_ errno: Errno, call: String) -> String? {
+package func explain(_ errno: Errno, call: String) -> String? {
     switch errno {
     case .ENOTSUPP:
         if call.hasPrefix("mmap") {

@@ -155,7 +155,7 @@ public struct P2PMapTypeTrace: ~Copyable {
         self.tracefs = tracefs
         let events = "\(tracefs)/kprobe_events"
         guard access(events, F_OK) == 0 else {
-            throw DMAError(.notSupported, .ENOENT, "\(events) is missing: mount tracefs (mount -t tracefs nodev /sys/kernel/tracing) on a kernel with CONFIG_KPROBE_EVENTS")
+            throw DMAError(.notFound, .ENOENT, "\(events) is missing: mount tracefs (mount -t tracefs nodev /sys/kernel/tracing) on a kernel with CONFIG_KPROBE_EVENTS")
         }
         Self.remove(tracefs)
         let definitions = [
@@ -339,7 +339,7 @@ public enum P2PTransferTest {
         case .failure(let errno):
             throw DMAError(.notSupported, errno, "\(blockPath): the reference read into host memory failed (\(errno.name))")
         case .success(let count) where count != length:
-            throw DMAError(.invalidArgument, .EIO, "\(blockPath) holds fewer than \(length) bytes")
+            throw DMAError(.ioError, .EIO, "\(blockPath) holds fewer than \(length) bytes")
         case .success: break
         }
         // A marker the device's data cannot hold everywhere, so a transfer that did nothing shows.

@@ -15,19 +15,20 @@ public enum InputFile {
 
     /// The text of the file at `path`, decoded as UTF-8.
     /// - Note: `what` names the file in errors ("the topology file").
-    /// - Throws: ``TopologyLoadError`` naming the file, with the errno: the open or read failed
+    /// - Throws: ``InputFileError`` naming the file, with the errno: the open or read failed
     ///   (`ENOENT`, `EACCES`), a folder (`EISDIR`), more than `limit` bytes (`EFBIG`).
     /// - Complexity: O(min(size, `limit`)).
-    public static func read(_ path: String, what: String, limit: Int = defaultLimit) throws(TopologyLoadError) -> String {
-        func failure(_ errno: Errno, _ reason: String) -> TopologyLoadError {
-            TopologyLoadError(file: path, errno: errno, "cannot read \(what): \(reason)")
+    public static func read(_ path: String, what: String, limit: Int = defaultLimit) throws(InputFileError) -> String {
+        func failure(_ errno: Errno, _ reason: String) -> InputFileError {
+            InputFileError(file: path, errno: errno, "cannot read \(what): \(reason)")
         }
-        var fd: Int32
-        repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
-        guard fd >= 0 else { throw failure(Errno(rawValue: errno), String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var status = stat()
-        if fstat(fd, &status) == 0 {
+        let fd: Int32
+        switch SystemCalls.open(path, O_RDONLY) {
+        case .success(let value): fd = value
+        case .failure(let errno): throw failure(errno, String(cString: strerror(errno.rawValue)))
+        }
+        defer { _ = SystemCalls.close(fd) }
+        if case .success(let status) = SystemCalls.fstat(fd) {
             if status.st_mode & S_IFMT == S_IFDIR { throw failure(.EISDIR, "it is a folder") }
             if status.st_mode & S_IFMT == S_IFREG && status.st_size > limit {
                 throw failure(.EFBIG, "\(status.st_size) bytes, more than \(limit)")
@@ -37,10 +38,10 @@ public enum InputFile {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let asked = min(chunk.count, limit + 1 - bytes.count)
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, asked) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw failure(Errno(rawValue: errno), String(cString: strerror(errno)))
+            let count: Int
+            switch chunk.withUnsafeMutableBytes({ SystemCalls.read(fd, UnsafeMutableRawBufferPointer(rebasing: $0[..<asked])) }) {
+            case .success(let value): count = value
+            case .failure(let errno): throw failure(errno, String(cString: strerror(errno.rawValue)))
             }
             if count == 0 { break }
             bytes.append(contentsOf: chunk[0..<count])

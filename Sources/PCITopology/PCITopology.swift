@@ -242,12 +242,7 @@ public final class PCITopology: P2PTopology, Sendable {
     /// The P2P provider whose BAR holds `address`.
     /// - Complexity: O(log n) in the number of BARs.
     public func provider(containing address: PhysicalAddress) -> P2PProvider? {
-        var low = 0
-        var high = providers.count
-        while low < high {
-            let mid = (low + high) / 2
-            if providers[mid].cpuRange.last < address { low = mid + 1 } else { high = mid }
-        }
+        let low = providers.partitioningIndex { $0.cpuRange.last >= address }
         return low < providers.count && providers[low].cpuRange.contains(address) ? providers[low] : nil
     }
 

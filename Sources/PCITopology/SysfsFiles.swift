@@ -5,10 +5,11 @@
 #endif
 import DMACore
 
-/// The file access of the sysfs reader, straight on the system calls: a sysfs tree is thousands of
-/// tiny files (a 1,024-endpoint machine has about 10,000 to read), and each Foundation call costs
-/// more than the read itself. Paths are plain strings; nothing here follows a link it is not asked
-/// to, and no read is longer than the size the kernel gives the file.
+/// The file access of the sysfs reader, on the package's system-call layer (`SystemCalls` in
+/// DMACore: the same EINTR rule and the same test interceptor as every other kernel call): a sysfs
+/// tree is thousands of tiny files (a 1,024-endpoint machine has about 10,000 to read), and each
+/// Foundation call costs more than the read itself. Paths are plain strings; nothing here follows
+/// a link it is not asked to, and no read is longer than the size the kernel gives the file.
 enum SysfsFiles {
     /// The most bytes a sysfs attribute may hold: one page (`sysfs_emit` writes at most
     /// `PAGE_SIZE`), which is also the size of a PCIe config space (`PCI_CFG_SPACE_EXP_SIZE`) and of
@@ -47,8 +48,9 @@ enum SysfsFiles {
     static func read(at folder: Int32, _ name: String, folderPath: String? = nil, limit: Int = attributeLimit, within tree: String? = nil)
         throws(Refusal) -> [UInt8]?
     {
-        var fd = openFile(at: folder, name)
-        if fd < 0 && errno == ELOOP {
+        let flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW
+        var opened = SystemCalls.openAt(folder, name, flags)
+        if case .failure(.ELOOP) = opened {
             // A symbolic link (or a loop of them): followed only into the tree.
             guard let tree else { throw Refusal(errno: .ELOOP, reason: "a symbolic link where a file was expected") }
             let path = folderPath.map { $0 + "/" + name } ?? name
@@ -58,13 +60,18 @@ enum SysfsFiles {
             guard target.hasPrefix(tree + "/") else {
                 throw Refusal(errno: .EXDEV, reason: "a symbolic link that leaves the tree (to \(target))")
             }
-            fd = openFile(at: AT_FDCWD, target)
-            if fd < 0 && errno == ELOOP { throw Refusal(errno: .ELOOP, reason: "a symbolic link that changed while it was read") }
+            opened = SystemCalls.openAt(AT_FDCWD, target, flags)
+            if case .failure(.ELOOP) = opened { throw Refusal(errno: .ELOOP, reason: "a symbolic link that changed while it was read") }
         }
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var status = stat()
-        guard fstat(fd, &status) == 0 else { return nil }
+        // Missing or not ours to open (ENOENT, EACCES): no contents, and the caller says whether
+        // the file was needed.
+        guard case .success(let fd) = opened else { return nil }
+        defer { _ = SystemCalls.close(fd) }
+        let status: stat
+        switch SystemCalls.fstat(fd) {
+        case .success(let value): status = value
+        case .failure(let errno): throw Refusal(errno: errno, reason: "its type and size cannot be read (\(errno.name))")
+        }
         switch status.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: throw Refusal(errno: .EISDIR, reason: "a folder where a file was expected")
@@ -80,10 +87,13 @@ enum SysfsFiles {
         var count = 0
         while count <= limit {
             let asked = limit + 1 - count
-            let got = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + count, asked) }
-            if got < 0 {
-                if errno == EINTR { continue }
-                return nil
+            let got: Int
+            switch bytes.withUnsafeMutableBytes({ SystemCalls.read(fd, UnsafeMutableRawBufferPointer(rebasing: $0[count...])) }) {
+            case .success(let value): got = value
+            case .failure(let errno):
+                // The file opened and then would not read (EIO from a driver's show routine):
+                // an error with the kernel's errno, not a file that is silently missing.
+                throw Refusal(errno: errno, reason: "it opened but could not be read (\(errno.name))")
             }
             count += got
             if got < asked { break }
@@ -95,21 +105,9 @@ enum SysfsFiles {
         return bytes
     }
 
-    private static func openFile(at folder: Int32, _ name: String) -> Int32 {
-        var fd: Int32
-        repeat {
-            fd = name.withCString { openat(folder, $0, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW) }
-        } while fd < 0 && errno == EINTR
-        return fd
-    }
-
     /// The real path of `path` (every link resolved, as `realpath(3)`), or nil when it does not
     /// exist or a link loops.
-    static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
-    }
+    static func realPath(_ path: String) -> String? { try? SystemCalls.realPath(path).get() }
 
     /// The real path of the folder open as `fd`: `/proc/self/fd/N` read as a link (one system
     /// call), else nil.
@@ -122,10 +120,8 @@ enum SysfsFiles {
 
     /// The text of the symbolic link `name` in the folder open as `folder`, or nil.
     static func readLink(at folder: Int32, _ name: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let n = name.withCString { readlinkat(folder, $0, &buffer, buffer.count - 1) }
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard case .success(let text) = SystemCalls.readLink(at: folder, name), !text.isEmpty else { return nil }
+        return text
     }
 
     /// A folder held open while its files are read, so that each file is opened relative to it
@@ -139,13 +135,12 @@ enum SysfsFiles {
 
         /// Opens the folder at `path` (through links); nil when it is not a folder or cannot be opened.
         init?(_ path: String) {
-            let fd = path.withCString { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK) }
-            guard fd >= 0 else { return nil }
+            guard case .success(let fd) = SystemCalls.open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK) else { return nil }
             self.fd = fd
             self.path = path
         }
 
-        deinit { close(fd) }
+        deinit { _ = SystemCalls.close(fd) }
 
         /// Where the folder really is (its links resolved), or nil when that cannot be told.
         var realPath: String? { SysfsFiles.realPath(ofOpen: fd) ?? SysfsFiles.realPath(path) }
@@ -160,18 +155,7 @@ enum SysfsFiles {
     }
 
     /// The names in the folder at `path`, without `.` and `..`; nil when it cannot be listed.
-    static func list(_ path: String) -> [String]? {
-        guard let dir = path.withCString({ opendir($0) }) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func list(_ path: String) -> [String]? { try? SystemCalls.listDirectory(path).get() }
 
     /// `path` made absolute (against the working folder) and free of `.`, `..`, repeated and
     /// trailing slashes, without resolving links: what a path means lexically, as
@@ -192,11 +176,7 @@ enum SysfsFiles {
         return "/" + parts.joined(separator: "/")
     }
 
-    private static func workingDirectory() -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return "/" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    private static func workingDirectory() -> String { (try? SystemCalls.workingDirectory().get()) ?? "/" }
 
     /// The text of `bytes` without leading and trailing spaces, tabs and newlines (trimmed on the
     /// bytes, before decoding: a sysfs value is one short line).

@@ -1,39 +1,5 @@
 import DMACore
 
-/// A problem in a topology source, naming the file (and line, for YAML and `resource`).
-public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The file that is wrong.
-    public let file: String
-    /// The 1-based line, when known.
-    public let line: Int?
-    /// The 1-based column, when known.
-    public let column: Int?
-    /// What is wrong and what to do.
-    public let message: String
-    /// The errno the kernel gives for the same refusal: `EINVAL` for malformed content (the
-    /// default), `ELOOP`, `EXDEV`, `EISDIR` or `EFBIG` for a file of a sysfs tree that was refused
-    /// unread (see ``SysfsTopologyLoader``).
-    public let errno: Errno
-
-    /// Creates an error. The file name and the message are made safe to print here, whatever
-    /// input they quote: control characters are escaped (no escape sequence reaches a terminal)
-    /// and each is cut to a sane length (`ErrorText` in DMACore).
-    public init(file: String, line: Int? = nil, column: Int? = nil, errno: Errno = .EINVAL, _ message: String) {
-        self.file = ErrorText.printable(file, limit: 4096)
-        self.line = line
-        self.column = column
-        self.errno = errno
-        self.message = ErrorText.message(message)
-    }
-
-    public var description: String {
-        var place = file
-        if let line { place += ":\(line)" }
-        if let column { place += ":\(column)" }
-        return "\(place): \(message)"
-    }
-}
-
 /// Reads a PCI topology from a sysfs tree: `/sys`, or a copy of it with `bus/pci/devices/*` links
 /// into `devices/pci*/...` (`drivers/pci/pci-sysfs.c` writes the files read here).
 ///
@@ -48,17 +14,21 @@ public struct TopologyLoadError: Error, Hashable, Sendable, CustomStringConverti
 /// error naming the file, the reason and the errno, before anything is read from them.
 public enum SysfsTopologyLoader {
     /// Loads the tree under `root`.
-    /// - Throws: ``TopologyLoadError`` naming the file for a missing, unparseable or refused file
+    /// - Throws: ``InputFileError`` naming the file for a missing, unparseable or refused file
     ///   (not a regular file, too long), a link out of the tree, or an inconsistent tree; a 64-byte `config` (a non-root read) is a warning
     ///   in the topology instead, with ACS taken as unknown.
     /// - Note: `progress` is called after each device with (devices read, devices in all), for a
     ///   progress line on large trees.
-    public static func load(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)? = nil) throws -> PCITopology {
+    public static func load(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)? = nil) throws(InputFileError) -> PCITopology {
+        try InputFileError.loading(root) { try loadChecked(root: root, cpu: cpu, progress: progress) }
+    }
+
+    private static func loadChecked(root: String, cpu: CPUInfo, progress: ((Int, Int) -> Void)?) throws -> PCITopology {
         let rootPath = SysfsFiles.standardize(root)
         let devicesDir = rootPath == "/" ? "/bus/pci/devices" : rootPath + "/bus/pci/devices"
         let treeDir = rootPath == "/" ? "/devices" : rootPath + "/devices"
         guard let entries = SysfsFiles.list(devicesDir) else {
-            throw TopologyLoadError(file: devicesDir, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
+            throw InputFileError(file: devicesDir, "cannot list PCI devices: no such folder (is this a sysfs tree?)")
         }
         // Where the tree really is: links and device folders must resolve below it.
         let realRoot = SysfsFiles.realPath(rootPath) ?? rootPath
@@ -72,7 +42,7 @@ public enum SysfsTopologyLoader {
             let entryPath = devicesDir + "/" + entry
             let address: PCIAddress
             do { address = try PCIAddress(parsing: entry) } catch {
-                throw TopologyLoadError(file: entryPath, "'\(printable(entry))' is not a PCI address")
+                throw InputFileError(file: entryPath, "'\(printable(entry))' is not a PCI address")
             }
             let linkText: String
             if let target = SysfsFiles.readLink(entryPath) {
@@ -83,29 +53,29 @@ public enum SysfsTopologyLoader {
             {
                 linkText = SysfsFiles.text(bytes)
             } else {
-                throw TopologyLoadError(file: entryPath, "neither a link nor a file holding a link into devices/")
+                throw InputFileError(file: entryPath, "neither a link nor a file holding a link into devices/")
             }
             let target = SysfsFiles.standardize(linkText, relativeTo: devicesDir)
             guard target.hasPrefix(treeDir + "/") else {
-                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' points outside the tree (\(printable(target)))")
+                throw InputFileError(file: entryPath, "the link '\(printable(linkText))' points outside the tree (\(printable(target)))")
             }
             let components = target.dropFirst(treeDir.count + 1).split(separator: "/").map(String.init)
             // The last host bridge on the path: an Intel VMD endpoint opens a PCI domain of its own
             // below it (`.../0000:00:05.0/pci10000:e0/10000:e0:00.0`), whose root bus has no
             // upstream bridge and whose host bridge is `pci10000:e0` (`drivers/pci/controller/vmd.c`).
             guard let hostIndex = components.lastIndex(where: isHostBridgeName) else {
-                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' does not lead through a pciDDDD:BB host bridge folder")
+                throw InputFileError(file: entryPath, "the link '\(printable(linkText))' does not lead through a pciDDDD:BB host bridge folder")
             }
             guard components.last == entry else {
-                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' ends in '\(printable(components.last ?? ""))', not in \(printable(entry))")
+                throw InputFileError(file: entryPath, "the link '\(printable(linkText))' ends in '\(printable(components.last ?? ""))', not in \(printable(entry))")
             }
             let enclosing = components[(hostIndex + 1)..<(components.count - 1)].compactMap { try? PCIAddress(parsing: $0) }
             let dir = target
             guard let folder = SysfsFiles.Folder(dir) else {
-                throw TopologyLoadError(file: entryPath, "the link '\(printable(linkText))' leads to \(printable(dir)), which is not a folder")
+                throw InputFileError(file: entryPath, "the link '\(printable(linkText))' leads to \(printable(dir)), which is not a folder")
             }
             if let real = folder.realPath, !real.hasPrefix(realTree + "/") {
-                throw TopologyLoadError(
+                throw InputFileError(
                     file: dir, errno: .EXDEV, "refused: the device folder resolves outside the tree (to \(real)); a link on the way leaves it")
             }
             let function = try readFunction(
@@ -119,7 +89,7 @@ public enum SysfsTopologyLoader {
         } catch {
             // Named at the device's folder (its resource file for a BAR problem).
             let folder = folders[error.address].map { error.inBARs ? $0 + "/resource" : $0 }
-            throw TopologyLoadError(file: folder ?? rootPath, error.error.message)
+            throw InputFileError(file: folder ?? rootPath, error.error)
         }
     }
 
@@ -133,14 +103,14 @@ public enum SysfsTopologyLoader {
     }
 
     /// Runs a bounded read of `path`, turning a refusal into an error that names the file.
-    private static func refusing(_ path: String, _ read: () throws(SysfsFiles.Refusal) -> [UInt8]?) throws(TopologyLoadError) -> [UInt8]? {
-        do { return try read() } catch { throw TopologyLoadError(file: path, errno: error.errno, "refused: \(error.reason)") }
+    private static func refusing(_ path: String, _ read: () throws(SysfsFiles.Refusal) -> [UInt8]?) throws(InputFileError) -> [UInt8]? {
+        do { return try read() } catch { throw InputFileError(file: path, errno: error.errno, "refused: \(error.reason)") }
     }
 
     /// The bytes of the attribute `name` of the device folder, read bounded (see ``SysfsFiles``).
     private static func attribute(_ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, tree: String) throws -> [UInt8]? {
         do { return try folder.read(name, within: tree) } catch {
-            throw TopologyLoadError(file: dir + "/" + name, errno: error.errno, "refused: \(error.reason)")
+            throw InputFileError(file: dir + "/" + name, errno: error.errno, "refused: \(error.reason)")
         }
     }
 
@@ -148,7 +118,7 @@ public enum SysfsTopologyLoader {
         _ folder: borrowing SysfsFiles.Folder, _ dir: String, _ name: String, tree: String, required: Bool = true
     ) throws -> String? {
         guard let data = try attribute(folder, dir, name, tree: tree) else {
-            if required { throw TopologyLoadError(file: dir + "/" + name, "missing or unreadable") }
+            if required { throw InputFileError(file: dir + "/" + name, "missing or unreadable") }
             return nil
         }
         return SysfsFiles.text(data)
@@ -160,7 +130,7 @@ public enum SysfsTopologyLoader {
         let text = try readText(folder, dir, name, tree: tree)!
         let digits = text.hasPrefix("0x") ? String(text.dropFirst(2)) : text
         guard let value = UInt64(digits, radix: 16), value <= max else {
-            throw TopologyLoadError(file: dir + "/" + name, line: 1, "'\(printable(text))' is not a hexadecimal value up to \(hex(max))")
+            throw InputFileError(file: dir + "/" + name, line: 1, "'\(printable(text))' is not a hexadecimal value up to \(hex(max))")
         }
         return value
     }
@@ -174,11 +144,11 @@ public enum SysfsTopologyLoader {
         let classCode = UInt32(try readHex(folder, dir, "class", tree: tree, max: 0xff_ffff))
         let configPath = dir + "/config"
         guard let configData = try attribute(folder, dir, "config", tree: tree) else {
-            throw TopologyLoadError(file: configPath, "missing or unreadable: the config space is needed for BARs, PCIe port type and ACS")
+            throw InputFileError(file: configPath, "missing or unreadable: the config space is needed for BARs, PCIe port type and ACS")
         }
         let config = ConfigSpace(configData)
         guard config.bytes.count >= 64 else {
-            throw TopologyLoadError(file: configPath, "only \(config.bytes.count) bytes; a config space has at least 64")
+            throw InputFileError(file: configPath, "only \(config.bytes.count) bytes; a config space has at least 64")
         }
         if config.bytes.count < ConfigSpace.standardSize {
             warnings.append("config space of \(address) is \(config.bytes.count) bytes: ACS and port type unknown (run as root to read them); its verdicts are conservative")
@@ -201,7 +171,7 @@ public enum SysfsTopologyLoader {
         var maskBits: Int?
         if let maskText {
             guard let bits = Int(maskText), (0...64).contains(bits) else {
-                throw TopologyLoadError(
+                throw InputFileError(
                     file: dir + "/dma_mask_bits", line: 1, "'\(printable(maskText))' is not a number of DMA address bits (0 to 64)")
             }
             maskBits = bits
@@ -209,7 +179,7 @@ public enum SysfsTopologyLoader {
         var numaNode: Int?
         if let numaText {
             guard let node = Int(numaText), node >= -1, node < 1 << 16 else {
-                throw TopologyLoadError(file: dir + "/numa_node", line: 1, "'\(printable(numaText))' is not a NUMA node (-1 for none)")
+                throw InputFileError(file: dir + "/numa_node", line: 1, "'\(printable(numaText))' is not a NUMA node (-1 for none)")
             }
             numaNode = node
         }
@@ -225,18 +195,18 @@ public enum SysfsTopologyLoader {
 
     private static func readBARs(_ contents: [UInt8]?, _ path: String, config: ConfigSpace, count: Int) throws -> [PCIBAR] {
         guard let data = contents else {
-            throw TopologyLoadError(file: path, "missing or unreadable: the BARs are read from it")
+            throw InputFileError(file: path, "missing or unreadable: the BARs are read from it")
         }
         let lines = data.split(separator: 0x0a, omittingEmptySubsequences: true)
         guard lines.count >= 6 else {
-            throw TopologyLoadError(file: path, line: lines.count + 1, "truncated: \(lines.count) lines, at least 6 expected (one per BAR)")
+            throw InputFileError(file: path, line: lines.count + 1, "truncated: \(lines.count) lines, at least 6 expected (one per BAR)")
         }
         var bars: [PCIBAR] = []
         for index in 0..<count {
             let fields = lines[index].split(separator: 0x20)
             let values = fields.compactMap(SysfsFiles.prefixedHex)
             guard fields.count == 3, values.count == 3 else {
-                throw TopologyLoadError(
+                throw InputFileError(
                     file: path, line: index + 1,
                     "'\(printable(String(decoding: lines[index], as: UTF8.self)))' is not three hexadecimal fields (start end flags)")
             }
@@ -245,13 +215,13 @@ public enum SysfsTopologyLoader {
             // A memory BAR the kernel has not placed reads 0 0 (with its flags); one that ends
             // before it starts is nothing the kernel writes (`resource_show`), and is refused.
             guard end >= start else {
-                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) ends (\(hex(end))) before it starts (\(hex(start)))")
+                throw InputFileError(file: path, line: index + 1, "BAR \(index) ends (\(hex(end))) before it starts (\(hex(start)))")
             }
             guard end > start || start != 0 else { continue }
             // 0 to 0xffffffffffffffff is 2^64 bytes, one more than a 64-bit size holds.
             let (size, overflow) = (end - start).addingReportingOverflow(1)
             guard !overflow else {
-                throw TopologyLoadError(file: path, line: index + 1, "BAR \(index) spans the whole 64-bit address space (\(hex(start))-\(hex(end)))")
+                throw InputFileError(file: path, line: index + 1, "BAR \(index) spans the whole 64-bit address space (\(hex(start))-\(hex(end)))")
             }
             do {
                 bars.append(
@@ -260,7 +230,7 @@ public enum SysfsTopologyLoader {
                         busStart: config.barBusAddress(index) ?? DMAAddress(start), is64Bit: flags & resourceMem64 != 0,
                         prefetchable: flags & resourcePrefetch != 0))
             } catch {
-                throw TopologyLoadError(file: path, line: index + 1, error.message)
+                throw InputFileError(file: path, line: index + 1, error)
             }
         }
         return bars

@@ -1,7 +1,7 @@
 // libyaml's event parser, which Yams is built on (a C target of the Yams package, found through
 // Yams's own dependency on it): its events are read once, before Yams composes a tree, so that a
 // document is measured in linear time and without recursion.
-import CYaml
+internal import CYaml
 
 /// The limits every YAML file of the package is held to before it is composed into a tree: how
 /// deep collections nest, and how many nodes aliases may add.
@@ -11,35 +11,35 @@ import CYaml
 /// nodes (an "alias bomb"), or nest deep enough to overflow the stack. None of the package's
 /// formats nests deeper than about ten levels or needs aliases at all, so the limits are far above
 /// what a real file uses and far below what would hang the tools.
-public struct YAMLLimits: Sendable, Hashable {
+package struct YAMLLimits: Sendable, Hashable {
     /// The deepest nesting of sequences and mappings.
-    public var maxDepth: Int
+    package var maxDepth: Int
     /// The most nodes that aliases may stand for, all aliases together (each alias counts as the
     /// whole node it names, with the aliases inside that node expanded in turn).
-    public var maxAliasedNodes: Int
+    package var maxAliasedNodes: Int
 
     /// Creates limits.
-    public init(maxDepth: Int = 128, maxAliasedNodes: Int = 100_000) {
+    package init(maxDepth: Int = 128, maxAliasedNodes: Int = 100_000) {
         self.maxDepth = maxDepth
         self.maxAliasedNodes = maxAliasedNodes
     }
 
     /// The limits the loaders use.
-    public static let standard = YAMLLimits()
+    package static let standard = YAMLLimits()
 
     /// Checks `text` against the limits, from libyaml's events.
     ///
     /// A syntax error ends the check without an error (the composer that runs next reports it
     /// with its own words), except libyaml's own nesting limit, which is reported as this one.
-    /// - Throws: ``TopologyLoadError`` (`E2BIG`) naming `file`, the line and the column where the
+    /// - Throws: ``InputFileError`` (`E2BIG`) naming `file`, the line and the column where the
     ///   nesting or the aliases pass the limit.
     /// - Complexity: O(n) in the length of the text, whatever its aliases stand for; no recursion.
-    public func check(_ text: String, file: String) throws(TopologyLoadError) {
+    package func check(_ text: String, file: String) throws(InputFileError) {
         var bytes = Array(text.utf8)
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { return }
         defer { yaml_parser_delete(&parser) }
-        let outcome: TopologyLoadError? = bytes.withUnsafeMutableBufferPointer { buffer in
+        let outcome: InputFileError? = bytes.withUnsafeMutableBufferPointer { buffer in
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
             // The node count of each open collection (aliases expanded), and its anchor.
             var open: [(size: Int, anchor: String?)] = []
@@ -48,8 +48,8 @@ public struct YAMLLimits: Sendable, Hashable {
             func name(_ pointer: UnsafeMutablePointer<yaml_char_t>?) -> String? {
                 pointer.map { String(cString: UnsafePointer($0)) }
             }
-            func place(_ event: yaml_event_t, _ message: String) -> TopologyLoadError {
-                TopologyLoadError(
+            func place(_ event: yaml_event_t, _ message: String) -> InputFileError {
+                InputFileError(
                     file: file, line: Int(event.start_mark.line) + 1, column: Int(event.start_mark.column) + 1, errno: .E2BIG, message)
             }
             /// A node of `size` (aliases expanded) completed: it counts in its collection.
@@ -64,7 +64,7 @@ public struct YAMLLimits: Sendable, Hashable {
                     // reach before any event comes: the same refusal, in the same words.
                     let problem = parser.problem.map { String(cString: $0) } ?? ""
                     guard problem.contains("nesting level") else { return nil }
-                    return TopologyLoadError(
+                    return InputFileError(
                         file: file, line: Int(parser.problem_mark.line) + 1, column: Int(parser.problem_mark.column) + 1, errno: .E2BIG,
                         "YAML nested more than \(maxDepth) levels deep; no file of this format needs that")
                 }

@@ -1,30 +1,32 @@
 import DMACore
-import Yams
+package import Yams
 
 /// A checked view of a YAML document for the package's file formats: every lookup names the file,
 /// line and column of the node it complains about, unknown keys are refused, and numbers may be
 /// written in decimal, `0x` hexadecimal, or with a `KiB`/`MiB`/`GiB`/`TiB` suffix.
-public struct YAMLReader {
+package struct YAMLReader {
     /// The file name used in errors.
-    public let file: String
+    package let file: String
 
     /// Creates a reader for errors about `file`.
-    public init(file: String) { self.file = file }
+    package init(file: String) { self.file = file }
 
     /// Parses `text` into its root node, after checking it against ``YAMLLimits/standard``.
-    /// - Throws: ``TopologyLoadError`` with the parser's line and column; `E2BIG` for nesting or
+    /// - Throws: ``InputFileError`` with the parser's line and column; `E2BIG` for nesting or
     ///   aliases past the limits (checked in linear time before the tree is built).
-    public func root(_ text: String) throws -> Node {
+    package func root(_ text: String) throws(InputFileError) -> Node {
         try YAMLLimits.standard.check(text, file: file)
+        let node: Node?
         do {
-            guard let node = try Yams.compose(yaml: text) else {
-                throw TopologyLoadError(file: file, line: 1, "the file is empty")
-            }
-            return node
+            node = try Yams.compose(yaml: text)
         } catch let error as YamlError {
             let (mark, problem) = Self.describe(error)
-            throw TopologyLoadError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
+            throw InputFileError(file: file, line: mark?.line, column: mark?.column, "YAML syntax error: \(problem)")
+        } catch {
+            throw InputFileError(file: file, "YAML error: \(ErrorText.printable(String(describing: error)))")
         }
+        guard let node else { throw InputFileError(file: file, line: 1, "the file is empty") }
+        return node
     }
 
     /// Where a parser error is and what it says, in libyaml's words, without the text of the
@@ -45,15 +47,20 @@ public struct YAMLReader {
     }
 
     /// An error at `node`.
-    public func error(_ node: Node?, _ message: String) -> TopologyLoadError {
-        TopologyLoadError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
+    package func error(_ node: Node?, _ message: String) -> InputFileError {
+        InputFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, message)
+    }
+
+    /// A model error about the value at `node` (its errno kept), placed at the node.
+    package func error(_ node: Node?, _ error: DMAError) -> InputFileError {
+        InputFileError(file: file, line: node?.mark?.line, column: node?.mark?.column, error)
     }
 
     /// The node as a mapping whose keys are all in `allowed`, its values found by key text.
     /// - Complexity: O(k) in the number of keys, once; each lookup after is O(1) (Yams's own
     ///   subscript compares every key by its resolved tag, a regular-expression match per key per
     ///   lookup, which made a 100,000-step scenario spend most of its parse there).
-    public func mapping(_ node: Node, allowed: Set<String>, what: String) throws -> YAMLMapping {
+    package func mapping(_ node: Node, allowed: Set<String>, what: String) throws(InputFileError) -> YAMLMapping {
         guard let mapping = node.mapping else { throw error(node, "\(what) must be a mapping (key: value)") }
         var values: [String: Node] = [:]
         values.reserveCapacity(mapping.count)
@@ -68,25 +75,25 @@ public struct YAMLReader {
     }
 
     /// The node as a sequence.
-    public func sequence(_ node: Node, what: String) throws -> [Node] {
+    package func sequence(_ node: Node, what: String) throws(InputFileError) -> [Node] {
         guard let sequence = node.sequence else { throw error(node, "\(what) must be a list") }
         return Array(sequence)
     }
 
     /// The node as a string.
-    public func string(_ node: Node, what: String) throws -> String {
+    package func string(_ node: Node, what: String) throws(InputFileError) -> String {
         guard let scalar = node.scalar else { throw error(node, "\(what) must be a single value") }
         return scalar.string
     }
 
     /// Whether the node is YAML null (`null`, `~` or empty).
-    public func isNull(_ node: Node) -> Bool {
+    package func isNull(_ node: Node) -> Bool {
         guard let scalar = node.scalar else { return false }
         return scalar.style == .plain && ["", "~", "null", "Null", "NULL"].contains(scalar.string)
     }
 
     /// The node as an unsigned number up to `max`.
-    public func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws -> UInt64 {
+    package func number(_ node: Node, what: String, max: UInt64 = UInt64.max) throws(InputFileError) -> UInt64 {
         let text = try string(node, what: what).replacingUnderscores()
         guard let value = Self.parseNumber(text), value <= max else {
             throw error(node, "\(what) '\(ErrorText.printable(text))' is not a number up to \(max) (decimal, 0x hex, or with KiB/MiB/GiB/TiB)")
@@ -95,14 +102,14 @@ public struct YAMLReader {
     }
 
     /// The node as a signed integer.
-    public func integer(_ node: Node, what: String) throws -> Int {
+    package func integer(_ node: Node, what: String) throws(InputFileError) -> Int {
         let text = try string(node, what: what)
         guard let value = Int(text) else { throw error(node, "\(what) '\(ErrorText.printable(text))' is not an integer") }
         return value
     }
 
     /// The node as a boolean.
-    public func bool(_ node: Node, what: String) throws -> Bool {
+    package func bool(_ node: Node, what: String) throws(InputFileError) -> Bool {
         switch try string(node, what: what).lowercased() {
         case "true", "yes", "on": return true
         case "false", "no", "off": return false
@@ -114,7 +121,7 @@ public struct YAMLReader {
     /// most one unit. Anything else (`1KiBKiB`, `4 0`, `-1`, an empty text) is nil, as is a value
     /// past 2^64 - 1.
     /// - Complexity: O(n) in the length of the text.
-    public static func parseNumber(_ text: String) -> UInt64? {
+    package static func parseNumber(_ text: String) -> UInt64? {
         var digits = Substring(text).drop { $0 == " " }
         while digits.last == " " { digits = digits.dropLast() }
         var scale: UInt64 = 1
@@ -139,17 +146,17 @@ public struct YAMLReader {
 }
 
 /// A YAML mapping checked by ``YAMLReader/mapping(_:allowed:what:)``: its values by key text.
-public struct YAMLMapping {
+package struct YAMLMapping {
     let values: [String: Node]
 
     /// A mapping with no keys (the arguments of a step written with none).
-    public static var empty: YAMLMapping { YAMLMapping(values: [:]) }
+    package static var empty: YAMLMapping { YAMLMapping(values: [:]) }
 
     /// The value of `key`, if the mapping has it.
-    public subscript(key: String) -> Node? { values[key] }
+    package subscript(key: String) -> Node? { values[key] }
 
     /// The number of keys.
-    public var count: Int { values.count }
+    package var count: Int { values.count }
 }
 
 extension String {

@@ -1,5 +1,5 @@
 import DMACore
-import Yams
+package import Yams
 
 /// Topology files in YAML (`docs/topology.md` documents the format with an annotated example), and
 /// the YAML of any loaded topology (`dmabuf topo --export-yaml`), which loads back to the same
@@ -15,9 +15,9 @@ public enum YAMLTopology {
     /// Parses a topology file.
     /// - Note: About the arguments:
     ///   - cpu: the CPU to use when the file has no `cpu:` key (or to override it when `override`).
-    /// - Throws: ``TopologyLoadError`` with file, line and column: unknown keys, bad values, a
+    /// - Throws: ``InputFileError`` with file, line and column: unknown keys, bad values, a
     ///   duplicate BDF, an unknown parent, overlapping BARs.
-    public static func load(_ text: String, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
+    public static func load(_ text: String, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws(InputFileError) -> PCITopology {
         let reader = YAMLReader(file: file)
         return try load(node: try reader.root(text), file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
     }
@@ -25,13 +25,19 @@ public enum YAMLTopology {
     /// Loads a topology from a node of a YAML document already read, such as the `inline:`
     /// topology of a scenario: errors name `file` and the node's own line and column in it.
     /// - Throws: as ``load(_:file:cpu:overrideCPU:)``.
-    public static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws -> PCITopology {
+    package static func load(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool = false) throws(InputFileError) -> PCITopology {
+        try InputFileError.loading(file, line: root.mark?.line, column: root.mark?.column) {
+            try loadChecked(node: root, file: file, cpu: defaultCPU, overrideCPU: overrideCPU)
+        }
+    }
+
+    private static func loadChecked(node root: Node, file: String, cpu defaultCPU: CPUInfo, overrideCPU: Bool) throws -> PCITopology {
         let reader = YAMLReader(file: file)
         let top = try reader.mapping(root, allowed: topKeys, what: "the topology")
         var cpu = defaultCPU
         if let node = top["cpu"], !overrideCPU {
             do { cpu = try CPUInfo(parsing: try reader.string(node, what: "cpu")) } catch let error as DMAError {
-                throw reader.error(node, error.message)
+                throw reader.error(node, error)
             }
         }
         var warnings: [String] = []
@@ -55,7 +61,7 @@ public enum YAMLTopology {
             let bdfNode = try required("bdf")
             let address: PCIAddress
             do { address = try PCIAddress(parsing: try reader.string(bdfNode, what: "bdf")) } catch let error as DMAError {
-                throw reader.error(bdfNode, error.message)
+                throw reader.error(bdfNode, error)
             }
             if pending[address] != nil { throw reader.error(bdfNode, "duplicate device \(address)") }
             let vendor = UInt16(try reader.number(try required("vendor"), what: "vendor", max: 0xffff))
@@ -64,7 +70,7 @@ public enum YAMLTopology {
             var parent: PCIAddress?
             if let parentNode = map["parent"], !reader.isNull(parentNode) {
                 do { parent = try PCIAddress(parsing: try reader.string(parentNode, what: "parent")) } catch let error as DMAError {
-                    throw reader.error(parentNode, error.message)
+                    throw reader.error(parentNode, error)
                 }
             }
             var hostBridge = "pci" + hex4(address.domain) + ":" + hex2(address.bus)
@@ -119,7 +125,7 @@ public enum YAMLTopology {
                                 is64Bit: bits == 64,
                                 prefetchable: try b["prefetchable"].map { try reader.bool($0, what: "prefetchable") } ?? true))
                     } catch let error as DMAError {
-                        throw reader.error(barNode, error.message)
+                        throw reader.error(barNode, error)
                     }
                 }
             }
@@ -179,7 +185,7 @@ public enum YAMLTopology {
             let node = pending[error.address].map { entry in
                 error.inBARs ? (entry.node.mapping?["bars"] ?? entry.node) : entry.node
             }
-            throw reader.error(node, error.error.message)
+            throw reader.error(node, error.error)
         }
     }
 

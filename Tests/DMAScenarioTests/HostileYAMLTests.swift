@@ -49,7 +49,7 @@ struct HostileYAMLTests {
         let (_, text) = Self.documents[documentIndex]
         let (_, load) = Self.loaders[loaderIndex]
         let start = ContinuousClock.now
-        let error = #expect(throws: TopologyLoadError.self) { try load(text) }
+        let error = #expect(throws: InputFileError.self) { try load(text) }
         #expect(ContinuousClock.now - start < .milliseconds(500))
         #expect(error?.errno == .E2BIG && error?.line != nil && error?.column != nil)
         #expect(error.map { $0.message.contains("alias") || $0.message.contains("nested") } == true)
@@ -84,7 +84,7 @@ struct HostileYAMLTests {
         let t = try YAMLTopology.load(Self.chain(10_000), file: "t.yaml", cpu: try CPUInfo(parsing: "intel:0x6"))
         #expect(t.functions.count == 10_000)
         #expect(Set(t.functions.map(\.hostBridge)) == ["pci0000:00"])
-        let error = #expect(throws: TopologyLoadError.self) {
+        let error = #expect(throws: InputFileError.self) {
             try YAMLTopology.load(Self.chain(50, loopBack: true), file: "t.yaml", cpu: try CPUInfo(parsing: "intel:0x6"))
         }
         #expect(error?.message.contains("loop") == true && error?.line != nil)

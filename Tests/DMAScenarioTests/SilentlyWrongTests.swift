@@ -13,7 +13,7 @@ struct SilentlyWrongTests {
         "buffers:\n  - {name: b, exporter: system-heap, size: 4096}\nsteps:\n  - cpu-read: {buffer: b, expectByte: 1, expectPattern: 2}\n",
     ])
     func fillAndPattern(_ text: String) throws {
-        let error = #expect(throws: TopologyLoadError.self) { try Scenario.parse(text, file: "s.yaml") }
+        let error = #expect(throws: InputFileError.self) { try Scenario.parse(text, file: "s.yaml") }
         #expect(error?.message.contains("both given") == true && error?.line != nil && error?.file == "s.yaml")
     }
 
@@ -33,7 +33,7 @@ struct SilentlyWrongTests {
     func busOverlap() throws {
         let cpu = try CPUInfo(parsing: "intel:0x6")
         for bus in ["0x80000000", "0x800ff000", "0x7ff01000"] {
-            let error = #expect(throws: TopologyLoadError.self) { try YAMLTopology.load(Self.topology(secondBus: bus), file: "t.yaml", cpu: cpu) }
+            let error = #expect(throws: InputFileError.self) { try YAMLTopology.load(Self.topology(secondBus: bus), file: "t.yaml", cpu: cpu) }
             #expect(error?.message.contains("overlap on the bus of host bridge pci0000:00") == true)
         }
         #expect(try YAMLTopology.load(Self.topology(secondBus: "0x80100000"), file: "t.yaml", cpu: cpu).providers.count == 2)

@@ -175,7 +175,7 @@ struct ScenarioBadInputTests {
             ("topology: {file: a, sysfs: b}\n", 1, "exactly one"),
         ] as [(String, Int, String)])
     func malformed(yaml: String, line: Int, message: String) throws {
-        let error = #expect(throws: TopologyLoadError.self) { try Scenario.parse(yaml, file: "bad.yaml") }
+        let error = #expect(throws: InputFileError.self) { try Scenario.parse(yaml, file: "bad.yaml") }
         #expect(error?.file == "bad.yaml")
         #expect(error?.line == line, "\(String(describing: error))")
         #expect(error?.column != nil)
@@ -282,6 +282,6 @@ struct StoryKernelTests {
         #expect(steps(pinned)[0].placement == "system" && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
         let overridden = try ScenarioRunner.run(scenario, kernel: Self.linux71)
         #expect(overridden.ok && overridden.kernel == Self.linux71)
-        #expect(throws: TopologyLoadError.self) { try Scenario.parse("kernel: 4.4\nsteps: []\n", file: "bad.yaml") }
+        #expect(throws: InputFileError.self) { try Scenario.parse("kernel: 4.4\nsteps: []\n", file: "bad.yaml") }
     }
 }

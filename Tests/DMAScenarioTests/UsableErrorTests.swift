@@ -10,8 +10,8 @@ import Testing
 struct UsableErrorTests {
     static let cpu = CPUInfo(vendor: .intel, family: 6)
 
-    static func topologyError(_ text: String) -> TopologyLoadError? {
-        #expect(throws: TopologyLoadError.self) { try YAMLTopology.load(text, file: "t.yaml", cpu: cpu) }
+    static func topologyError(_ text: String) -> InputFileError? {
+        #expect(throws: InputFileError.self) { try YAMLTopology.load(text, file: "t.yaml", cpu: cpu) }
     }
 
     static func expectClean(_ error: (any Error)?) {
@@ -37,7 +37,7 @@ struct UsableErrorTests {
     @Test("an inline topology's error names the scenario file and the line in it")
     func inline() {
         let text = "title: x\ntopology:\n  inline:\n    devices:\n      - {bdf: \"0000:01:00.0\", vendor: 1, device: 1, class: 0x020000, colour: red}\n"
-        let error = #expect(throws: TopologyLoadError.self) { try Scenario.parse(text, file: "s.yaml") }
+        let error = #expect(throws: InputFileError.self) { try Scenario.parse(text, file: "s.yaml") }
         #expect(error?.file == "s.yaml" && error?.line == 5, "\(String(describing: error))")
         #expect(error?.message.contains("colour") == true)
     }
@@ -48,7 +48,7 @@ struct UsableErrorTests {
         Self.expectClean(Self.topologyError("devices:\n  - {bdf: \"\u{1B}[2J\", vendor: 1, device: 1, class: 1}\n"))
         Self.expectClean(Self.topologyError("devices:\n  - {bdf: \"0000:01:00.0\", vendor: \"\u{7}\u{1B}]0;pwned\u{7}\", device: 1, class: 1}\n"))
         Self.expectClean(Self.topologyError("devices: [\u{1B}[31m\n"))
-        Self.expectClean(#expect(throws: TopologyLoadError.self) {
+        Self.expectClean(#expect(throws: InputFileError.self) {
             try YAMLTopology.load("devices: 1\n", file: "evil\u{1B}[2J.yaml", cpu: Self.cpu)
         })
     }

@@ -20,7 +20,7 @@ struct BadInputTests {
     func missingConfig() throws {
         let b = try Self.written(after: { try FileManager.default.removeItem(at: $0.devicePath("0000:02:00.0").appendingPathComponent("config")) })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.file.hasSuffix("0000:02:00.0/config") == true)
     }
 
@@ -31,7 +31,7 @@ struct BadInputTests {
                 .write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("resource"))
         })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.file.hasSuffix("0000:03:00.0/resource") == true)
         #expect(error?.line == 3)
         let garbled = try Self.written(after: {
@@ -39,7 +39,7 @@ struct BadInputTests {
             try Data(lines.utf8).write(to: $0.devicePath("0000:04:00.0").appendingPathComponent("resource"))
         })
         defer { garbled.remove() }
-        let error2 = #expect(throws: TopologyLoadError.self) { try garbled.load() }
+        let error2 = #expect(throws: InputFileError.self) { try garbled.load() }
         #expect(error2?.line == 1)
     }
 
@@ -60,7 +60,7 @@ struct BadInputTests {
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "../../../../../etc")
         })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.message.contains("outside the tree") == true)
     }
 
@@ -72,14 +72,14 @@ struct BadInputTests {
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: "../../../devices/pci0000:00/0000:04:00.0")
         })
         defer { b.remove() }
-        #expect(throws: TopologyLoadError.self) { try b.load() }
+        #expect(throws: InputFileError.self) { try b.load() }
     }
 
     @Test("A config file shorter than the standard header")
     func tinyConfig() throws {
         let b = try Self.written(after: { try Data([1, 2, 3]).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("config")) })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.message.contains("only 3 bytes") == true)
     }
 
@@ -87,7 +87,7 @@ struct BadInputTests {
     func garbageVendor() throws {
         let b = try Self.written(after: { try Data("hello".utf8).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("vendor")) })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.file.hasSuffix("vendor") == true)
     }
 
@@ -95,13 +95,13 @@ struct BadInputTests {
     func overlappingBARs() throws {
         let b = try Self.written({ $0.devices[6].bars = [(0, 0x4000_0000_1000, 4096)] })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.message.contains("BARs overlap") == true)
     }
 
     @Test("A folder that is not a sysfs tree")
     func notSysfs() throws {
-        let error = #expect(throws: TopologyLoadError.self) {
+        let error = #expect(throws: InputFileError.self) {
             try SysfsTopologyLoader.load(root: "/nonexistent-\(UUID().uuidString)", cpu: CPUInfo(vendor: .intel, family: 6))
         }
         #expect(error?.message.contains("is this a sysfs tree") == true)
@@ -142,7 +142,7 @@ struct BadInputTests {
             ("  - [unbalanced\n", 21, "YAML syntax error"),
         ] as [(String, Int?, String)])
     func yamlErrors(addition: String, line: Int?, message: String) throws {
-        let error = #expect(throws: TopologyLoadError.self) {
+        let error = #expect(throws: InputFileError.self) {
             try YAMLTopology.load(Self.good + "\n" + addition, file: "bad.yaml", cpu: CPUInfo(vendor: .intel, family: 6))
         }
         #expect(error?.file == "bad.yaml")

@@ -55,7 +55,7 @@ struct HostileFileTests {
         let b = try BadInputTests.written(after: { try Self.plant(kind, at: $0.devicePath("0000:03:00.0").appendingPathComponent(name).path) })
         defer { b.remove() }
         let start = ContinuousClock.now
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(ContinuousClock.now - start < .seconds(1))
         #expect(error?.file.hasSuffix("0000:03:00.0/\(name)") == true)
         #expect(error?.errno == Self.expectedErrno(kind))
@@ -69,7 +69,7 @@ struct HostileFileTests {
         })
         defer { b.remove() }
         let start = ContinuousClock.now
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(ContinuousClock.now - start < .seconds(1))
         #expect(error?.file.hasSuffix("bus/pci/devices/0000:04:00.0") == true)
         if kind != .devZero {  // a link to /dev/zero is read as a link, and leads outside the tree
@@ -88,7 +88,7 @@ struct HostileFileTests {
             try FileManager.default.createSymbolicLink(atPath: inside.path, withDestinationPath: outside.path)
         })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.errno == .EXDEV)
         #expect(error?.message.contains("outside the tree") == true)
     }
@@ -108,7 +108,7 @@ struct HostileFileTests {
             try FileManager.default.createSymbolicLink(atPath: file, withDestinationPath: "class")
         })
         defer { looping.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try looping.load() }
+        let error = #expect(throws: InputFileError.self) { try looping.load() }
         #expect(error?.errno == .ELOOP && error?.file.hasSuffix("0000:03:00.0/class") == true)
     }
 
@@ -118,7 +118,7 @@ struct HostileFileTests {
             try Data(repeating: 0, count: 4097).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("config"))
         })
         defer { long.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try long.load() }
+        let error = #expect(throws: InputFileError.self) { try long.load() }
         #expect(error?.errno == .EFBIG && error?.file.hasSuffix("0000:03:00.0/config") == true)
         let b = try BadInputTests.written()
         defer { b.remove() }

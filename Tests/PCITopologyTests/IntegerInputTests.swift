@@ -32,7 +32,7 @@ struct IntegerInputTests {
             try Data((value + "\n").utf8).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent(name))
         })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.file.hasSuffix("0000:03:00.0/\(name)") == true && error?.line == 1)
         #expect(error?.message.contains(value) == true)
     }
@@ -66,7 +66,7 @@ struct BAREndBeforeStartTests {
             try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: $0.devicePath("0000:03:00.0").appendingPathComponent("resource"))
         })
         defer { b.remove() }
-        let error = #expect(throws: TopologyLoadError.self) { try b.load() }
+        let error = #expect(throws: InputFileError.self) { try b.load() }
         #expect(error?.file.hasSuffix("0000:03:00.0/resource") == true && error?.line == 1)
         #expect(error?.message.contains("ends") == true)
     }

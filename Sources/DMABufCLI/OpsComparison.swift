@@ -7,20 +7,20 @@ import DMAMapping
 /// The GPU BAR sits at CPU address 0x38_0000_0000 and bus address 0xd000_0000, so bus-address
 /// P2P segments visibly differ from physical addresses (a host bridge that translates, as on some
 /// arm64 and POWER machines; on most x86 machines the two are equal), and a 32-bit device reaches it.
-public struct DemoMachine: Sendable {
+package struct DemoMachine: Sendable {
     /// The machine's memory.
-    public let memory: SimulatedMemory
+    package let memory: SimulatedMemory
     /// The GPU VRAM provider.
-    public let vram: P2PProvider
+    package let vram: P2PProvider
     /// The host scatter-list (four discontiguous pages above 4 GiB).
-    public let hostList: ScatterList
+    package let hostList: ScatterList
     /// The P2P scatter-list (two ranges of VRAM).
-    public let p2pList: ScatterList
+    package let p2pList: ScatterList
     /// The name of the importing NIC.
-    public let nicName = "0000:04:00.0"
+    package let nicName = "0000:04:00.0"
 
     /// Builds the machine.
-    public init() throws(DMAError) {
+    package init() throws(DMAError) {
         let memory = SimulatedMemory()
         try memory.addRAM(name: "RAM low", start: 0, length: 0x8000_0000)
         try memory.addRAM(name: "RAM high", start: 0x1_0000_0000, length: 0x1_0000_0000)
@@ -45,45 +45,45 @@ public struct DemoMachine: Sendable {
 }
 
 /// What happened to one list through one ops in the first demo.
-public struct DemoMapping: Sendable, Encodable {
+package struct DemoMapping: Sendable, Encodable {
     /// Whether the map succeeded.
-    public var mapped: Bool
+    package var mapped: Bool
     /// The errno's name when it failed.
-    public var errno: String?
+    package var errno: String?
     /// The error message when it failed.
-    public var message: String?
+    package var message: String?
     /// The DMA segments, as `address+length`.
-    public var segments: [String] = []
+    package var segments: [String] = []
     /// How a P2P list travelled (`bus-address` or `through-host-bridge`), `nil` for host memory.
-    public var mapType: String?
+    package var mapType: String?
     /// Bytes copied through a bounce buffer.
-    public var bouncedBytes: UInt64 = 0
+    package var bouncedBytes: UInt64 = 0
     /// The number of IOVA allocations the map used.
-    public var iovaRanges: Int = 0
+    package var iovaRanges: Int = 0
     /// Whether the simulated device moved the right bytes both ways.
-    public var bytesVerified: Bool = false
+    package var bytesVerified: Bool = false
 }
 
 /// One ops' row of the first demo.
-public struct DemoRow: Sendable, Encodable {
+package struct DemoRow: Sendable, Encodable {
     /// The ops name.
-    public var ops: String
+    package var ops: String
     /// What the ops model, in one line.
-    public var summary: String
+    package var summary: String
     /// The importing device's mask, in bits.
-    public var maskBits: Int
+    package var maskBits: Int
     /// The host list's outcome.
-    public var host: DemoMapping
+    package var host: DemoMapping
     /// The P2P list's outcome.
-    public var p2p: DemoMapping
+    package var p2p: DemoMapping
     /// DMA-API debug reports at the end (expected 0).
-    public var debugReports: [String]
+    package var debugReports: [String]
 }
 
 /// Runs the first demo: each built-in ops (plus direct with a 32-bit mask) maps the host list and
 /// the P2P list for the NIC, behind the DMA-API debug layer; the simulated NIC then reads and
 /// writes through the mappings and the CPU checks the bytes.
-public func runFirstDemo(registry: DMAOpsRegistry = .builtIn()) throws(DMAError) -> [DemoRow] {
+package func runFirstDemo(registry: DMAOpsRegistry = .builtIn()) throws(DMAError) -> [DemoRow] {
     let cases: [(ops: String, maskBits: Int)] = [("direct", 64), ("direct", 32), ("iommu", 64), ("swiotlb", 64), ("virt", 64)]
     var rows: [DemoRow] = []
     for (opsName, maskBits) in cases {
@@ -189,7 +189,7 @@ private func demoP2P(_ machine: DemoMachine, _ nic: DMADevice) -> DemoMapping {
 }
 
 /// Renders the first demo for people.
-public func renderFirstDemo(_ rows: [DemoRow], machine: DemoMachine) -> String {
+package func renderFirstDemo(_ rows: [DemoRow], machine: DemoMachine) -> String {
     var out = """
         DMABufKit demo: a NIC (\(machine.nicName)) maps two scatter-lists through every built-in DMA ops,
         behind the DMA-API debug layer; the simulated NIC then moves real bytes through each mapping.

@@ -5,8 +5,8 @@ import Foundation
 
 extension DMABufCommand {
     /// `dmabuf ops demo`: every built-in ops maps a host and a P2P list.
-    public struct OpsDemo: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct OpsDemo: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             commandName: "demo",
             abstract: "Map a host and a P2P scatter-list through every built-in DMA ops and show what each did.",
             discussion: """
@@ -19,9 +19,9 @@ extension DMABufCommand {
         @Flag(help: "Print one JSON object per ops instead of text.")
         var json = false
 
-        public init() {}
+        package init() {}
 
-        public func run() throws {
+        package func run() throws {
             do {
                 let rows = try runFirstDemo()
                 if json {
@@ -35,14 +35,14 @@ extension DMABufCommand {
                 }
                 if !expected { throw ExitCode(1) }
             } catch let error as DMAError {
-                throw ModelFailure(error: error)
+                throw CLIError(error)
             }
         }
     }
 
     /// `dmabuf ops`: the DMA ops registry.
-    public struct Ops: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Ops: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "The DMA ops the model knows.",
             discussion: """
                 Examples:
@@ -52,11 +52,11 @@ extension DMABufCommand {
                 """,
             subcommands: [List.self, OpsDemo.self]
         )
-        public init() {}
+        package init() {}
 
         /// `dmabuf ops list`.
-        public struct List: ParsableCommand {
-            public static let configuration = CommandConfiguration(
+        package struct List: ParsableCommand {
+            package static let configuration = CommandConfiguration(
                 abstract: "List the registered DMA ops and whether each can map P2P memory.",
                 discussion: """
                     Examples:
@@ -68,7 +68,7 @@ extension DMABufCommand {
             @Flag(help: "Print a JSON array: [{\"name\", \"p2pSupported\", \"summary\"}].")
             var json = false
 
-            public init() {}
+            package init() {}
 
             struct Row: Encodable {
                 let name: String
@@ -76,7 +76,7 @@ extension DMABufCommand {
                 let summary: String
             }
 
-            public func run() throws {
+            package func run() throws {
                 let rows = DMAOpsRegistry.builtIn().all.map { Row(name: $0.name, p2pSupported: $0.p2pSupported, summary: $0.summary) }
                 if json {
                     try printJSON(rows)

@@ -5,8 +5,8 @@ import Foundation
 
 extension DMABufCommand {
     /// `dmabuf demo`: stories 1–6 on the built-in machine, then a summary table.
-    public struct Demo: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Demo: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Run the six GPU↔NIC stories on the built-in machine and sum up what the kernel and the model did.",
             discussion: """
                 Exit code 1 when a story does not go as the kernel would.
@@ -26,18 +26,18 @@ extension DMABufCommand {
         @Option(help: "Run only story N (1…6), with its trace.") var story: Int?
         @OptionGroup var kernel: KernelOption
 
-        public init() {}
+        package init() {}
 
-        public func validate() throws {
+        package func validate() throws {
             if let story, !(1...Story.all.count).contains(story) { throw ValidationError("--story takes 1…\(Story.all.count)") }
         }
 
-        public func run() throws {
+        package func run() throws {
             let stories = story.map { [Story.all[$0 - 1]] } ?? Story.all
             let rules = try kernel.rules()
             var outcomes: [StoryOutcome] = []
             for story in stories {
-                do { outcomes.append(try story.run(rules: rules)) } catch let error as DMAError { throw CLIError(error.message) }
+                do { outcomes.append(try story.run(rules: rules)) } catch let error as DMAError { throw CLIError(error) }
             }
             if json {
                 let encoder = JSONEncoder()

@@ -1,18 +1,33 @@
-import CLibDRM
-import DMACore
-import Glibc
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
-// The one system-call layer of LinuxDMABuf (the swift-system way, `Internals/Syscalls.swift`):
-// every call this target makes into the kernel goes through `SystemCalls.perform`, which retries
-// EINTR where that is correct and lets a test-only interceptor answer in the kernel's place. The
-// interceptor is a task-local value, so tests that run in parallel cannot see each other's mocks.
+// The one system-call layer of the package (the swift-system way, `Internals/Syscalls.swift`):
+// every call a module makes into the kernel (LinuxDMABuf's devices and fds, PCITopology's sysfs
+// reader) goes through `SystemCalls`, which retries EINTR where that is correct and lets a
+// test-only interceptor answer in the kernel's place. The interceptor is a task-local value, so
+// tests that run in parallel cannot see each other's mocks. It lives in DMACore, the one module
+// both of those import, with `package` access: no user of the library sees it.
+//
+// The C library is reached through the file-scope functions at the end of this file, never by a
+// module-qualified name (`Glibc.read`), so the same text serves Glibc and Musl (only Glibc is built and tested);
+// the ioctl, memfd and libdrm calls, which need LinuxDMABuf's C shims, extend it there.
 
 /// One system call (or libdrm call that wraps system calls) as the interceptor sees it.
 package enum SystemCall: Sendable, Hashable, CustomStringConvertible {
     /// `open(2)`.
     case open(path: String, flags: Int32)
+    /// `openat(2)` relative to the folder open as `folder` (or `AT_FDCWD`): the sysfs reader's
+    /// fast path, one open per attribute without walking the whole path again.
+    case openAt(folder: Int32, path: String, flags: Int32)
     /// `close(2)`.
     case close(fd: Int32)
+    /// `read(2)`; the buffer is passed as the argument pointer.
+    case read(fd: Int32, count: Int)
+    /// `fstat(2)`; a mock may only fail it (or let it be made).
+    case fstat(fd: Int32)
     /// `ioctl(2)`; the argument pointer is passed to the interceptor beside the call.
     case ioctl(fd: Int32, request: IoctlRequest)
     /// `lseek(2)`.
@@ -42,11 +57,16 @@ package enum SystemCall: Sendable, Hashable, CustomStringConvertible {
     case listDirectory(path: String)
     /// `readlink(2)`.
     case readLink(path: String)
+    /// `readlinkat(2)` relative to the folder open as `folder`.
+    case readLinkAt(folder: Int32, path: String)
 
     package var description: String {
         switch self {
         case .open(let path, let flags): "open(\(path), 0o\(String(flags, radix: 8)))"
+        case .openAt(let folder, let path, let flags): "openat(\(folder), \(path), 0o\(String(flags, radix: 8)))"
         case .close(let fd): "close(\(fd))"
+        case .read(let fd, let count): "read(\(fd), \(count))"
+        case .fstat(let fd): "fstat(\(fd))"
         case .ioctl(let fd, let request): "ioctl(\(fd), \(request.name))"
         case .lseek(let fd, let offset, let whence): "lseek(\(fd), \(offset), \(whence))"
         case .mmap(let length, let prot, let flags, let fd, let offset):
@@ -62,11 +82,12 @@ package enum SystemCall: Sendable, Hashable, CustomStringConvertible {
         case .readFile(let path): "read(\(path))"
         case .listDirectory(let path): "readdir(\(path))"
         case .readLink(let path): "readlink(\(path))"
+        case .readLinkAt(let folder, let path): "readlinkat(\(folder), \(path))"
         }
     }
 }
 
-/// An ioctl request number with the kernel's name for it.
+/// An ioctl request number with the kernel's name for it (LinuxDMABuf names the requests it makes).
 package struct IoctlRequest: Sendable, Hashable {
     /// The uapi macro's name (`"DMA_BUF_IOCTL_SYNC"`).
     package let name: String
@@ -77,29 +98,6 @@ package struct IoctlRequest: Sendable, Hashable {
         self.name = name
         self.number = number
     }
-
-    /// `DRM_IOCTL_GEM_CLOSE` (`drivers/gpu/drm/drm_gem.c`, `drm_gem_close_ioctl`).
-    package static let gemClose = IoctlRequest("DRM_IOCTL_GEM_CLOSE", dmabufkit_DRM_IOCTL_GEM_CLOSE())
-    /// `DRM_IOCTL_PRIME_HANDLE_TO_FD` (`drivers/gpu/drm/drm_prime.c`).
-    package static let primeHandleToFD = IoctlRequest("DRM_IOCTL_PRIME_HANDLE_TO_FD", dmabufkit_DRM_IOCTL_PRIME_HANDLE_TO_FD())
-    /// `DRM_IOCTL_PRIME_FD_TO_HANDLE` (`drivers/gpu/drm/drm_prime.c`).
-    package static let primeFDToHandle = IoctlRequest("DRM_IOCTL_PRIME_FD_TO_HANDLE", dmabufkit_DRM_IOCTL_PRIME_FD_TO_HANDLE())
-    /// `DRM_IOCTL_MODE_CREATE_DUMB` (`drivers/gpu/drm/drm_dumb_buffers.c`).
-    package static let createDumb = IoctlRequest("DRM_IOCTL_MODE_CREATE_DUMB", dmabufkit_DRM_IOCTL_MODE_CREATE_DUMB())
-    /// `DRM_IOCTL_MODE_DESTROY_DUMB` (`drivers/gpu/drm/drm_dumb_buffers.c`).
-    package static let destroyDumb = IoctlRequest("DRM_IOCTL_MODE_DESTROY_DUMB", dmabufkit_DRM_IOCTL_MODE_DESTROY_DUMB())
-    /// `DMA_BUF_IOCTL_SYNC` (`drivers/dma-buf/dma-buf.c`, `dma_buf_ioctl`).
-    package static let dmaBufSync = IoctlRequest("DMA_BUF_IOCTL_SYNC", dmabufkit_DMA_BUF_IOCTL_SYNC())
-    /// `DMA_BUF_SET_NAME_B` (`drivers/dma-buf/dma-buf.c`, `dma_buf_set_name`).
-    package static let dmaBufSetName = IoctlRequest("DMA_BUF_SET_NAME_B", dmabufkit_DMA_BUF_SET_NAME_B())
-    /// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` (`drivers/dma-buf/dma-buf.c`, `dma_buf_export_sync_file`).
-    package static let exportSyncFile = IoctlRequest("DMA_BUF_IOCTL_EXPORT_SYNC_FILE", dmabufkit_DMA_BUF_IOCTL_EXPORT_SYNC_FILE())
-    /// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` (`drivers/dma-buf/dma-buf.c`, `dma_buf_import_sync_file`).
-    package static let importSyncFile = IoctlRequest("DMA_BUF_IOCTL_IMPORT_SYNC_FILE", dmabufkit_DMA_BUF_IOCTL_IMPORT_SYNC_FILE())
-    /// `UDMABUF_CREATE` (`drivers/dma-buf/udmabuf.c`, `udmabuf_ioctl_create`).
-    package static let udmabufCreate = IoctlRequest("UDMABUF_CREATE", dmabufkit_UDMABUF_CREATE())
-    /// `DMA_HEAP_IOCTL_ALLOC` (`drivers/dma-buf/dma-heap.c`, `dma_heap_ioctl_allocate`).
-    package static let dmaHeapAlloc = IoctlRequest("DMA_HEAP_IOCTL_ALLOC", dmabufkit_DMA_HEAP_IOCTL_ALLOC())
 }
 
 /// What an interceptor answers in the kernel's place.
@@ -110,21 +108,21 @@ package enum SystemCallOutcome: Sendable {
     case returns(Int)
     /// Fail with this errno, as the kernel would.
     case fails(Errno)
-    /// The answer to `.drmGetVersion`.
-    case version(DRMVersion)
-    /// The answer to `.drmGetDevices`.
-    case devices([DRMBusDevice])
+    /// The answer to a call that returns a value of a type this layer does not know (libdrm's
+    /// version and device list, which LinuxDMABuf defines): the caller checks its type.
+    case value(any Sendable)
     /// The answer to `.readFile`, `.readLink` (UTF-8) and `.listDirectory` (one name a line).
     case contents([UInt8])
 }
 
-/// A test-only stand-in for the kernel: sees every call of this target and may answer it.
+/// A test-only stand-in for the kernel: sees every call of the package and may answer it.
 package protocol SystemCallInterceptor: Sendable {
-    /// Answers `call`; `argument` is the ioctl argument or the pread/pwrite buffer, when there is one.
+    /// Answers `call`; `argument` is the ioctl argument or the read/pread/pwrite buffer, when there
+    /// is one.
     func intercept(_ call: SystemCall, argument: UnsafeMutableRawPointer?) -> SystemCallOutcome
 }
 
-/// The system-call layer: every kernel call of LinuxDMABuf goes through here.
+/// The system-call layer: every kernel call of the package goes through here.
 package enum SystemCalls {
     /// The interceptor of the current task, if a test installed one with `$interceptor.withValue`.
     @TaskLocal package static var interceptor: (any SystemCallInterceptor)?
@@ -132,7 +130,7 @@ package enum SystemCalls {
     /// The interceptor's answer to a call that returns a value rather than a number (`drmGetVersion`,
     /// `drmGetDevices2`, whole-file reads, folder listings, `readlink`), asked again while it
     /// answers EINTR, as the real calls are retried; `nil` without an interceptor.
-    static func intercepted(_ call: SystemCall) -> SystemCallOutcome? {
+    package static func intercepted(_ call: SystemCall) -> SystemCallOutcome? {
         guard let interceptor else { return nil }
         while true {
             let outcome = interceptor.intercept(call, argument: nil)
@@ -141,9 +139,9 @@ package enum SystemCalls {
         }
     }
 
-    /// Makes `call` (or lets the interceptor answer it) once; a negative result is read as errno.
+    /// Makes `call` (or lets the interceptor answer it) once; a result of -1 is read as errno.
     @inline(__always)
-    static func once(
+    package static func once(
         _ call: SystemCall, _ argument: UnsafeMutableRawPointer?, _ body: () -> Int
     ) -> Result<Int, Errno> {
         if let interceptor {
@@ -151,18 +149,18 @@ package enum SystemCalls {
             case .perform: break
             case .returns(let value): return .success(value)
             case .fails(let errno): return .failure(errno)
-            case .version, .devices, .contents:
+            case .value, .contents:
                 preconditionFailure("interceptor answered \(call) with a value of the wrong kind")
             }
         }
         let value = body()
-        if value == -1 { return .failure(Errno(rawValue: Glibc.errno)) }
+        if value == -1 { return .failure(Errno(rawValue: cErrno())) }
         return .success(value)
     }
 
     /// Makes `call`, repeating it while it fails with EINTR (a signal arrived before any work).
     @inline(__always)
-    static func retryingEINTR(
+    package static func retryingEINTR(
         _ call: SystemCall, _ argument: UnsafeMutableRawPointer? = nil, _ body: () -> Int
     ) -> Result<Int, Errno> {
         while true {
@@ -176,35 +174,49 @@ package enum SystemCalls {
     package static func open(_ path: String, _ flags: Int32) -> Result<Int32, Errno> {
         let flags = flags | O_CLOEXEC
         return retryingEINTR(.open(path: path, flags: flags)) {
-            Int(path.withCString { dmabufkit_open($0, flags) })
+            Int(path.withCString { cOpen($0, flags) })
+        }.map { Int32(truncatingIfNeeded: $0) }
+    }
+
+    /// `openat(2)` with `O_CLOEXEC` added, relative to the folder open as `folder` (`AT_FDCWD` for
+    /// the working folder); retried on EINTR.
+    package static func openAt(_ folder: Int32, _ path: String, _ flags: Int32) -> Result<Int32, Errno> {
+        let flags = flags | O_CLOEXEC
+        return retryingEINTR(.openAt(folder: folder, path: path, flags: flags)) {
+            Int(path.withCString { cOpenAt(folder, $0, flags) })
         }.map { Int32(truncatingIfNeeded: $0) }
     }
 
     /// `close(2)`. Never retried: Linux releases the descriptor even when close reports EINTR, and a
     /// retry could close a descriptor another thread has just been given.
     package static func close(_ fd: Int32) -> Result<Void, Errno> {
-        once(.close(fd: fd), nil) { Int(Glibc.close(fd)) }.map { _ in () }
+        once(.close(fd: fd), nil) { Int(cClose(fd)) }.map { _ in () }
     }
 
-    /// `ioctl(2)` with a pointer argument; retried on EINTR (DRM's own `drmIoctl` does the same,
-    /// and also retries EAGAIN, which none of the requests here return).
-    package static func ioctl(_ fd: Int32, _ request: IoctlRequest, _ argument: UnsafeMutableRawPointer?) -> Result<Int32, Errno> {
-        retryingEINTR(.ioctl(fd: fd, request: request), argument) {
-            Int(dmabufkit_ioctl(fd, request.number, argument))
-        }.map { Int32(truncatingIfNeeded: $0) }
+    /// `read(2)` into `buffer`; retried on EINTR. Zero is the end of the file.
+    package static func read(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {
+        retryingEINTR(.read(fd: fd, count: buffer.count), buffer.baseAddress) {
+            cRead(fd, buffer.baseAddress, buffer.count)
+        }
+    }
+
+    /// `fstat(2)`: the type and size of the open file.
+    package static func fstat(_ fd: Int32) -> Result<stat, Errno> {
+        var status = stat()
+        return retryingEINTR(.fstat(fd: fd)) { Int(cFstat(fd, &status)) }.map { _ in status }
     }
 
     /// `lseek(2)`.
     package static func lseek(_ fd: Int32, _ offset: Int64, _ whence: Int32) -> Result<Int64, Errno> {
         retryingEINTR(.lseek(fd: fd, offset: offset, whence: whence)) {
-            Int(Glibc.lseek(fd, off_t(offset), whence))
+            Int(cLseek(fd, off_t(offset), whence))
         }.map { Int64($0) }
     }
 
     /// `mmap(2)` of a shared file mapping.
     package static func mmap(_ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: Int64) -> Result<UnsafeMutableRawPointer, Errno> {
         retryingEINTR(.mmap(length: length, protection: protection, flags: flags, fd: fd, offset: offset)) {
-            let address = Glibc.mmap(nil, length, protection, flags, fd, off_t(offset))
+            let address = cMmap(length, protection, flags, fd, off_t(offset))
             return address == MAP_FAILED ? -1 : Int(bitPattern: address)
         }.map { UnsafeMutableRawPointer(bitPattern: $0)! }
     }
@@ -212,123 +224,29 @@ package enum SystemCalls {
     /// `munmap(2)`.
     package static func munmap(_ address: UnsafeMutableRawPointer, _ length: Int) -> Result<Void, Errno> {
         once(.munmap(address: UInt(bitPattern: address), length: length), nil) {
-            Int(Glibc.munmap(address, length))
+            Int(cMunmap(address, length))
         }.map { _ in () }
-    }
-
-    /// `memfd_create(2)` with `MFD_CLOEXEC` added.
-    package static func memfdCreate(_ name: String, _ flags: UInt32) -> Result<Int32, Errno> {
-        let flags = flags | UInt32(MFD_CLOEXEC)
-        return retryingEINTR(.memfdCreate(name: name, flags: flags)) {
-            Int(name.withCString { dmabufkit_memfd_create($0, flags) })
-        }.map { Int32(truncatingIfNeeded: $0) }
-    }
-
-    /// `fcntl(2)` with an integer argument.
-    package static func fcntl(_ fd: Int32, _ command: Int32, _ argument: Int32) -> Result<Int32, Errno> {
-        retryingEINTR(.fcntl(fd: fd, command: command, argument: argument)) {
-            Int(dmabufkit_fcntl_int(fd, command, argument))
-        }.map { Int32(truncatingIfNeeded: $0) }
     }
 
     /// `ftruncate(2)`.
     package static func ftruncate(_ fd: Int32, _ length: Int64) -> Result<Void, Errno> {
         retryingEINTR(.ftruncate(fd: fd, length: length)) {
-            Int(Glibc.ftruncate(fd, off_t(length)))
+            Int(cFtruncate(fd, off_t(length)))
         }.map { _ in () }
     }
 
     /// `pread(2)` into `buffer`.
     package static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawBufferPointer, _ offset: Int64) -> Result<Int, Errno> {
         retryingEINTR(.pread(fd: fd, count: buffer.count, offset: offset), buffer.baseAddress) {
-            Glibc.pread(fd, buffer.baseAddress, buffer.count, off_t(offset))
+            cPread(fd, buffer.baseAddress, buffer.count, off_t(offset))
         }
     }
 
     /// `pwrite(2)` from `buffer`.
     package static func pwrite(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, _ offset: Int64) -> Result<Int, Errno> {
         retryingEINTR(.pwrite(fd: fd, count: buffer.count, offset: offset), UnsafeMutableRawPointer(mutating: buffer.baseAddress)) {
-            Glibc.pwrite(fd, buffer.baseAddress, buffer.count, off_t(offset))
+            cPwrite(fd, buffer.baseAddress, buffer.count, off_t(offset))
         }
-    }
-
-    /// libdrm's `drmGetVersion`: the driver's name, version and description.
-    package static func drmGetVersion(_ fd: Int32) -> Result<DRMVersion, Errno> {
-        if let outcome = intercepted(.drmGetVersion(fd: fd)) {
-            switch outcome {
-            case .perform: break
-            case .version(let version): return .success(version)
-            case .fails(let errno): return .failure(errno)
-            default: preconditionFailure("interceptor answered drmGetVersion with a value of the wrong kind")
-            }
-        }
-        var raw: UnsafeMutablePointer<drmVersion>?
-        repeat {
-            Glibc.errno = 0
-            raw = CLibDRM.drmGetVersion(fd)
-        } while raw == nil && Glibc.errno == EINTR
-        guard let raw else {
-            let errno = Glibc.errno
-            return .failure(errno == 0 ? .EIO : Errno(rawValue: errno))
-        }
-        defer { drmFreeVersion(raw) }
-        func text(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int32) -> String {
-            guard let pointer, length > 0 else { return "" }
-            return String(decoding: UnsafeRawBufferPointer(start: pointer, count: Int(length)), as: UTF8.self)
-        }
-        let v = raw.pointee
-        return .success(DRMVersion(
-            name: text(v.name, v.name_len), major: Int(v.version_major), minor: Int(v.version_minor),
-            patchLevel: Int(v.version_patchlevel), date: text(v.date, v.date_len), description: text(v.desc, v.desc_len)
-        ))
-    }
-
-    /// libdrm's `drmGetDevices2(0, ...)`: the DRM devices libdrm can describe from sysfs.
-    package static func drmGetDevices() -> Result<[DRMBusDevice], Errno> {
-        if let outcome = intercepted(.drmGetDevices) {
-            switch outcome {
-            case .perform: break
-            case .devices(let devices): return .success(devices)
-            case .fails(let errno): return .failure(errno)
-            default: preconditionFailure("interceptor answered drmGetDevices2 with a value of the wrong kind")
-            }
-        }
-        let count = drmGetDevices2(0, nil, 0)
-        if count < 0 { return .failure(Errno(rawValue: -count)) }
-        if count == 0 { return .success([]) }
-        var pointers = [drmDevicePtr?](repeating: nil, count: Int(count))
-        let filled = drmGetDevices2(0, &pointers, count)
-        if filled < 0 { return .failure(Errno(rawValue: -filled)) }
-        defer { drmFreeDevices(&pointers, filled) }
-        var devices: [DRMBusDevice] = []
-        for index in 0..<Int(filled) {
-            guard let device = pointers[index]?.pointee else { continue }
-            var nodes: [String: String] = [:]
-            for (bit, kind) in [(DRM_NODE_PRIMARY, "primary"), (DRM_NODE_RENDER, "render")] {
-                if device.available_nodes & (1 << bit) != 0, let node = device.nodes[Int(bit)] {
-                    nodes[kind] = String(cString: node)
-                }
-            }
-            var bus = "other"
-            var pciAddress: String?
-            var pciID: String?
-            switch device.bustype {
-            case DRM_BUS_PCI:
-                bus = "pci"
-                if let info = device.businfo.pci?.pointee {
-                    pciAddress = pciSlotName(domain: Int(info.domain), bus: Int(info.bus), device: Int(info.dev), function: Int(info.func))
-                }
-                if let ids = device.deviceinfo.pci?.pointee {
-                    pciID = hex4(Int(ids.vendor_id)) + ":" + hex4(Int(ids.device_id))
-                }
-            case DRM_BUS_PLATFORM: bus = "platform"
-            case DRM_BUS_USB: bus = "usb"
-            case DRM_BUS_HOST1X: bus = "host1x"
-            default: break
-            }
-            devices.append(DRMBusDevice(primaryNode: nodes["primary"], renderNode: nodes["render"], bus: bus, pciAddress: pciAddress, pciID: pciID))
-        }
-        return .success(devices)
     }
 
     /// The most a `/proc` or `/sys` file is read for by default: 1 MiB, far more than an fdinfo,
@@ -350,11 +268,11 @@ package enum SystemCalls {
             }
         }
         var fd: Int32
-        repeat { fd = path.withCString { dmabufkit_open($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } } while fd < 0 && Glibc.errno == EINTR
-        if fd < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
-        defer { _ = Glibc.close(fd) }
+        repeat { fd = path.withCString { cOpen($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } } while fd < 0 && cErrno() == EINTR
+        if fd < 0 { return .failure(Errno(rawValue: cErrno())) }
+        defer { _ = cClose(fd) }
         var status = stat()
-        guard fstat(fd, &status) == 0 else { return .failure(Errno(rawValue: Glibc.errno)) }
+        guard cFstat(fd, &status) == 0 else { return .failure(Errno(rawValue: cErrno())) }
         switch status.st_mode & S_IFMT {
         case S_IFREG: break
         case S_IFDIR: return .failure(.EISDIR)
@@ -362,8 +280,6 @@ package enum SystemCalls {
         }
         // procfs and sysfs report 0 or 4096 whatever they hold; a larger size is a real file's.
         if status.st_size > limit { return .failure(.EFBIG) }
-        // Read straight into the array's spare capacity (no zeroed bounce buffer per file: a
-        // census reads a hundred thousand small fdinfo files), doubling it up to the limit.
         // Each read lands in uninitialised scratch space (no zeroed buffer per file: a census reads
         // a hundred thousand small fdinfo files) and is appended: linear in the file's length.
         var bytes: [UInt8] = []
@@ -373,8 +289,8 @@ package enum SystemCalls {
             var count = 0
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
                 repeat {
-                    count = Glibc.read(fd, buffer.baseAddress!, room)
-                    failure = count < 0 ? Glibc.errno : 0
+                    count = cRead(fd, buffer.baseAddress!, room)
+                    failure = count < 0 ? cErrno() : 0
                 } while count < 0 && failure == EINTR
                 if count > 0 { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<count])) }
             }
@@ -390,8 +306,8 @@ package enum SystemCalls {
         open(path, O_WRONLY | flags).flatMap { fd in
             defer { _ = close(fd) }
             let bytes = Array(text.utf8)
-            let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            return written < 0 ? .failure(Errno(rawValue: Glibc.errno)) : .success(())
+            let written = bytes.withUnsafeBytes { cWrite(fd, $0.baseAddress, $0.count) }
+            return written < 0 ? .failure(Errno(rawValue: cErrno())) : .success(())
         }
     }
 
@@ -406,10 +322,10 @@ package enum SystemCalls {
             default: preconditionFailure("interceptor answered listDirectory with a value of the wrong kind")
             }
         }
-        guard let dir = opendir(path) else { return .failure(Errno(rawValue: Glibc.errno)) }
-        defer { closedir(dir) }
+        guard let dir = cOpendir(path) else { return .failure(Errno(rawValue: cErrno())) }
+        defer { _ = cClosedir(dir) }
         var names: [String] = []
-        while let entry = readdir(dir) {
+        while let entry = cReaddir(dir) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
             }
@@ -420,7 +336,16 @@ package enum SystemCalls {
 
     /// `readlink(2)`: where a symbolic link (a `/proc/PID/fd/N` entry) points.
     package static func readLink(_ path: String) -> Result<String, Errno> {
-        if let outcome = intercepted(.readLink(path: path)) {
+        readLink(.readLink(path: path), at: AT_FDCWD, path)
+    }
+
+    /// `readlinkat(2)`: where the symbolic link `name` in the folder open as `folder` points.
+    package static func readLink(at folder: Int32, _ name: String) -> Result<String, Errno> {
+        readLink(.readLinkAt(folder: folder, path: name), at: folder, name)
+    }
+
+    private static func readLink(_ call: SystemCall, at folder: Int32, _ path: String) -> Result<String, Errno> {
+        if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
             case .contents(let bytes): return .success(String(decoding: bytes, as: UTF8.self))
@@ -428,27 +353,59 @@ package enum SystemCalls {
             default: preconditionFailure("interceptor answered readlink with a value of the wrong kind")
             }
         }
-        // A stack buffer: the census reads a link per open file of every process.
+        // A stack buffer: the census reads a link per open file of every process. A link's text is
+        // at most PATH_MAX (4096) bytes; one that fills the buffer whole may have been cut.
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
-            let count = path.withCString { Glibc.readlink($0, buffer.baseAddress!, buffer.count) }
-            if count < 0 { return .failure(Errno(rawValue: Glibc.errno)) }
+            let count = path.withCString { cReadlinkat(folder, $0, buffer.baseAddress!, buffer.count) }
+            if count < 0 { return .failure(Errno(rawValue: cErrno())) }
             return .success(String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self))
         }
     }
 
-    /// The page size (`sysconf(_SC_PAGESIZE)`), which mmap offsets and udmabuf ranges must align to.
-    package static var pageSize: Int { Int(sysconf(Int32(_SC_PAGESIZE))) }
-}
-
-func hex4(_ value: Int) -> String {
-    let digits = String(value, radix: 16)
-    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
-}
-
-func pciSlotName(domain: Int, bus: Int, device: Int, function: Int) -> String {
-    func hex(_ value: Int, _ width: Int) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: max(0, width - digits.count)) + digits
+    /// The real path of `path` (every link resolved, as `realpath(3)`); a library call, not
+    /// intercepted.
+    package static func realPath(_ path: String) -> Result<String, Errno> {
+        guard let resolved = cRealpath(path) else { return .failure(Errno(rawValue: cErrno())) }
+        defer { cFree(resolved) }
+        return .success(String(cString: resolved))
     }
-    return "\(hex(domain, 4)):\(hex(bus, 2)):\(hex(device, 2)).\(function)"
+
+    /// The working folder (`getcwd(3)`); a library call, not intercepted.
+    package static func workingDirectory() -> Result<String, Errno> {
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 4097) { buffer in
+            guard cGetcwd(buffer.baseAddress!, buffer.count) != nil else { return .failure(Errno(rawValue: cErrno())) }
+            return .success(String(cString: buffer.baseAddress!))
+        }
+    }
+
+    /// The page size (`sysconf(_SC_PAGESIZE)`), which mmap offsets and udmabuf ranges must align to.
+    package static var pageSize: Int { Int(cSysconf(Int32(_SC_PAGESIZE))) }
 }
+
+// The C library's calls, reached from file scope where no member of `SystemCalls` shadows them:
+// the same names resolve in Glibc and Musl, so no call here names its module.
+private func cErrno() -> Int32 { errno }
+private func cOpen(_ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 { open(path, flags) }
+private func cOpenAt(_ folder: Int32, _ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 { openat(folder, path, flags) }
+private func cClose(_ fd: Int32) -> Int32 { close(fd) }
+private func cRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int { read(fd, buffer, count) }
+private func cWrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int { write(fd, buffer, count) }
+private func cFstat(_ fd: Int32, _ status: UnsafeMutablePointer<stat>) -> Int32 { fstat(fd, status) }
+private func cLseek(_ fd: Int32, _ offset: off_t, _ whence: Int32) -> off_t { lseek(fd, offset, whence) }
+private func cMmap(_ length: Int, _ protection: Int32, _ flags: Int32, _ fd: Int32, _ offset: off_t) -> UnsafeMutableRawPointer? {
+    mmap(nil, length, protection, flags, fd, offset)
+}
+private func cMunmap(_ address: UnsafeMutableRawPointer, _ length: Int) -> Int32 { munmap(address, length) }
+private func cFtruncate(_ fd: Int32, _ length: off_t) -> Int32 { ftruncate(fd, length) }
+private func cPread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, _ offset: off_t) -> Int { pread(fd, buffer, count, offset) }
+private func cPwrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ offset: off_t) -> Int { pwrite(fd, buffer, count, offset) }
+private func cOpendir(_ path: String) -> OpaquePointer? { opendir(path) }
+private func cClosedir(_ dir: OpaquePointer) -> Int32 { closedir(dir) }
+private func cReaddir(_ dir: OpaquePointer) -> UnsafeMutablePointer<dirent>? { readdir(dir) }
+private func cReadlinkat(_ folder: Int32, _ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<UInt8>, _ count: Int) -> Int {
+    buffer.withMemoryRebound(to: CChar.self, capacity: count) { readlinkat(folder, path, $0, count) }
+}
+private func cRealpath(_ path: String) -> UnsafeMutablePointer<CChar>? { realpath(path, nil) }
+private func cFree(_ pointer: UnsafeMutableRawPointer?) { free(pointer) }
+private func cGetcwd(_ buffer: UnsafeMutablePointer<CChar>, _ count: Int) -> UnsafeMutablePointer<CChar>? { getcwd(buffer, count) }
+private func cSysconf(_ name: Int32) -> Int { sysconf(name) }
