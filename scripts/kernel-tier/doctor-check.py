@@ -79,7 +79,7 @@ if software:
 elif rxe_expected == "1":
     problems.append("the guest made rxe0, but the doctor reported no software RDMA device")
 else:
-    summary.append("no software RDMA device (no rdma tool on the host)")
+    summary.append("no software RDMA device asked for")
 
 if host is not None:
     if host == guest:

@@ -5,7 +5,8 @@
 # one switch, a switch nested in a switch, different root ports, a multifunction device on a root
 # port, the root bus, a conventional PCI bridge and a second host bridge (pxb-pcie). The guest is
 # booted with an AMD Zen CPU (EPYC, family 0x17) and an Intel one (Skylake-Client), each without an
-# IOMMU, with intel-iommu, and with intel-iommu plus iommu=pt. In each guest `dmabuf topo --verify
+# IOMMU, with intel-iommu, and with intel-iommu plus iommu=pt; the Intel one once more with
+# pci=disable_acs_redir=0000:00:12.0 (the doctor's remedy, applied). In each guest `dmabuf topo --verify
 # --kprobe` compares the kernel's pci_p2pdma_map_type (a kprobe) and the transfer's outcome with
 # the model computed from the guest's own /sys; the tier fails on any disagreement, on a guest that
 # reports no pair, or when fewer pairs were asked than the topology has.
@@ -18,7 +19,7 @@
 # which every NVMe pair must be `no` because of the configuration.
 #
 # usage: p2p-oracle.sh KERNEL_ROOT RELEASE SELFTEST_BINARY OUT
-# Environment: KTIER_ORACLE_RUNS (space-separated RUN names to boot; default all six),
+# Environment: KTIER_ORACLE_RUNS (space-separated RUN names to boot; default all seven),
 # KTIER_TIMEOUT (seconds per guest, default 300).
 set -euo pipefail
 root=$1 release=$2 binary=$3 out=$4
@@ -87,7 +88,7 @@ grep -q '^CONFIG_PCI_P2PDMA=y' "$root/boot/config-$release" || p2pdma=0
 # The doctor must report rxe0 where it is made on 7.3 (6.12's rxe_newlink refuses a dummy link).
 [ "$p2pdma" = 1 ] || rxe=0
 
-all_runs="epyc-noiommu epyc-iommu epyc-iommu-pt skylake-noiommu skylake-iommu skylake-iommu-pt"
+all_runs="epyc-noiommu epyc-iommu epyc-iommu-pt skylake-noiommu skylake-iommu skylake-iommu-pt skylake-iommu-acs"
 [ "$p2pdma" = 1 ] || all_runs="epyc-noiommu"
 failures=0
 printf '%-20s %-16s %-12s %6s %6s %9s %9s %6s\n' run cpu iommu pairs agree disagree bus/host refused
@@ -98,6 +99,8 @@ for run in ${KTIER_ORACLE_RUNS:-$all_runs}; do
   case "$run" in
     *-iommu) iommu_args=(-device intel-iommu,intremap=off); append+=" intel_iommu=on iommu=nopt" ;;
     *-iommu-pt) iommu_args=(-device intel-iommu,intremap=off); append+=" intel_iommu=on iommu=pt" ;;
+    # The remedy the doctor gives for the two functions below root port 00:12.0, applied.
+    *-iommu-acs) iommu_args=(-device intel-iommu,intremap=off); append+=" intel_iommu=on iommu=nopt pci=disable_acs_redir=0000:00:12.0" ;;
   esac
   # One guest per kernel also prints the doctor in text and captures what it reads.
   if [ "$run" = skylake-iommu ] || [ "$p2pdma" = 0 ]; then append+=" ktier.doctor=full"; fi
@@ -121,7 +124,7 @@ for run in ${KTIER_ORACLE_RUNS:-$all_runs}; do
   if [ "$p2pdma" = 1 ]; then
     summary=$(python3 "$here/oracle-verdicts.py" "$dest/verify.json" "$dest/verdicts.tsv" "$pairs_expected" 2>&1) && ok=1 || ok=0
   else
-    summary="nothing to test: $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("nothingToTest") or "a report with pairs")' "$dest/verify.json" 2>&1 | cut -c1-60)..."
+    summary="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("nothingToTest") or "a report with pairs")' "$dest/verify.json" 2>&1 | cut -c1-90)..."
     ok=1
   fi
   # The doctor: its JSON from the guest, its capture diagnosed again here, both held to the kernel.

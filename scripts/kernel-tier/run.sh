@@ -9,7 +9,7 @@
 #     virtio-gpu device and no network, and parses the guest's KTEST lines (check-results.sh): a
 #     series fails when a check fails, when an expected check is missing, or when the guest never
 #     reports. The checks assert what differs between the two kernels (config facts);
-#  5. the P2P oracle on 7.3 (p2p-oracle.sh): six guests in which the kernel judges every pair of
+#  5. the P2P oracle on 7.3 (p2p-oracle.sh): seven guests in which the kernel judges every pair of
 #     NVMe controller memory buffers and the model must agree on every one;
 #     In each, `dmabuf doctor --json` must agree with the kernel pair by pair, judge a software
 #     RDMA device (rdma_rxe on a dummy link) `no`, and give the same JSON from its --capture on
