@@ -13,6 +13,9 @@ public enum DoctorVerdict: String, Sendable, Hashable, Codable, Comparable {
 
     private var rank: Int { self == .zeroCopy ? 0 : self == .degraded ? 1 : 2 }
     /// `zero-copy` < `degraded` < `no`.
+    /// - Parameters:
+    ///   - a: a verdict.
+    ///   - b: another.
     public static func < (a: DoctorVerdict, b: DoctorVerdict) -> Bool { a.rank < b.rank }
 }
 
@@ -102,6 +105,10 @@ public enum Doctor {
 
     /// A device name: a PCI function (`0000:03:00.0`, or `03:00.0` in domain 0) or an RDMA
     /// device (`rxe0`).
+    /// - Parameters:
+    ///   - name: what the user typed.
+    ///   - facts: the machine.
+    /// - Returns: the sysfs name of the PCI function, or the RDMA device's name.
     /// - Throws: `ENODEV` when the machine has no such endpoint.
     public static func resolve(_ name: String, in facts: DoctorFacts) throws(DMAError) -> String {
         if facts.rdma.contains(where: { $0.name == name }) { return name }
@@ -114,6 +121,7 @@ public enum Doctor {
 
     /// The pairs to judge: the one given, or every provider (a GPU, an NVMe controller, an
     /// accelerator, a device with p2pmem) against every other endpoint and RDMA device.
+    /// - Parameter facts: the machine.
     public static func pairs(_ facts: DoctorFacts) -> [(provider: String, client: String)] {
         let providers = facts.devices.filter { $0.kind != .nic || $0.p2pmem != nil }.map(\.device)
         let clients = facts.devices.map(\.device) + facts.rdma.map(\.name)
@@ -121,6 +129,9 @@ public enum Doctor {
     }
 
     /// Judges the given pairs (all of ``pairs(_:)`` when `nil`).
+    /// - Parameters:
+    ///   - facts: the machine.
+    ///   - asked: the (provider, client) pairs, as ``resolve(_:in:)`` names them.
     public static func report(_ facts: DoctorFacts, pairs asked: [(provider: String, client: String)]? = nil) -> DoctorReport {
         let judged = (asked ?? pairs(facts)).map { judge(provider: $0.provider, client: $0.client, facts) }
         var counts: [String: Int] = [:]
@@ -131,6 +142,10 @@ public enum Doctor {
     }
 
     /// One pair: every reason, then the verdict they make.
+    /// - Parameters:
+    ///   - provider: the device whose memory is shared.
+    ///   - client: the device that does the DMA, or an RDMA device's name.
+    ///   - facts: the machine.
     public static func judge(provider: String, client: String, _ facts: DoctorFacts) -> DoctorPairReport {
         var reasons: [DoctorReason] = []
         func add(_ effect: DoctorReason.Effect, _ code: String, _ text: String, _ source: String, _ remedy: DoctorRemedy? = nil) {

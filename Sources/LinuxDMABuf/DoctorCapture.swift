@@ -15,6 +15,9 @@ public enum DoctorCapture {
     ]
 
     /// Copies the facts of `source` (the live machine by default) into `destination`.
+    /// - Parameters:
+    ///   - source: the machine read.
+    ///   - destination: the folder written (created when missing).
     /// - Returns: how many files and links were written.
     /// - Throws: the errno of a folder or file that could not be created in `destination`.
     @discardableResult

@@ -11,6 +11,7 @@ public struct DoctorRoot: Sendable, Hashable {
     public let path: String
 
     /// A root folder; a trailing `/` is dropped.
+    /// - Parameter path: the folder (`/`, or a capture).
     public init(_ path: String) {
         var path = path
         while path.count > 1, path.hasSuffix("/") { path.removeLast() }
@@ -21,6 +22,7 @@ public struct DoctorRoot: Sendable, Hashable {
     public static let live = DoctorRoot("/")
 
     /// Where the machine's file `absolute` (`/proc/cmdline`) is under this root.
+    /// - Parameter absolute: the machine's path.
     public func file(_ absolute: String) -> String { path == "/" ? absolute : path + absolute }
 
     /// The machine's path of a file under this root (the root's prefix removed).
@@ -62,6 +64,9 @@ public struct DoctorFact: Sendable, Hashable, Codable {
     public let source: String
 
     /// Creates it.
+    /// - Parameters:
+    ///   - value: the value.
+    ///   - source: the machine file, or how it was derived.
     public init(_ value: String, source: String) {
         self.value = value
         self.source = source
@@ -91,6 +96,7 @@ public struct DoctorKernelFacts: Sendable, Hashable, Codable {
 
     /// The value of a command-line parameter (`iommu=pt` gives `pt` for `iommu`), the last one
     /// winning as the kernel's `parse_args` applies them in order; `nil` when absent.
+    /// - Parameter name: the parameter's name, before `=`.
     public func parameter(_ name: String) -> String? {
         var found: String?
         for word in (commandLine?.value ?? "").split(separator: " ") {
@@ -101,6 +107,7 @@ public struct DoctorKernelFacts: Sendable, Hashable, Codable {
     }
 
     /// Every value of a comma-separated parameter (`pci=` takes several options, `swiotlb=` too).
+    /// - Parameter name: the parameter's name, before `=`.
     public func options(_ name: String) -> [String] {
         (commandLine?.value ?? "").split(separator: " ").flatMap { word -> [String] in
             let parts = word.split(separator: "=", maxSplits: 1)
@@ -209,10 +216,11 @@ public struct DoctorFacts: Sendable {
     static let p2pdmaSymbol = "pci_p2pdma_add_resource"
 
     /// Reads every fact under `root`.
+    /// - Parameter root: the live machine or a capture.
     /// - Throws: `TopologyLoadError` from the sysfs loader when `ROOT/sys` is not a PCI sysfs tree.
     public static func gather(root: DoctorRoot) throws -> DoctorFacts {
         var kernel = DoctorKernelFacts(pciP2PDMA: DoctorFact("unknown", source: "no configuration readable"), dmaParameters: [])
-        let release = root.text("/proc/sys/kernel/osrelease")
+        let release = KernelConfig.release(procRoot: root.file("/proc"))
         kernel.release = release.map { DoctorFact($0, source: "/proc/sys/kernel/osrelease") }
         if let config = KernelConfig.read(procRoot: root.file("/proc"), bootRoot: root.file("/boot")) {
             let source = root.machinePath(config.source)
@@ -295,5 +303,6 @@ public struct DoctorFacts: Sendable {
     }
 
     /// The facts of one device, by address.
+    /// - Parameter bdf: its sysfs name (`0000:03:00.0`).
     public func device(_ bdf: String) -> DoctorDeviceFacts? { devices.first { $0.device == bdf } }
 }
