@@ -56,7 +56,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The real kernel: DRM devices, dumb buffers, PRIME, dma-buf fds (size, fdinfo, sync, name,
         // sync files, mmap), udmabuf, dma-heaps, the /proc census and kernel config facts.
-        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "CLibDRM", "CZlib"], swiftSettings: strict),
+        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "PCITopology", "CLibDRM", "CZlib"], swiftSettings: strict),
         // DMA-BUF: buffers, the exporter's and importer's ops, attachments, pin, map/unmap,
         // invalidate_mappings, the reservation object (drivers/dma-buf/dma-buf.c).
         .target(name: "DMABuf", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
@@ -133,7 +133,9 @@ let package = Package(
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
-        .testTarget(name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM"], swiftSettings: strict),
+        .testTarget(
+            name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM", "PCITopology"], exclude: ["Fixtures"],
+            swiftSettings: strict),
         .testTarget(
             name: "DMABufTests",
             dependencies: ["DMABuf", "DMADevices", "DMAScenario", "DMACore", "DMAMapping", "PCITopology"],

@@ -17,7 +17,7 @@ package struct DMABufCommand: ParsableCommand {
             """,
         subcommands: [
             Demo.self, Ops.self, Topo.self, Simulate.self, Conformance.self,
-            Ls.self, Probe.self, CUDAExport.self, P2P.self,
+            Ls.self, Probe.self, CUDAExport.self, P2P.self, Doctor.self,
         ]
     )
 

@@ -9,8 +9,11 @@
 #     virtio-gpu device and no network, and parses the guest's KTEST lines (check-results.sh): a
 #     series fails when a check fails, when an expected check is missing, or when the guest never
 #     reports. The checks assert what differs between the two kernels (config facts);
-#  5. the P2P oracle on 7.3 (p2p-oracle.sh): six guests in which the kernel judges every pair of
+#  5. the P2P oracle on 7.3 (p2p-oracle.sh): seven guests in which the kernel judges every pair of
 #     NVMe controller memory buffers and the model must agree on every one;
+#     In each, `dmabuf doctor --json` must agree with the kernel pair by pair, judge a software
+#     RDMA device (rdma_rxe on a dummy link) `no`, and give the same JSON from its --capture on
+#     the host; one more guest on 6.12 (no CONFIG_PCI_P2PDMA) must find every NVMe pair `no`;
 #  6. the VFIO guest on 7.3 (vfio.sh): VFIO_DEVICE_FEATURE_DMA_BUF's errno for a table of range
 #     sets against the model's VFIO exporter.
 # Environment: KTIER_DIR (cache, default .build-kernel), KTIER_TIMEOUT (seconds per guest, default
@@ -90,6 +93,17 @@ if [ "${KTIER_ORACLE:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
   fi
   total_passed=$((total_passed + runs - bad))
   total_failed=$((total_failed + bad))
+fi
+# The doctor on 6.12: one guest of the oracle's topology on a kernel without CONFIG_PCI_P2PDMA.
+if [ "${KTIER_ORACLE:-1}" != 0 ] && [ -n "${releases[6.12]:-}" ]; then
+  doctor_started=$(date +%s)
+  set +e
+  KTIER_ORACLE_RUNS=epyc-noiommu KTIER_TIMEOUT=${KTIER_ORACLE_TIMEOUT:-300} "$here/p2p-oracle.sh" "$cache/kernel-6.12/root" \
+    "${releases[6.12]}" "$cache/dmabuf-kernel-selftest" "$cache/p2p-oracle-6.12" | tee "$cache/p2p-oracle-6.12.txt"
+  doctor_status=${PIPESTATUS[0]}
+  set -e
+  stamp "doctor on ${releases[6.12]}: 1 guest in $(( $(date +%s) - doctor_started )) s (in $cache/p2p-oracle-6.12)"
+  if [ "$doctor_status" -eq 0 ]; then total_passed=$((total_passed + 1)); else total_failed=$((total_failed + 1)); status=1; fi
 fi
 if [ "${KTIER_VFIO:-1}" != 0 ] && [ -n "${releases[7.3]:-}" ]; then
   vfio_started=$(date +%s)
