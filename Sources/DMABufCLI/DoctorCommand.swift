@@ -7,8 +7,8 @@ import PCITopology
 extension DMABufCommand {
     /// `dmabuf doctor`: will a transfer between two devices be zero-copy on this machine, and if
     /// not, why and what to change (docs/doctor.md).
-    public struct Doctor: ParsableCommand {
-        public static let configuration = CommandConfiguration(
+    package struct Doctor: ParsableCommand {
+        package static let configuration = CommandConfiguration(
             abstract: "Say whether each GPU/NIC/NVMe pair's transfer will be zero-copy here, why not, and what to change.",
             discussion: """
                 Every pair of a provider (a GPU, an NVMe controller, an accelerator, a device with
@@ -34,15 +34,15 @@ extension DMABufCommand {
         @Option(help: ArgumentHelp("Copy the files the doctor reads from this machine into DIR, and stop.", valueName: "DIR"))
         var capture: String?
 
-        public init() {}
+        package init() {}
 
-        public func validate() throws {
+        package func validate() throws {
             if capture != nil, provider != nil || json || root != nil {
                 throw ValidationError("--capture copies the live machine: give it alone")
             }
         }
 
-        public func run() throws {
+        package func run() throws {
             if let capture {
                 let written: Int
                 do { written = try DoctorCapture.capture(to: capture) } catch { throw CLIError(error.message) }
