@@ -125,7 +125,11 @@ public final class GPUVRAMExporter: DMABufExporter {
     }
 
     public func attach(_ attachment: DMABufAttachment) throws(DMAError) {
-        if attachment.peerToPeer && attachment.device.p2pMapType(to: heap.provider) == .notSupported {
+        // The map type is the topology's alone now ([K] item 6); this exporter still also asks the
+        // importer's ops, as it did before, until [K] item 3 makes it pci_p2pdma_distance alone.
+        if attachment.peerToPeer
+            && (!attachment.device.ops.p2pSupported || attachment.device.p2pMapType(to: heap.provider) == .notSupported)
+        {
             attachment.disablePeerToPeer()
         }
     }

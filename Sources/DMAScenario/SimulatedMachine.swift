@@ -132,9 +132,14 @@ public final class SimulatedMachine: Sendable {
             }
             domain = made
         }
+        // The drivers of the model's devices raise dma_parms as theirs do (amdgpu and nvme
+        // dma_set_max_seg_size(UINT_MAX), mlx5 2 GiB), and the model's exporters hand out entries
+        // of any size (a kernel sg entry stops at 4 GiB − 1): the devices here declare no segment
+        // limit, so the debug layer's check_sg_segment has nothing to say about them. The PCI
+        // defaults (64 KiB, 4 GiB boundary) stay the default of DMADevice itself.
         let device = try DMADevice(
             name: function.address.description, memory: memory, ops: DMADebugOps(wrapping: ops, debug: debug), mask: mask,
-            iommu: domain, swiotlb: slots > 0 ? try SwiotlbPool(memory: memory, slotCount: slots) : nil, topology: topology,
+            maxSegmentSize: .max, segmentBoundaryMask: .max, iommu: domain, swiotlb: slots > 0 ? try SwiotlbPool(memory: memory, slotCount: slots) : nil, topology: topology,
             kernel: rules)
         devices.withLock { $0.append(device) }
         return device
