@@ -58,7 +58,7 @@ public struct DMADebugReport: Hashable, Sendable, CustomStringConvertible {
 
 /// The kind of call a mapping was made with, as `debug.c` records it (`type2name`).
 ///
-/// Which one a single mapping gets depends on the release (``KernelRules``,
+/// Which one a single mapping gets depends on the release (`KernelRules`,
 /// `KernelRule.mapPhysMMIO`): from 6.18 every `dma_map_phys` is recorded as `phy`, RAM and
 /// `DMA_ATTR_MMIO` alike (`debug_dma_map_phys`), so unmapping RAM "as MMIO" is no wrong
 /// function; before 6.18 `dma_map_page` recorded `single` and `dma_map_resource` `resource`.
