@@ -19,9 +19,12 @@ public struct DMADebugReport: Hashable, Sendable, CustomStringConvertible {
         case directionMismatch = "direction-mismatch"
         /// A successful map whose address was never checked ("failed to check map error").
         case mappingErrorNotChecked = "mapping-error-not-checked"
-        /// Sync of an address never mapped ("syncs DMA memory it has not allocated").
+        /// Sync of a range no live mapping contains: never mapped, or running past the end of a
+        /// mapping ("tries to sync DMA memory it has not allocated").
         case syncNotMapped = "sync-not-mapped"
-        /// Sync past the end of the mapping ("syncs DMA memory outside allocated range").
+        /// Sync longer than the mapping it was matched to ("syncs DMA memory outside allocated
+        /// range"). `check_sync` matches by containment, so a sync that runs past the end of a
+        /// mapping finds none and is ``syncNotMapped``; this is left for the best-fit corner.
         case syncOutOfBounds = "sync-out-of-bounds"
         /// Sync with another direction than the map ("syncs DMA memory with different direction").
         case syncDirectionMismatch = "sync-direction-mismatch"
@@ -31,6 +34,12 @@ public struct DMADebugReport: Hashable, Sendable, CustomStringConvertible {
         case syncWriteOnlyForDevice = "sync-write-only-for-device"
         /// Mappings still live when the device is released ("has pending DMA allocations while released").
         case leak = "leak"
+        /// A scatter-list entry longer than the device's maximum segment size
+        /// ("mapping sg segment longer than device claims to support"; `check_sg_segment`).
+        case segmentTooLong = "sg-segment-too-long"
+        /// A mapped segment that crosses the device's segment boundary
+        /// ("mapping sg segment across boundary"; `check_sg_segment`).
+        case segmentAcrossBoundary = "sg-segment-across-boundary"
     }
 
     /// What was found.
@@ -47,24 +56,47 @@ public struct DMADebugReport: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "DMA-API: \(device): \(message)" }
 }
 
-/// The kind of call a mapping was made with, as `debug.c` records it (`dma_debug_single`,
-/// `dma_debug_sg`, `dma_debug_phy`).
+/// The kind of call a mapping was made with, as `debug.c` records it (`type2name`).
+///
+/// Which one a single mapping gets depends on the release (`KernelRules`,
+/// `KernelRule.mapPhysMMIO`): from 6.18 every `dma_map_phys` is recorded as `phy`, RAM and
+/// `DMA_ATTR_MMIO` alike (`debug_dma_map_phys`), so unmapping RAM "as MMIO" is no wrong
+/// function; before 6.18 `dma_map_page` recorded `single` and `dma_map_resource` `resource`.
 public enum DMADebugMappingType: String, Hashable, Sendable {
-    /// `dma_map_phys` of RAM (what `dma_map_single`/`dma_map_page` became).
+    /// `dma_map_single` / `dma_map_page` before 6.18 (`dma_debug_single`), and the type a
+    /// `dma_sync_single_*` call is looked up with in every release.
     case single
-    /// `dma_map_phys` with `DMA_ATTR_MMIO` (what `dma_map_resource` became).
+    /// `dma_map_phys`, RAM or MMIO, from 6.18 (`dma_debug_phy`).
     case phys = "phy"
-    /// `dma_map_sg` / `dma_map_sgtable`.
+    /// `dma_map_resource` before 6.18 (`dma_debug_resource`).
+    case resource
+    /// `dma_map_sg` / `dma_map_sgtable` (`dma_debug_sg`).
     case scatterList = "scatter-gather"
+
+    /// The type a single mapping with `attributes` is recorded as in `rules`' kernel.
+    public static func single(_ attributes: DMAAttributes, in rules: KernelRules) -> DMADebugMappingType {
+        if rules.has(.mapPhysMMIO) { return .phys }
+        return attributes.contains(.mmio) ? .resource : .single
+    }
+}
+
+/// `0x%016llx`, the way `debug.c` prints a device address.
+func kernelAddress(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: max(0, 16 - digits.count)) + digits
 }
 
 /// The DMA-API debug state (`kernel/dma/debug.c`): every live mapping of every device wrapped by a
 /// ``DMADebugOps``, and the reports found so far.
 ///
-/// Entries are matched as the kernel matches them (`hash_bucket_find`): by device and DMA address,
-/// taking an entry that agrees on size, type, direction and entry count when there is one, or the
-/// single best partial match. Reports are values the caller reads (``reports``); in strict mode the
-/// first report of a call is thrown instead, before the call reaches the wrapped ops.
+/// Entries are matched as the kernel matches them (`__hash_bucket_find`): an unmap by device and
+/// DMA address, a sync by containment (the entry holds the whole synced range,
+/// `bucket_find_contain`, walking back one hash bucket at a time), taking in each bucket an entry
+/// that agrees on size, type, direction and entry count when there is one, or the single match.
+/// Reports are values the caller reads: ``reports`` holds every problem found (the kernel's
+/// `error_count`), ``shownReports`` the ones the kernel would print, which by default is only the
+/// first (`num_errors` 1, `all_errors` 0). In strict mode the first report of a call is thrown
+/// instead, before the call reaches the wrapped ops.
 public final class DMADebug: Sendable {
     /// What the layer checks and how it reports.
     public struct Configuration: Hashable, Sendable {
@@ -73,10 +105,17 @@ public final class DMADebug: Sendable {
         /// Report successful maps that were never checked with ``DMADebug/mappingError(_:device:)``
         /// (on in the kernel).
         public var checkMappingErrors: Bool
-        /// Creates a configuration.
-        public init(strict: Bool = false, checkMappingErrors: Bool = true) {
+        /// Print every error (`/sys/kernel/debug/dma-api/all_errors`, 0 by default).
+        public var showAllErrors: Bool
+        /// How many errors to print when not all are (`num_errors`, 1 by default: only the first
+        /// error is shown; every error is still counted).
+        public var numErrors: Int
+        /// Creates a configuration; the kernel's defaults show only the first error.
+        public init(strict: Bool = false, checkMappingErrors: Bool = true, showAllErrors: Bool = false, numErrors: Int = 1) {
             self.strict = strict
             self.checkMappingErrors = checkMappingErrors
+            self.showAllErrors = showAllErrors
+            self.numErrors = numErrors
         }
     }
 
@@ -99,26 +138,34 @@ public final class DMADebug: Sendable {
         public fileprivate(set) var mappingErrorChecked: Bool?
 
         public var description: String {
-            "[device address=\(address)] [size=\(size) bytes] [mapped with \(direction.kernelName)] [mapped as \(type.rawValue)]"
+            "[device address=\(kernelAddress(address.rawValue))] [size=\(size) bytes] [mapped with \(direction.kernelName)] [mapped as \(type.rawValue)]"
         }
     }
 
     private struct State {
         var entries: [Entry] = []
         var reports: [DMADebugReport] = []
+        var shown: [DMADebugReport] = []
+        var numErrorsLeft: Int
     }
 
     /// How the layer behaves.
     public let configuration: Configuration
-    private let state = ModelMutex(State())
+    private let state: ModelMutex<State>
 
     /// Creates an empty debug state.
     public init(configuration: Configuration = Configuration()) {
         self.configuration = configuration
+        self.state = ModelMutex(State(numErrorsLeft: configuration.numErrors))
     }
 
-    /// Every report so far, oldest first.
+    /// Every report so far, oldest first: every error the kernel counts (`error_count`).
     public var reports: [DMADebugReport] { state.withLock { $0.reports } }
+    /// The reports the kernel would print (`err_printk`): all of them with
+    /// ``Configuration/showAllErrors``, otherwise the first ``Configuration/numErrors``.
+    public var shownReports: [DMADebugReport] { state.withLock { $0.shown } }
+    /// The number of errors found (`/sys/kernel/debug/dma-api/error_count`).
+    public var errorCount: Int { state.withLock { $0.reports.count } }
     /// Every live mapping.
     public var liveEntries: [Entry] { state.withLock { $0.entries } }
     /// The live mappings of one device.
@@ -126,8 +173,14 @@ public final class DMADebug: Sendable {
         state.withLock { $0.entries.filter { $0.deviceID == ObjectIdentifier(device) } }
     }
 
-    /// Forgets every report (entries stay).
-    public func clearReports() { state.withLock { $0.reports.removeAll() } }
+    /// Forgets every report, shown or not (entries stay, and the number of errors still to show
+    /// is not reset).
+    public func clearReports() {
+        state.withLock {
+            $0.reports.removeAll()
+            $0.shown.removeAll()
+        }
+    }
 
     /// `dma_mapping_error`: whether `address` is `DMA_MAPPING_ERROR`, marking the first unchecked
     /// mapping of `device` at that address as checked.
@@ -143,21 +196,42 @@ public final class DMADebug: Sendable {
         return address.isMappingError
     }
 
-    /// Reports every mapping `device` still holds, as `dma_debug_device_change` does when a driver
-    /// is unbound, and forgets them.
+    /// Reports the mappings `device` still holds, as `dma_debug_device_change` does when a driver
+    /// is unbound (`BUS_NOTIFY_UNBOUND_DRIVER`): their count and the details of one of them, the
+    /// last one met walking the hash table in bucket order (`device_dma_allocations`). The entries
+    /// stay, as they do in the kernel.
     /// - Returns: the leak report, or `nil` when nothing was live.
     @discardableResult
     public func deviceReleased(_ device: DMADevice) -> DMADebugReport? {
         state.withLock { state in
-            let leaked = state.entries.filter { $0.deviceID == ObjectIdentifier(device) }
-            guard !leaked.isEmpty else { return nil }
-            state.entries.removeAll { $0.deviceID == ObjectIdentifier(device) }
-            let details = leaked.map(\.description).joined(separator: "\n  ")
+            var count = 0
+            var last: Entry?
+            for entry in state.entries where entry.deviceID == ObjectIdentifier(device) {
+                count += 1
+                // buckets in index order, each in insertion order: the last one met is kept
+                if last == nil || Self.bucket(entry.address.rawValue) >= Self.bucket(last!.address.rawValue) { last = entry }
+            }
+            guard let last else { return nil }
             let report = DMADebugReport(
-                kind: .leak, device: device.name, address: leaked[0].address, size: UInt64(leaked.count),
-                message: "device driver has pending DMA allocations while released from device [count=\(leaked.count)]\n  \(details)")
-            state.reports.append(report)
+                kind: .leak, device: device.name, address: last.address, size: UInt64(count),
+                message: "device driver has pending DMA allocations while released from device [count=\(count)]\nOne of leaked entries details: \(last.description)")
+            Self.add([report], &state, configuration)
             return report
+        }
+    }
+
+    /// `HASH_SIZE` and `HASH_FN_SHIFT` of `debug.c`: 16384 buckets by bits 13 and up of the address.
+    private static let hashSize: UInt64 = 16384
+    private static let hashShift: UInt64 = 13
+    private static func bucket(_ address: UInt64) -> UInt64 { (address >> hashShift) & (hashSize - 1) }
+
+    /// `err_printk`: every error counts; it is printed while `all_errors` is set or `num_errors`
+    /// has some left.
+    private static func add(_ found: [DMADebugReport], _ state: inout State, _ configuration: Configuration) {
+        for report in found {
+            state.reports.append(report)
+            if configuration.showAllErrors || state.numErrorsLeft > 0 { state.shown.append(report) }
+            if !configuration.showAllErrors && state.numErrorsLeft > 0 { state.numErrorsLeft -= 1 }
         }
     }
 
@@ -181,13 +255,16 @@ public final class DMADebug: Sendable {
             found.append(DMADebugReport(kind: kind, device: device.name, address: address, size: size, message: message))
         }
         state.withLock { state in
-            guard let index = Self.bestFit(state.entries, device, address, size, type, direction, entryCount) else {
+            let exact = state.entries.indices.filter {
+                state.entries[$0].deviceID == ObjectIdentifier(device) && state.entries[$0].address == address
+            }
+            guard let index = Self.bestFit(exact, state.entries, size, type, direction, entryCount) else {
                 if address.isMappingError {
                     report(.unmapMappingError, "device driver tries to free an invalid DMA memory address")
                 } else {
                     report(
                         .unmapNotMapped,
-                        "device driver tries to free DMA memory it has not allocated [device address=\(address)] [size=\(size) bytes]")
+                        "device driver tries to free DMA memory it has not allocated [device address=\(kernelAddress(address.rawValue))] [size=\(size) bytes]")
                 }
                 return
             }
@@ -195,12 +272,12 @@ public final class DMADebug: Sendable {
             if entry.size != size {
                 report(
                     .sizeMismatch,
-                    "device driver frees DMA memory with different size [device address=\(address)] [map size=\(entry.size) bytes] [unmap size=\(size) bytes]")
+                    "device driver frees DMA memory with different size [device address=\(kernelAddress(address.rawValue))] [map size=\(entry.size) bytes] [unmap size=\(size) bytes]")
             }
             if entry.type != type {
                 report(
                     .typeMismatch,
-                    "device driver frees DMA memory with wrong function [device address=\(address)] [size=\(size) bytes] [mapped as \(entry.type.rawValue)] [unmapped as \(type.rawValue)]")
+                    "device driver frees DMA memory with wrong function [device address=\(kernelAddress(address.rawValue))] [size=\(size) bytes] [mapped as \(entry.type.rawValue)] [unmapped as \(type.rawValue)]")
             }
             if entry.type == .scatterList && type == .scatterList && entry.entryCount != entryCount {
                 report(
@@ -210,60 +287,60 @@ public final class DMADebug: Sendable {
             if entry.direction != direction {
                 report(
                     .directionMismatch,
-                    "device driver frees DMA memory with different direction [device address=\(address)] [size=\(size) bytes] [mapped with \(entry.direction.kernelName)] [unmapped with \(direction.kernelName)]")
+                    "device driver frees DMA memory with different direction [device address=\(kernelAddress(address.rawValue))] [size=\(size) bytes] [mapped with \(entry.direction.kernelName)] [unmapped with \(direction.kernelName)]")
             }
             if entry.mappingErrorChecked == false {
                 report(
                     .mappingErrorNotChecked,
-                    "device driver failed to check map error [device address=\(address)] [size=\(size) bytes] [mapped as \(entry.type.rawValue)]")
+                    "device driver failed to check map error [device address=\(kernelAddress(address.rawValue))] [size=\(size) bytes] [mapped as \(entry.type.rawValue)]")
             }
             if !configuration.strict || found.isEmpty { state.entries.remove(at: index) }
         }
         try deliver(found)
     }
 
-    /// `check_sync`: the sync must fall inside one live mapping and agree with its direction.
+    /// `check_sync`: the synced range must lie inside one live mapping (`bucket_find_contain`) and
+    /// agree with its direction. `entryCount` is `nil` for a single sync (looked up as `single`
+    /// with no entries, `debug_dma_sync_single_for_*`), the list's entry count for a scatter-list.
     func checkSync(
         _ device: DMADevice, _ address: DMAAddress, _ size: UInt64, _ direction: DMADirection, toCPU: Bool, entryCount: Int?
     ) throws(DMAError) {
         var found: [DMADebugReport] = []
+        let ref = kernelAddress(address.rawValue)
         func report(_ kind: DMADebugReport.Kind, _ message: String) {
             found.append(DMADebugReport(kind: kind, device: device.name, address: address, size: size, message: message))
         }
         state.withLock { state in
-            guard
-                let entry = state.entries.first(where: {
-                    $0.deviceID == ObjectIdentifier(device) && address >= $0.address && address.rawValue - $0.address.rawValue < $0.size
-                })
-            else {
+            let type: DMADebugMappingType = entryCount == nil ? .single : .scatterList
+            guard let index = Self.findContaining(state.entries, device, address, size, type, direction, entryCount ?? 0) else {
                 report(
                     .syncNotMapped,
-                    "device driver tries to sync DMA memory it has not allocated [device address=\(address)] [size=\(size) bytes]")
+                    "device driver tries to sync DMA memory it has not allocated [device address=\(ref)] [size=\(size) bytes]")
                 return
             }
-            let offset = address.rawValue - entry.address.rawValue
-            if size > entry.size - offset {
+            let entry = state.entries[index]
+            if size > entry.size {
                 report(
                     .syncOutOfBounds,
-                    "device driver syncs DMA memory outside allocated range [device address=\(entry.address)] [allocation size=\(entry.size) bytes] [sync offset=\(offset) size=\(size) bytes]")
+                    "device driver syncs DMA memory outside allocated range [device address=\(kernelAddress(entry.address.rawValue))] [allocation size=\(entry.size) bytes] [sync offset+size=\(size)]")
             }
             if entry.direction == .bidirectional { return }
             if entry.direction != direction {
                 report(
                     .syncDirectionMismatch,
-                    "device driver syncs DMA memory with different direction [device address=\(address)] [size=\(size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
+                    "device driver syncs DMA memory with different direction [device address=\(ref)] [size=\(entry.size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
             }
             if toCPU && entry.direction != .fromDevice && direction != .toDevice {
                 report(
                     .syncReadOnlyForCPU,
-                    "device driver syncs device read-only DMA memory for cpu [device address=\(address)] [size=\(size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
+                    "device driver syncs device read-only DMA memory for cpu [device address=\(ref)] [size=\(entry.size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
             }
             if !toCPU && entry.direction != .toDevice && direction != .fromDevice {
                 report(
                     .syncWriteOnlyForDevice,
-                    "device driver syncs device write-only DMA memory to its device [device address=\(address)] [size=\(size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
+                    "device driver syncs device write-only DMA memory to device [device address=\(ref)] [size=\(entry.size) bytes] [mapped with \(entry.direction.kernelName)] [synced with \(direction.kernelName)]")
             }
-            if let entryCount, entry.type == .scatterList, entry.entryCount != entryCount {
+            if let entryCount, entryCount != 0, entry.entryCount != entryCount {
                 report(
                     .entryCountMismatch,
                     "device driver syncs DMA sg list with different entry count [map count=\(entry.entryCount)] [sync count=\(entryCount)]")
@@ -272,24 +349,76 @@ public final class DMADebug: Sendable {
         try deliver(found)
     }
 
+    /// `check_sg_segment`, for each mapped segment of a scatter-list map: the list's entry at the
+    /// same index is no longer than the device's maximum segment size, and the DMA segment does
+    /// not cross its segment boundary. Problems are reported, never thrown: the map has happened.
+    func checkScatterListSegments(_ device: DMADevice, _ table: DMAScatterTable) {
+        var found: [DMADebugReport] = []
+        let maxSegment = device.maxSegmentSize
+        let boundary = device.segmentBoundaryMask
+        let entries = table.list.ranges.ranges
+        for (index, segment) in table.segments.enumerated() {
+            if index < entries.count, entries[index].length > maxSegment {
+                found.append(
+                    DMADebugReport(
+                        kind: .segmentTooLong, device: device.name, address: segment.address, size: entries[index].length,
+                        message: "mapping sg segment longer than device claims to support [len=\(entries[index].length)] [max=\(maxSegment)]"))
+            }
+            guard segment.length > 0 else { continue }
+            let start = segment.address.rawValue
+            let end = start &+ (segment.length - 1)
+            if (start ^ end) & ~boundary != 0 {
+                found.append(
+                    DMADebugReport(
+                        kind: .segmentAcrossBoundary, device: device.name, address: segment.address, size: segment.length,
+                        message: "mapping sg segment across boundary [start=\(kernelAddress(start))] [end=\(kernelAddress(end))] [boundary=\(kernelAddress(boundary))]"))
+            }
+        }
+        guard !found.isEmpty else { return }
+        state.withLock { Self.add(found, &$0, configuration) }
+    }
+
     private func deliver(_ found: [DMADebugReport]) throws(DMAError) {
         guard let first = found.first else { return }
         if configuration.strict {
             throw DMAError(.debugCheckFailed, .EINVAL, first.description)
         }
-        state.withLock { $0.reports.append(contentsOf: found) }
+        state.withLock { Self.add(found, &$0, configuration) }
     }
 
-    /// `hash_bucket_find`: an exact match wins; otherwise the best partial match, but only when
-    /// exactly one entry has the device and address.
-    private static func bestFit(
+    /// `bucket_find_contain`: the entries of `device` that hold all of `address ..< address + size`,
+    /// taken bucket by bucket from the address's own backwards (at most as many buckets as lie
+    /// below the address); the first bucket with a fit (``bestFit``) wins.
+    private static func findContaining(
         _ entries: [Entry], _ device: DMADevice, _ address: DMAAddress, _ size: UInt64, _ type: DMADebugMappingType,
         _ direction: DMADirection, _ entryCount: Int
     ) -> Int? {
+        let home = bucket(address.rawValue)
+        let limit = min(hashSize, (address.rawValue >> hashShift) + 1)
+        var byStep: [UInt64: [Int]] = [:]
+        for (index, entry) in entries.enumerated() where entry.deviceID == ObjectIdentifier(device) && entry.address <= address {
+            let into = address.rawValue - entry.address.rawValue
+            guard into <= entry.size, size <= entry.size - into else { continue }
+            let step = (home &- bucket(entry.address.rawValue)) & (hashSize - 1)
+            if step < limit { byStep[step, default: []].append(index) }
+        }
+        for step in byStep.keys.sorted() {
+            if let found = bestFit(byStep[step]!, entries, size, type, direction, entryCount) { return found }
+        }
+        return nil
+    }
+
+    /// `__hash_bucket_find` over the entries that matched (`candidates`, indices into `entries`):
+    /// one that agrees on size, type, direction and entry count wins; otherwise the best partial
+    /// match, but only when there is exactly one candidate.
+    private static func bestFit(
+        _ candidates: [Int], _ entries: [Entry], _ size: UInt64, _ type: DMADebugMappingType, _ direction: DMADirection,
+        _ entryCount: Int
+    ) -> Int? {
         var best: (index: Int, score: Int)?
         var matches = 0
-        for (index, entry) in entries.enumerated()
-        where entry.deviceID == ObjectIdentifier(device) && entry.address == address {
+        for index in candidates {
+            let entry = entries[index]
             matches += 1
             var score = 0
             if entry.size == size { score += 1 }
@@ -326,22 +455,22 @@ public struct DMADebugOps: DMAOps {
     public var summary: String { wrapped.summary + " [+ DMA-API debug]" }
     public var addressesAreCPUVirtual: Bool { wrapped.addressesAreCPUVirtual }
 
-    private static func type(_ attributes: DMAAttributes) -> DMADebugMappingType {
-        attributes.contains(.mmio) ? .phys : .single
+    private static func type(_ attributes: DMAAttributes, _ device: DMADevice) -> DMADebugMappingType {
+        .single(attributes, in: device.kernel)
     }
 
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAAddress
     {
         let address = try wrapped.mapPhys(range, direction: direction, attributes: attributes, device: device)
-        debug.record(device, address, range.length, Self.type(attributes), direction, entryCount: 0)
+        debug.record(device, address, range.length, Self.type(attributes, device), direction, entryCount: 0)
         return address
     }
 
     public func unmapPhys(
         _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        try debug.checkUnmap(device, address, length, Self.type(attributes), direction, entryCount: 0)
+        try debug.checkUnmap(device, address, length, Self.type(attributes, device), direction, entryCount: 0)
         try wrapped.unmapPhys(address, length: length, direction: direction, attributes: attributes, device: device)
     }
 
@@ -352,6 +481,7 @@ public struct DMADebugOps: DMAOps {
         for segment in table.segments {
             debug.record(device, segment.address, segment.length, .scatterList, direction, entryCount: list.count)
         }
+        debug.checkScatterListSegments(device, table)  // debug_dma_map_sg checks each segment
         return table
     }
 

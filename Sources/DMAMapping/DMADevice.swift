@@ -33,17 +33,22 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     public let topology: (any P2PTopology)?
     /// The ops that map for it (`get_dma_ops`).
     public let ops: any DMAOps
+    /// The rules of the kernel the device's machine runs: the mapping and debug rules that changed
+    /// between releases ask it (`KernelRules.newest`, 7.1, unless given).
+    public let kernel: KernelRules
 
     /// Creates a device.
     /// - Note: About the arguments:
     ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
     ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
+    ///   - kernel: the release whose mapping rules apply (7.1 unless given).
     /// - Throws: `EINVAL` for a zero maximum segment size or a segment boundary mask that is not
     ///   of the form 2^n − 1.
     public init(
         name: String, memory: SimulatedMemory, ops: any DMAOps, mask: DMAMask = .bits64, dmaOffset: UInt64 = 0,
         minAlignMask: UInt64 = 0, maxSegmentSize: UInt64 = 65536, segmentBoundaryMask: UInt64 = 0xffff_ffff,
-        iommu: IOMMUDomain? = nil, swiotlb: SwiotlbPool? = nil, topology: (any P2PTopology)? = nil
+        iommu: IOMMUDomain? = nil, swiotlb: SwiotlbPool? = nil, topology: (any P2PTopology)? = nil,
+        kernel: KernelRules = .newest
     ) throws(DMAError) {
         guard maxSegmentSize > 0 else {
             throw DMAError(.invalidArgument, .EINVAL, "device \(name): maximum segment size 0")
@@ -62,13 +67,18 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
         self.iommu = iommu
         self.swiotlb = swiotlb
         self.topology = topology
+        self.kernel = kernel
     }
 
-    /// The P2P map type from this device to `provider` (`pci_p2pdma_map_type`): not supported
-    /// without a topology, and not supported when the device's ops cannot carry P2P
-    /// (`dma_pci_p2pdma_supported`, `kernel/dma/mapping.c`).
+    /// The P2P map type from this device to `provider` (`pci_p2pdma_map_type`,
+    /// `drivers/pci/p2pdma.c`): the topology's answer alone, not supported without a topology.
+    ///
+    /// The kernel's function looks only at the provider and the client's place in the PCI tree
+    /// (the cached verdict of `calc_map_type_and_dist`); it never asks the client's DMA ops. Ops
+    /// that cannot carry P2P (no `DMA_F_PCI_P2PDMA_SUPPORTED`) refuse when a P2P list reaches
+    /// them at map time (``DMAOps/checkScatterList(_:direction:device:)``), not here.
     public func p2pMapType(to provider: P2PProvider) -> P2PMapType {
-        guard ops.p2pSupported, let topology else { return .notSupported }
+        guard let topology else { return .notSupported }
         return topology.mapType(provider: provider, client: name)
     }
 

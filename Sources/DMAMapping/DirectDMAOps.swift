@@ -12,8 +12,12 @@ import DMACore
 /// - with forced bouncing (`swiotlb=force`, confidential guests: ``swiotlb``) every RAM mapping is
 ///   bounced and MMIO cannot be mapped at all;
 /// - P2P scatter-lists: bus-address segments get the provider's bus address and are marked
-///   (`sg_dma_mark_bus_address`); through-host-bridge segments are mapped as MMIO; a failed
-///   segment unwinds the ones before it and the list fails with `EIO` (`EREMOTEIO` for P2P).
+///   (`sg_dma_mark_bus_address`); through-host-bridge segments take the normal physical path of
+///   a page (bus offset, bounced when the device cannot reach it), not the MMIO one
+///   (`dma_direct_map_sg` hands them to `dma_direct_map_phys` with the list's own attributes; a
+///   P2P page has a `struct page`, so from 6.18 it may be bounced like RAM, while before 6.18
+///   `dma_direct_map_page` refused to bounce a P2P page); a failed segment unwinds the ones
+///   before it and the list fails with `EIO` (`EREMOTEIO` for P2P).
 /// Direct mapping supports P2P (`dma_pci_p2pdma_supported` is true for a device with no ops).
 public struct DirectDMAOps: DMAOps {
     public let name: String
@@ -58,11 +62,30 @@ public struct DirectDMAOps: DMAOps {
             }
             return address
         }
-        if forceBounce { return try bounce(range, direction: direction, device: device) }
+        return try mapPage(range, direction: direction, device: device, p2pPage: false)
+    }
+
+    /// The physical path of a page, RAM or a P2P page reached through the host bridge
+    /// (`dma_direct_map_phys` without `DMA_ATTR_MMIO`, `kernel/dma/direct.h`): the bus offset is
+    /// added, and the page is bounced when every mapping is, or when the device cannot reach it
+    /// and it has a pool. A P2P page is never bounced before 6.18 (`dma_direct_map_page` answered
+    /// `DMA_MAPPING_ERROR` for `is_pci_p2pdma_page`); from 6.18 the check is gone and a P2P page
+    /// is bounced as RAM is (`KernelRule.mapPhysMMIO`, the same change).
+    private func mapPage(_ range: PhysicalRange, direction: DMADirection, device: DMADevice, p2pPage: Bool) throws(DMAError)
+        -> DMAAddress
+    {
         let address = try DMAAddress(range.start.rawValue).advanced(by: device.dmaOffset)
-        if device.mask.isCapable(address, length: range.length) { return address }
-        if device.swiotlb != nil { return try bounce(range, direction: direction, device: device) }
-        throw overflow(address, range.length, device)
+        let capable = device.mask.isCapable(address, length: range.length)
+        if forceBounce || !capable {
+            if p2pPage && !device.kernel.has(.mapPhysMMIO) {
+                throw DMAError(
+                    .notDMACapable, .ENOMEM,
+                    "\(device.name): P2P page \(range) would need a bounce buffer, which Linux \(device.kernel.version) refuses for P2P pages (dma_direct_map_page, before 6.18)")
+            }
+            if forceBounce || device.swiotlb != nil { return try bounce(range, direction: direction, device: device) }
+            throw overflow(address, range.length, device)
+        }
+        return address
     }
 
     private func overflow(_ address: DMAAddress, _ length: UInt64, _ device: DMADevice) -> DMAError {
@@ -76,7 +99,8 @@ public struct DirectDMAOps: DMAOps {
         guard let pool = device.swiotlb else {
             throw DMAError(.notDMACapable, .ENOMEM, "\(device.name): bouncing is needed but the device has no swiotlb pool")
         }
-        let slot = try pool.map(range, minAlignMask: device.minAlignMask)
+        let slot = try pool.map(
+            range, minAlignMask: device.minAlignMask, segmentBoundaryMask: device.segmentBoundaryMask, dmaOffset: device.dmaOffset)
         let address = DMAAddress(slot.rawValue &+ device.dmaOffset)
         guard device.mask.isCapable(address, length: range.length) else {
             try? pool.unmap(slot, length: range.length, direction: direction, attributes: .skipCPUSync)
@@ -133,13 +157,24 @@ public struct DirectDMAOps: DMAOps {
             case .throughHostBridge?, nil:
                 break
             }
-            let attrs = type == .throughHostBridge ? attributes.union(.mmio) : attributes
-            do {
-                let address = try mapPhys(range, direction: direction, attributes: attrs, device: device)
+            do throws(DMAError) {
+                // dma_direct_map_sg (kernel/dma/direct.c): a host-bridge P2P entry falls through to
+                // the same dma_direct_map_phys call as RAM, with the list's attributes (no
+                // DMA_ATTR_MMIO): bus offset, bounce when needed. (From the refactor a25e7962db0d
+                // to the fix 560000d619ef, backported to 6.18.y, a misplaced `break` left such
+                // entries unmapped; the model follows the fixed code.)
+                let address: DMAAddress
+                if type == .throughHostBridge {
+                    guard direction.isValidForMapping else { throw DMAError.invalidDirection(direction, "dma_map_sgtable") }
+                    try checkMemoryKind(range, attributes: .mmio, device: device)
+                    address = try mapPage(range, direction: direction, device: device, p2pPage: true)
+                } else {
+                    address = try mapPhys(range, direction: direction, attributes: attributes, device: device)
+                }
                 segments.append(DMASegment(address: address, length: range.length))
             } catch {
                 // dma_direct_map_sg: unwind what was mapped, without syncing, and fail with EIO.
-                unwind(segments, direction: direction, attributes: attrs, device: device)
+                unwind(segments, direction: direction, attributes: attributes, device: device)
                 throw DMAError(.mapFailed, .EIO, "segment \(segments.count) of \(list.count): \(error.message)", cause: error)
             }
         }
@@ -161,11 +196,12 @@ public struct DirectDMAOps: DMAOps {
                 .notMapped, .EINVAL,
                 "\(name) maps one segment per entry: the table has \(table.segments.count) segments for \(table.list.count) entries")
         }
-        let attrs = table.p2pMapType == .throughHostBridge ? attributes.union(.mmio) : attributes
+        // dma_direct_unmap_sg: every segment that is not a bus address is unmapped as a page
+        // (host-bridge P2P included: it was mapped on the physical path, perhaps bounced).
         var firstError: DMAError?
         for segment in table.segments where !segment.isBusAddress {
             do {
-                try unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attrs, device: device)
+                try unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attributes, device: device)
             } catch {
                 firstError = firstError ?? error
             }

@@ -11,7 +11,12 @@ import DMACore
 ///   on a page, the join is not on a segment boundary, and the result stays within the maximum
 ///   segment size;
 /// - bus-address P2P entries get the provider's bus address and never touch the IOMMU; through-host-
-///   bridge entries are mapped by the IOMMU with `IOMMU_MMIO`;
+///   bridge entries get regular IOVAs in the list's one range, with the protection of the list's
+///   direction and attributes (no `IOMMU_MMIO`: `iommu_dma_map_sg` lets them through to the same
+///   `iommu_map_sg` as RAM, 6.x and 7.x alike);
+/// - a single mapping for a device whose `min_align_mask` is wider than the IOVA granule is
+///   refused (`__iommu_dma_map`: "Unsupported alignment constraint"; the IOVA allocator cannot
+///   keep those address bits);
 /// - IOVA exhaustion fails the whole list with `ENOMEM` and leaves nothing mapped;
 /// - the device may access a page only as the direction allows (`dma_info_to_prot`).
 /// It also implements the two-step IOVA API (6.16, `Documentation/core-api/dma-api.rst`).
@@ -68,6 +73,13 @@ public struct IOMMUDMAOps: DMAOps {
         guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
         try checkMemoryKind(range, attributes: attributes, device: device)
         let domain = try domain(device)
+        // __iommu_dma_map (drivers/iommu/dma-iommu.c): the allocator keeps only the bits under the
+        // granule, so a wider min_align_mask is a WARN and DMA_MAPPING_ERROR.
+        guard device.minAlignMask <= Self.granule - 1 else {
+            throw DMAError(
+                .invalidArgument, .EINVAL,
+                "\(device.name): Unsupported alignment constraint: min_align_mask \(hex(device.minAlignMask)) is wider than the IOVA granule mask \(hex(Self.granule - 1)) (__iommu_dma_map)")
+        }
         let offset = range.start.rawValue % Self.granule
         let size = try Self.align(range.length, plus: offset)
         let iova = try domain.allocateIOVA(pages: size / Self.granule, limit: device.mask.value, device: device.name)
@@ -110,8 +122,10 @@ public struct IOMMUDMAOps: DMAOps {
             let segments = list.map { DMASegment(address: provider.busAddress(of: $0.start), length: $0.length, isBusAddress: true) }
             return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
         }
-        let attrs = type == .throughHostBridge ? attributes.union(.mmio) : attributes
-        for range in list { try checkMemoryKind(range, attributes: attrs, device: device) }
+        // A host-bridge P2P entry is a page of a BAR: MMIO as memory goes, but mapped with the
+        // list's own protection (iommu_dma_map_sg: "mapped with regular IOVAs").
+        let kind = type == .throughHostBridge ? attributes.union(.mmio) : attributes
+        for range in list { try checkMemoryKind(range, attributes: kind, device: device) }
         let domain = try domain(device)
 
         // Lay the entries out in one IOVA range, as iommu_dma_map_sg does: each entry keeps its
@@ -143,7 +157,7 @@ public struct IOMMUDMAOps: DMAOps {
                     length: place.widened))
         }
         do {
-            try domain.map(runs, protection: IOMMUDomain.Protection(direction: direction, attributes: attrs))
+            try domain.map(runs, protection: IOMMUDomain.Protection(direction: direction, attributes: attributes))
         } catch {
             try? domain.freeIOVA(base)
             throw DMAError(.mapFailed, .EINVAL, "mapping \(list.count) segments: \(error.message)", cause: error)

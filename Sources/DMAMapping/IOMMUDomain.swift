@@ -13,8 +13,45 @@ import Synchronization
 ///   get full-width addresses from then on (`iommu_dma_alloc_iova`, `pci_32bit_workaround`);
 /// - the page table is page-granular with read/write/MMIO permissions (`dma_info_to_prot`), and a
 ///   device access without a present, permitted, synced entry is a fault that is recorded.
-/// - IOVA 0 is never handed out (the domain starts at pfn 1, as `init_iova_domain` is called).
+/// - IOVA 0 is never handed out (the domain starts at pfn 1, as `init_iova_domain` is called);
+/// - reserved regions are never handed out (`iova_reserve_iommu_regions` and
+///   `iova_reserve_pci_windows` in `drivers/iommu/dma-iommu.c` call `reserve_iova` for them when
+///   the domain is set up): the IOMMU's MSI window (0xfee00000–0xfeefffff on x86, reported as
+///   `IOMMU_RESV_MSI` by the Intel and AMD drivers) and the host bridge's memory windows, so an
+///   IOVA never aliases a bus address a peer would decode.
 public final class IOMMUDomain: Sendable {
+    /// A range of IOVA space the allocator never hands out (`struct iommu_resv_region`, or a PCI
+    /// host bridge window reserved by `iova_reserve_pci_windows`).
+    public struct ReservedRegion: Hashable, Sendable, CustomStringConvertible {
+        /// What the region is, for messages (`"MSI"`, `"PCI window 0000:03:00.0 BAR0"`).
+        public let name: String
+        /// The first reserved IOVA.
+        public let start: DMAAddress
+        /// The number of bytes reserved.
+        public let length: UInt64
+
+        /// A region of `length` bytes at `start`.
+        /// - Throws: `EINVAL` for an empty region or one that passes 2^64 − 1.
+        public init(name: String, start: DMAAddress, length: UInt64) throws(DMAError) {
+            guard length > 0, start.rawValue <= UInt64.max - (length - 1) else {
+                throw DMAError(.invalidArgument, .EINVAL, "reserved IOVA region \(name): \(length) bytes at \(start) is empty or passes 2^64 − 1")
+            }
+            self.name = name
+            self.start = start
+            self.length = length
+        }
+
+        /// The x86 interrupt window, which every Intel and AMD IOMMU reports as `IOMMU_RESV_MSI`
+        /// (`IOAPIC_RANGE_START`–`IOAPIC_RANGE_END` in `drivers/iommu/intel/iommu.c`,
+        /// `MSI_RANGE_START`–`MSI_RANGE_END` in `drivers/iommu/amd/iommu.c`): 0xfee00000–0xfeefffff.
+        public static let x86MSI = try! ReservedRegion(name: "MSI", start: 0xfee0_0000, length: 0x10_0000)
+
+        /// The last reserved IOVA.
+        public var end: UInt64 { start.rawValue + (length - 1) }
+        public var description: String { "\(name) \(start)-\(hex(end))" }
+    }
+
+
     /// Page permissions (`IOMMU_READ`, `IOMMU_WRITE`, `IOMMU_MMIO`).
     public struct Protection: OptionSet, Hashable, Sendable {
         public var rawValue: UInt8
@@ -52,6 +89,7 @@ public final class IOMMUDomain: Sendable {
     private struct Extent: Hashable {
         var start: UInt64  // pfn
         var pages: UInt64
+        var reserved = false  // a reserve_iova range: never freed, never an allocation
         var end: UInt64 { start + pages - 1 }
     }
 
@@ -60,6 +98,8 @@ public final class IOMMUDomain: Sendable {
         var table = IOPageTable()
         var faults: [Fault] = []
         var fullWidth: Set<String> = []  // devices whose 32-bit-first workaround is off
+        var reservedExtents = 0
+        var reserved: [ReservedRegion] = []
     }
 
     /// The domain's name, for traces.
@@ -78,17 +118,55 @@ public final class IOMMUDomain: Sendable {
     /// - Note: About the arguments:
     ///   - apertureEnd: the last translatable IOVA; 48 bits by default. A small aperture makes
     ///     exhaustion easy to test.
+    ///   - reserved: the regions the allocator skips (``ReservedRegion/x86MSI`` unless given);
+    ///     add a host bridge's windows with ``reserve(_:)``.
     /// - Throws: `EINVAL` when the aperture holds no page above IOVA 0.
-    public init(name: String = "iommu", apertureEnd: UInt64 = 0xffff_ffff_ffff, tryBelow4GiBFirst: Bool = true)
-        throws(DMAError)
-    {
+    public init(
+        name: String = "iommu", apertureEnd: UInt64 = 0xffff_ffff_ffff, tryBelow4GiBFirst: Bool = true,
+        reserved: [ReservedRegion] = [.x86MSI]
+    ) throws(DMAError) {
         guard apertureEnd >= 2 * Self.granule - 1 else {
             throw DMAError(.invalidArgument, .EINVAL, "IOMMU aperture ending at \(hex(apertureEnd)) has no usable page")
         }
         self.name = name
         self.apertureEnd = apertureEnd
         self.tryBelow4GiBFirst = tryBelow4GiBFirst
+        for region in reserved { try reserve(region) }
     }
+
+    /// Takes `region` out of the allocator (`reserve_iova`), as the domain's setup does for the
+    /// IOMMU's reserved regions and the host bridge's windows. The part beyond the aperture is
+    /// ignored; overlapping reservations merge.
+    /// - Throws: `DMAError/Code/alreadyExists` (`EEXIST`) when a live allocation overlaps it (the
+    ///   kernel reserves before the first mapping).
+    public func reserve(_ region: ReservedRegion) throws(DMAError) {
+        try state.withLock { (state) throws(DMAError) in
+            state.reserved.append(region)
+            var first = region.start.rawValue / Self.granule
+            var last = min(region.end, apertureEnd) / Self.granule
+            guard first <= last else { return }
+            first = max(first, 1)
+            var index = Self.firstIndex(startingAfter: last, state.extents)
+            while index > 0, state.extents[index - 1].end >= first {
+                let extent = state.extents[index - 1]
+                guard extent.reserved else {
+                    throw DMAError(
+                        .alreadyExists, .EEXIST,
+                        "IOMMU domain \(name): reserved region \(region) overlaps the live IOVA allocation at \(hex(extent.start * Self.granule))")
+                }
+                first = min(first, extent.start)
+                last = max(last, extent.end)
+                state.extents.remove(at: index - 1)
+                state.reservedExtents -= 1
+                index -= 1
+            }
+            Self.insert(&state.extents, Extent(start: first, pages: last - first + 1, reserved: true))
+            state.reservedExtents += 1
+        }
+    }
+
+    /// The regions reserved so far, in the order they were reserved.
+    public var reservedRegions: [ReservedRegion] { state.withLock { $0.reserved } }
 
     // MARK: IOVA allocation
 
@@ -124,7 +202,7 @@ public final class IOMMUDomain: Sendable {
     public func freeIOVA(_ address: DMAAddress) throws(DMAError) {
         try state.withLock { (state) throws(DMAError) in
             let pfn = address.rawValue / Self.granule
-            guard let index = Self.extentIndex(containing: pfn, state.extents) else {
+            guard let index = Self.extentIndex(containing: pfn, state.extents), !state.extents[index].reserved else {
                 throw DMAError(.notMapped, .EINVAL, "IOMMU domain \(name): \(address) is not an allocated IOVA")
             }
             state.extents.remove(at: index)
@@ -135,7 +213,7 @@ public final class IOMMUDomain: Sendable {
     public func iovaAllocation(containing address: DMAAddress) -> (start: DMAAddress, length: UInt64)? {
         state.withLock { state in
             let pfn = address.rawValue / Self.granule
-            guard let index = Self.extentIndex(containing: pfn, state.extents) else { return nil }
+            guard let index = Self.extentIndex(containing: pfn, state.extents), !state.extents[index].reserved else { return nil }
             let extent = state.extents[index]
             return (DMAAddress(extent.start * Self.granule), extent.pages * Self.granule)
         }
@@ -296,10 +374,15 @@ public final class IOMMUDomain: Sendable {
         }
     }
 
+    /// The permissions of the page that holds `iova`, or `nil` when it is not mapped.
+    public func protection(at iova: DMAAddress) -> Protection? {
+        state.withLock { $0.table.entry(iova.rawValue / Self.granule)?.protection }
+    }
+
     /// Every fault recorded so far, oldest first.
     public var faults: [Fault] { state.withLock { $0.faults } }
     /// The number of live IOVA allocations.
-    public var liveAllocations: Int { state.withLock { $0.extents.count } }
+    public var liveAllocations: Int { state.withLock { $0.extents.count - $0.reservedExtents } }
     /// The number of mapped pages.
     public var mappedPages: Int { state.withLock { $0.table.presentCount } }
     /// The number of last-level page tables allocated (each maps 2 MiB of IOVA; a table is freed

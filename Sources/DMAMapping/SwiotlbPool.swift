@@ -16,6 +16,10 @@ import Synchronization
 ///   `DMA_ATTR_SKIP_CPU_SYNC`, so a partial device write keeps the original bytes; sync for the
 ///   device copies in for `TO_DEVICE`/`BIDIRECTIONAL`; sync for the CPU and unmap (unless
 ///   `SKIP_CPU_SYNC`) copy back for `FROM_DEVICE`/`BIDIRECTIONAL`;
+/// - an allocation never spans the device's segment boundary (`dma_get_seg_boundary`): a run of
+///   slots whose DMA addresses would cross a multiple of the boundary is skipped
+///   (`iommu_is_span_boundary` in `swiotlb_search_pool_area`, with `max_slots` from
+///   `get_max_slots`);
 /// - a pool with no room fails the mapping ("swiotlb buffer is full") and maps nothing.
 public final class SwiotlbPool: Sendable {
     /// `IO_TLB_SIZE`: 2 KiB.
@@ -91,11 +95,20 @@ public final class SwiotlbPool: Sendable {
 
     /// Takes slots for `size` bytes of `original` and copies the original in
     /// (`swiotlb_tbl_map_single`).
-    /// - Note: `minAlignMask`: the device's `min_align_mask`.
+    /// - Note: About the arguments:
+    ///   - minAlignMask: the device's `min_align_mask`.
+    ///   - segmentBoundaryMask: the device's segment boundary (`dma_get_seg_boundary`): the slots
+    ///     taken never cross a multiple of it + 1 in the device's address space. No boundary
+    ///     unless given.
+    ///   - dmaOffset: the device's bus offset, which places the pool in its address space
+    ///     (`phys_to_dma_unencrypted` of the pool's start).
     /// - Returns: the bounce buffer's physical address.
-    /// - Throws: `DMAError/Code/resourceExhausted` (`ENOMEM`) when the pool is full or the size
-    ///   is beyond ``maxMappingSize(minAlignMask:)``; nothing is taken then.
-    public func map(_ original: PhysicalRange, minAlignMask: UInt64) throws(DMAError) -> PhysicalAddress {
+    /// - Throws: `DMAError/Code/resourceExhausted` (`ENOMEM`) when the pool is full, when no run
+    ///   of free slots fits inside the boundary, or the size is beyond
+    ///   ``maxMappingSize(minAlignMask:)``; nothing is taken then.
+    public func map(_ original: PhysicalRange, minAlignMask: UInt64, segmentBoundaryMask: UInt64 = .max, dmaOffset: UInt64 = 0)
+        throws(DMAError) -> PhysicalAddress
+    {
         let slotSize = Self.slotSize
         let offset = original.start.rawValue & minAlignMask & (slotSize - 1)  // swiotlb_align_offset
         let allocSize = original.length + offset
@@ -106,6 +119,17 @@ public final class SwiotlbPool: Sendable {
         allocAlignMask |= slotSize - 1
         iotlbAlignMask &= ~allocAlignMask
         let stride = Int(max(allocAlignMask, iotlbAlignMask) >> 11) + 1
+        // The boundary in slots (get_max_slots) and where slot 0 sits under it (tbl_dma_addr,
+        // the pool's DMA address masked by the boundary), as swiotlb_search_pool_area has them.
+        let maxSlots = (segmentBoundaryMask >> 11) + 1
+        let tableAddress = (start.rawValue &+ dmaOffset) & segmentBoundaryMask
+        let tableSlots = tableAddress / slotSize + (tableAddress % slotSize == 0 ? 0 : 1)  // nr_slots rounds up
+        func spansBoundary(_ index: Int) -> Bool {
+            // iommu_is_span_boundary: the run's first slot, counted from the last boundary, plus
+            // the run's length passes the boundary.
+            let offset = (tableSlots &+ UInt64(index)) & (maxSlots &- 1)
+            return offset + UInt64(nslots) > maxSlots
+        }
 
         let bounce = try state.withLock { (state) throws(DMAError) -> PhysicalAddress in
             guard nslots <= Self.segmentSlots else {
@@ -126,7 +150,7 @@ public final class SwiotlbPool: Sendable {
                     checked += 1
                     continue
                 }
-                if state.slots[index].list >= nslots {
+                if !spansBoundary(index), state.slots[index].list >= nslots {
                     // found: the run lies inside one segment because `list` never counts past it
                     for i in index..<(index + nslots) {
                         state.slots[i].list = 0

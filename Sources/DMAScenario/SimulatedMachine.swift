@@ -119,10 +119,28 @@ public final class SimulatedMachine: Sendable {
         let ops = try registry.ops(named: opsName)
         let mask = try DMAMask(bits: maskBits ?? function.dmaMaskBits ?? 64)
         let slots = swiotlbSlots ?? (mask.bits < 64 || opsName == "swiotlb" ? 1024 : 0)
+        var domain: IOMMUDomain?
+        if opsName == "iommu" {
+            // iommu_dma_init_domain reserves the IOMMU's regions (MSI) and the host bridge's
+            // windows; the model's windows are the BARs' bus ranges.
+            let made = try IOMMUDomain(name: "\(bdf) domain")
+            for provider in topology.providers {
+                try made.reserve(
+                    IOMMUDomain.ReservedRegion(
+                        name: "PCI window \(provider.owner) BAR\(provider.barIndex)", start: provider.busAddress(of: provider.cpuRange.start),
+                        length: provider.cpuRange.length))
+            }
+            domain = made
+        }
+        // The drivers of the model's devices raise dma_parms as theirs do (amdgpu and nvme
+        // dma_set_max_seg_size(UINT_MAX), mlx5 2 GiB), and the model's exporters hand out entries
+        // of any size (a kernel sg entry stops at 4 GiB − 1): the devices here declare no segment
+        // limit, so the debug layer's check_sg_segment has nothing to say about them. The PCI
+        // defaults (64 KiB, 4 GiB boundary) stay the default of DMADevice itself.
         let device = try DMADevice(
             name: function.address.description, memory: memory, ops: DMADebugOps(wrapping: ops, debug: debug), mask: mask,
-            iommu: opsName == "iommu" ? try IOMMUDomain(name: "\(bdf) domain") : nil,
-            swiotlb: slots > 0 ? try SwiotlbPool(memory: memory, slotCount: slots) : nil, topology: topology)
+            maxSegmentSize: .max, segmentBoundaryMask: .max, iommu: domain, swiotlb: slots > 0 ? try SwiotlbPool(memory: memory, slotCount: slots) : nil, topology: topology,
+            kernel: rules)
         devices.withLock { $0.append(device) }
         return device
     }

@@ -3,6 +3,12 @@ import DMAMapping
 import Testing
 
 /// One test per class of `kernel/dma/debug.c` report.
+/// `0x%016llx`, as debug.c prints addresses.
+func kernelHex(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return "0x" + String(repeating: "0", count: 16 - digits.count) + digits
+}
+
 @Suite("DMA-API debug layer (kernel/dma/debug.c)")
 struct DebugLayerTests {
     struct Setup {
@@ -11,10 +17,12 @@ struct DebugLayerTests {
         let page: PhysicalRange
         var debug: DMADebug { device.debug }
 
-        init(strict: Bool = false, checkMappingErrors: Bool = true) throws {
+        init(strict: Bool = false, checkMappingErrors: Bool = true, showAllErrors: Bool = false, kernel: KernelRules = .newest) throws {
             machine = try Machine()
             device = try machine.device(
-                DirectDMAOps(), debug: DMADebug(configuration: .init(strict: strict, checkMappingErrors: checkMappingErrors)))
+                DirectDMAOps(),
+                debug: DMADebug(configuration: .init(strict: strict, checkMappingErrors: checkMappingErrors, showAllErrors: showAllErrors)),
+                kernel: kernel)
             page = try machine.discontiguousPages(1)[0]
         }
 
@@ -68,11 +76,19 @@ struct DebugLayerTests {
         #expect(s.kinds() == [.directionMismatch])
     }
 
-    @Test("Unmap with another function: single vs phys (MMIO) vs scatter-list")
-    func typeMismatch() throws {
-        let s = try Setup()
-        try s.device.unmapPhys(try s.map(), length: 4096, direction: .toDevice, attributes: .mmio)
-        #expect(s.kinds() == [.typeMismatch])
+    /// kernel/dma/debug.c: from 6.18 every dma_map_phys is recorded as "phy", RAM or MMIO, so a
+    /// RAM mapping unmapped with DMA_ATTR_MMIO is the same function; before, dma_map_page was
+    /// "single" and dma_map_resource "resource". A scatter-list unmapped singly is wrong in both.
+    @Test(
+        "Unmap with another function: single/resource before 6.18, one 'phy' type from 6.18; scatter-list vs single always",
+        arguments: [("6.12", true), ("6.17", true), ("6.18", false), ("7.1", false)])
+    func typeMismatch(kernel: String, ramVersusMMIOIsWrong: Bool) throws {
+        let s = try Setup(kernel: try KernelRules(parsing: kernel))
+        let address = try s.map()
+        #expect(s.debug.liveEntries.map(\.type) == [ramVersusMMIOIsWrong ? .single : .phys])
+        try s.device.unmapPhys(address, length: 4096, direction: .toDevice, attributes: .mmio)
+        #expect(s.kinds() == (ramVersusMMIOIsWrong ? [.typeMismatch] : []))
+        if ramVersusMMIOIsWrong { #expect(s.debug.reports[0].message.contains("[mapped as single] [unmapped as resource]")) }
         s.debug.clearReports()
         let table = try s.device.mapScatterList(try ScatterList.host([s.page]), direction: .toDevice)
         try s.device.unmapPhys(table.segments[0].address, length: 4096, direction: .toDevice)
@@ -104,7 +120,11 @@ struct DebugLayerTests {
         #expect(relaxed.debug.reports.isEmpty)
     }
 
-    @Test("Sync of an address never mapped, and past the end of a mapping")
+    /// kernel/dma/debug.c `check_sync` finds the entry with `bucket_find_contain`: an entry must
+    /// hold the whole synced range. A sync that runs past the end of a mapping is matched by none
+    /// and is "tries to sync DMA memory it has not allocated" (this test asserted
+    /// "outside allocated range" before, which the kernel cannot reach that way).
+    @Test("Sync of an address never mapped, and past the end of a mapping: both 'has not allocated' (containment)")
     func syncBounds() throws {
         let s = try Setup()
         try s.device.syncForCPU(0x7777_0000, length: 16, direction: .fromDevice)
@@ -112,10 +132,34 @@ struct DebugLayerTests {
         s.debug.clearReports()
         let address = try s.map(.fromDevice)
         try s.device.syncForCPU(try address.advanced(by: 4000), length: 200, direction: .fromDevice)
-        #expect(s.kinds() == [.syncOutOfBounds])
+        #expect(s.kinds() == [.syncNotMapped])
+        #expect(s.debug.reports[0].message.contains("tries to sync DMA memory it has not allocated"))
         s.debug.clearReports()
         try s.device.syncForCPU(try address.advanced(by: 4000), length: 96, direction: .fromDevice)
+        try s.device.syncForCPU(address, length: 4096, direction: .fromDevice)
         #expect(s.debug.reports.isEmpty)
+    }
+
+    /// `bucket_find_contain` walks back hash bucket by hash bucket (16384 buckets of 8 KiB of
+    /// address): a sync deep inside a large mapping, buckets after the one the mapping starts in,
+    /// still finds it; two containing mappings in one bucket with no perfect fit find none.
+    @Test("A sync inside a large mapping is found buckets later; two equal containing mappings in one bucket are ambiguous")
+    func syncContainmentWalk() throws {
+        let machine = try Machine()
+        let debug = DMADebug(configuration: .init(checkMappingErrors: false))
+        let device = try machine.device(DirectDMAOps(), debug: debug)
+        let block = try machine.memory.allocate(length: 1 << 20, alignment: 1 << 20)
+        let address = try device.mapPhys(block, direction: .fromDevice)
+        try device.syncForCPU(try address.advanced(by: 900 << 10), length: 4096, direction: .fromDevice)
+        #expect(debug.reports.isEmpty)
+        // The same range mapped again (no IOMMU: the same DMA address): two candidates in one bucket,
+        // neither a perfect fit for a 4 KiB single sync, so hash_bucket_find answers none.
+        let again = try device.mapPhys(block, direction: .fromDevice)
+        #expect(again == address)
+        try device.syncForCPU(try address.advanced(by: 900 << 10), length: 4096, direction: .fromDevice)
+        #expect(debug.reports.map(\.kind) == [.syncNotMapped])
+        try device.unmapPhys(again, length: 1 << 20, direction: .fromDevice)
+        try device.unmapPhys(address, length: 1 << 20, direction: .fromDevice)
     }
 
     @Test("Sync in the wrong direction: TO_DEVICE memory for the CPU, FROM_DEVICE memory for the device")
@@ -144,17 +188,72 @@ struct DebugLayerTests {
         #expect(s.debug.reports.isEmpty)
     }
 
-    @Test("Mappings live at teardown are reported with their count and each entry")
+    /// kernel/dma/debug.c `dma_debug_device_change`: the count, then "One of leaked entries
+    /// details" for one entry (the last met walking the buckets in order); the entries stay.
+    @Test("Mappings live at teardown are reported as the kernel prints it: the count and one entry's details")
     func leaks() throws {
         let s = try Setup()
-        _ = try s.map()
-        _ = try s.device.mapScatterList(try ScatterList.host(try s.machine.discontiguousPages(2)), direction: .fromDevice)
+        let single = try s.map()
+        let table = try s.device.mapScatterList(try ScatterList.host(try s.machine.discontiguousPages(2)), direction: .fromDevice)
         let report = try #require(s.debug.deviceReleased(s.device))
         #expect(report.kind == .leak)
         #expect(report.size == 3)
-        #expect(report.message.contains("[count=3]"))
-        #expect(report.message.split(separator: "\n").filter { $0.contains("[device address=") }.count == 3)
-        #expect(s.debug.liveEntries.isEmpty)
+        let lines = report.message.split(separator: "\n")
+        #expect(lines.count == 2)
+        #expect(lines[0] == "device driver has pending DMA allocations while released from device [count=3]")
+        // the highest hash bucket wins: the single mapping sits above the list's pages
+        let last = ([single] + table.segments.map(\.address)).max { ($0.rawValue >> 13) & 16383 < ($1.rawValue >> 13) & 16383 }!
+        #expect(last == single)
+        #expect(
+            lines[1] == "One of leaked entries details: [device address=\(kernelHex(single.rawValue))] [size=4096 bytes] [mapped with DMA_TO_DEVICE] [mapped as phy]")
+        #expect(s.debug.liveEntries.count == 3)
+    }
+
+    /// `err_printk` prints while `all_errors` is set or `num_errors` (1 by default) has some left;
+    /// every error is counted in `error_count`.
+    @Test("Only the first error is shown by default; all_errors shows every one; every one is counted", arguments: [false, true])
+    func firstErrorOnly(showAll: Bool) throws {
+        let s = try Setup(showAllErrors: showAll)
+        try s.device.unmapPhys(0x1234_5000, length: 4096, direction: .toDevice)
+        try s.device.syncForCPU(0x7777_0000, length: 16, direction: .fromDevice)
+        try s.device.unmapPhys(try s.map(.toDevice), length: 4096, direction: .fromDevice)
+        #expect(s.kinds() == [.unmapNotMapped, .syncNotMapped, .directionMismatch])
+        #expect(s.debug.errorCount == 3)
+        #expect(s.debug.shownReports.map(\.kind) == (showAll ? s.kinds() : [.unmapNotMapped]))
+    }
+
+    /// kernel/dma/debug.c `check_sg_segment`, called by `debug_dma_map_sg` for every mapped segment.
+    @Test("check_sg_segment: an entry longer than max_seg_size, a segment across the segment boundary")
+    func sgSegmentChecks() throws {
+        let machine = try Machine()
+        let debug = DMADebug(configuration: .init(checkMappingErrors: false))
+        // A list built without looking at dma_parms: one 128 KiB entry for a 64 KiB device.
+        let device = try machine.device(DirectDMAOps(), debug: debug, maxSegmentSize: 64 << 10)
+        let big = try machine.memory.allocate(length: 128 << 10, alignment: 128 << 10)
+        let table = try device.mapScatterList(try ScatterList.host([big]), direction: .toDevice)
+        #expect(debug.reports.map(\.kind) == [.segmentTooLong])
+        #expect(debug.reports[0].message == "mapping sg segment longer than device claims to support [len=131072] [max=65536]")
+        try device.unmapScatterList(table, direction: .toDevice)
+        debug.clearReports()
+        // A 64 KiB boundary: an 8 KiB entry straddling a 64 KiB line crosses it on the direct path.
+        let narrow = try machine.device(DirectDMAOps(), name: "0000:05:00.0", debug: debug, segmentBoundaryMask: 0xffff)
+        let block = try machine.memory.allocate(length: 128 << 10, alignment: 64 << 10)
+        let straddle = try block.subrange(offset: (64 << 10) - 4096, length: 8192)
+        let crossing = try narrow.mapScatterList(try ScatterList.host([straddle]), direction: .toDevice)
+        #expect(debug.reports.map(\.kind) == [.segmentAcrossBoundary])
+        let start = straddle.start.rawValue
+        #expect(
+            debug.reports[0].message
+                == "mapping sg segment across boundary [start=\(kernelHex(start))] [end=\(kernelHex(start + 8191))] [boundary=0x000000000000ffff]")
+        try narrow.unmapScatterList(crossing, direction: .toDevice)
+        // The IOMMU pads entries to the boundary (iommu_dma_map_sg), so its segments never cross.
+        debug.clearReports()
+        let mapped = try machine.device(
+            IOMMUDMAOps(), name: "0000:06:00.0", iommu: try IOMMUDomain(), debug: debug, segmentBoundaryMask: 0xffff)
+        let pages = try machine.discontiguousPages(20)
+        let viaIOMMU = try mapped.mapScatterList(try ScatterList.host(pages), direction: .toDevice)
+        #expect(debug.reports.isEmpty)
+        try mapped.unmapScatterList(viaIOMMU, direction: .toDevice)
     }
 
     @Test("Strict mode throws at the first problem, before the call reaches the ops, and keeps the entry")

@@ -73,7 +73,7 @@ struct DirectTests {
         #expect(device.debug.liveEntries.isEmpty)
     }
 
-    @Test("Through the host bridge, P2P segments are mapped as MMIO at their physical address")
+    @Test("Through the host bridge, P2P segments take the page path: physical address + bus offset (0 here)")
     func throughHostBridge() throws {
         let machine = try Machine()
         let device = try machine.device(DirectDMAOps(), topology: .throughHostBridge)

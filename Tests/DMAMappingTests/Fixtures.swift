@@ -19,13 +19,15 @@ struct Machine {
     func device(
         _ ops: any DMAOps, name: String = "0000:04:00.0", mask: Int = 64, pool: Bool = false, iommu: IOMMUDomain? = nil,
         topology: P2PMapType = .busAddress, debug: DMADebug = DMADebug(), minAlignMask: UInt64 = 0,
-        maxSegmentSize: UInt64 = 65536, dmaOffset: UInt64 = 0
+        maxSegmentSize: UInt64 = 65536, dmaOffset: UInt64 = 0, segmentBoundaryMask: UInt64 = 0xffff_ffff,
+        kernel: KernelRules = .newest
     ) throws -> DMADevice {
         try DMADevice(
             name: name, memory: memory, ops: DMADebugOps(wrapping: ops, debug: debug), mask: try DMAMask(bits: mask),
-            dmaOffset: dmaOffset, minAlignMask: minAlignMask, maxSegmentSize: maxSegmentSize, iommu: iommu,
+            dmaOffset: dmaOffset, minAlignMask: minAlignMask, maxSegmentSize: maxSegmentSize,
+            segmentBoundaryMask: segmentBoundaryMask, iommu: iommu,
             swiotlb: pool ? try SwiotlbPool(memory: memory, slotCount: 256) : nil,
-            topology: UniformP2PTopology(topology))
+            topology: UniformP2PTopology(topology), kernel: kernel)
     }
 
     /// `count` pages of RAM, every other page of a block, so no two are adjacent.

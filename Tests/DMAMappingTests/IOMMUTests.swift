@@ -126,7 +126,7 @@ struct IOMMUTests {
         #expect(domain.liveAllocations == 0 && domain.mappedPages == 0)
     }
 
-    @Test("Bus-address P2P segments bypass the IOMMU; through the host bridge they are IOVAs with IOMMU_MMIO")
+    @Test("Bus-address P2P segments bypass the IOMMU; through the host bridge they are regular IOVAs")
     func p2p() throws {
         let machine = try Machine()
         let domain = try IOMMUDomain()

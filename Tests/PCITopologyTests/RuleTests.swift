@@ -165,6 +165,23 @@ struct RuleTests {
         #expect(throws: DMAError.self) { try far.mapScatterList(list, direction: .fromDevice) }
     }
 
+    /// drivers/pci/p2pdma.c: `pci_p2pdma_map_type` reads the provider and the client's place in
+    /// the tree, never the client's DMA ops; ops without P2P support refuse at map time.
+    @Test("The map type is the topology's alone: a device whose ops cannot carry P2P gets the same verdict", arguments: ["0000:04:00.0", "0000:05:00.0"])
+    func mapTypeIgnoresOps(client: String) throws {
+        let t = try Self.build(switchTopology())
+        let vram = try #require(t.providers(of: bdf("0000:03:00.0")).first)
+        let memory = SimulatedMemory()
+        try memory.addBAR(name: "vram", provider: vram)
+        let virt = try DMADevice(name: client, memory: memory, ops: VirtDMAOps(), topology: t)
+        let verdict = try Self.verdict(t, "0000:03:00.0", client).mapType
+        #expect(virt.p2pMapType(to: vram) == verdict)
+        #expect(t.mapType(provider: vram, client: client) == verdict)
+        let list = try ScatterList.peerToPeer([try vram.cpuRange.subrange(offset: 0, length: 4096)], provider: vram)
+        let error = #expect(throws: DMAError.self) { try virt.mapScatterList(list, direction: .fromDevice) }
+        #expect(error?.errno == .EREMOTEIO)
+    }
+
     @Test("Unknown ACS (64-byte config, a non-root read) is taken as redirecting, with a warning")
     func unknownACS() throws {
         var devices = switchTopology(hostBridgeIDs: (0x8086, 0x2030))
