@@ -53,8 +53,13 @@ package enum SystemCall: Sendable, Hashable, CustomStringConvertible {
     case drmGetDevices
     /// Reading a whole file (`open`, `read` until end of file, `close`): `/proc` and `/sys` files.
     case readFile(path: String)
+    /// Reading a whole file relative to the folder open as `folder` (`openat`, `read`, `close`):
+    /// the census's fdinfo, comm and maps of one process.
+    case readFileAt(folder: Int32, path: String)
     /// Listing a folder (`opendir`, `readdir`).
     case listDirectory(path: String)
+    /// Listing the folder `path` of the folder open as `folder` (`openat`, `fdopendir`, `readdir`).
+    case listDirectoryAt(folder: Int32, path: String)
     /// `readlink(2)`.
     case readLink(path: String)
     /// `readlinkat(2)` relative to the folder open as `folder`.
@@ -80,7 +85,9 @@ package enum SystemCall: Sendable, Hashable, CustomStringConvertible {
         case .drmGetVersion(let fd): "drmGetVersion(\(fd))"
         case .drmGetDevices: "drmGetDevices2()"
         case .readFile(let path): "read(\(path))"
+        case .readFileAt(let folder, let path): "read(\(folder), \(path))"
         case .listDirectory(let path): "readdir(\(path))"
+        case .listDirectoryAt(let folder, let path): "readdir(\(folder), \(path))"
         case .readLink(let path): "readlink(\(path))"
         case .readLinkAt(let folder, let path): "readlinkat(\(folder), \(path))"
         }
@@ -259,7 +266,21 @@ package enum SystemCalls {
     /// a device such as `/dev/zero` or a folder in a copied tree is `EINVAL` or `EISDIR`, unread.
     /// - Complexity: O(min(file size, `limit`)).
     package static func readFile(_ path: String, limit: Int = defaultReadLimit) -> Result<[UInt8], Errno> {
-        if let outcome = intercepted(.readFile(path: path)) {
+        readFile(.readFile(path: path), at: AT_FDCWD, path, limit: limit, shortReadEnds: false)
+    }
+
+    /// Reads the file `name` in the folder open as `folder` (`openat(2)`: no path is walked from the
+    /// root, and a short name needs no string of its own), as ``readFile(_:limit:)`` reads.
+    /// `shortReadEnds`: the file is one record of a seq_file (a `/proc/PID/fdinfo/N`, a `comm`),
+    /// which the kernel hands over whole in the first read when it fits: a read that does not fill
+    /// the buffer is the end, and the second read that would return 0 is not made. Never true for
+    /// a file of many records such as `maps`, whose reads stop at a record that does not fit.
+    package static func readFile(at folder: Int32, _ name: String, limit: Int = defaultReadLimit, shortReadEnds: Bool = false) -> Result<[UInt8], Errno> {
+        readFile(.readFileAt(folder: folder, path: name), at: folder, name, limit: limit, shortReadEnds: shortReadEnds)
+    }
+
+    private static func readFile(_ call: SystemCall, at folder: Int32, _ path: String, limit: Int, shortReadEnds: Bool) -> Result<[UInt8], Errno> {
+        if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
             case .contents(let bytes): return .success(bytes)
@@ -268,7 +289,7 @@ package enum SystemCalls {
             }
         }
         var fd: Int32
-        repeat { fd = path.withCString { cOpen($0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } } while fd < 0 && cErrno() == EINTR
+        repeat { fd = path.withCString { cOpenAt(folder, $0, O_RDONLY | O_CLOEXEC | O_NONBLOCK) } } while fd < 0 && cErrno() == EINTR
         if fd < 0 { return .failure(Errno(rawValue: cErrno())) }
         defer { _ = cClose(fd) }
         var status = stat()
@@ -284,7 +305,7 @@ package enum SystemCalls {
         // a hundred thousand small fdinfo files) and is appended: linear in the file's length.
         var bytes: [UInt8] = []
         while true {
-            let room = min(65536, limit + 1 - bytes.count)
+            let room = min(shortReadEnds ? 4096 : 65536, limit + 1 - bytes.count)
             var failure: Int32 = 0
             var count = 0
             withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
@@ -297,6 +318,7 @@ package enum SystemCalls {
             if count < 0 { return .failure(Errno(rawValue: failure)) }
             if count == 0 { return .success(bytes) }
             if bytes.count > limit { return .failure(.EFBIG) }
+            if shortReadEnds, count < room { return .success(bytes) }
         }
     }
 
@@ -313,7 +335,17 @@ package enum SystemCalls {
 
     /// Lists the names in a folder, without `.` and `..`.
     package static func listDirectory(_ path: String) -> Result<[String], Errno> {
-        if let outcome = intercepted(.listDirectory(path: path)) {
+        listDirectory(.listDirectory(path: path), at: AT_FDCWD, path)
+    }
+
+    /// Lists the names in the folder `name` of the folder open as `folder` (`openat(2)` then
+    /// `fdopendir(3)`), without `.` and `..`.
+    package static func listDirectory(at folder: Int32, _ name: String) -> Result<[String], Errno> {
+        listDirectory(.listDirectoryAt(folder: folder, path: name), at: folder, name)
+    }
+
+    private static func listDirectory(_ call: SystemCall, at folder: Int32, _ path: String) -> Result<[String], Errno> {
+        if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
             case .contents(let bytes):
@@ -322,7 +354,15 @@ package enum SystemCalls {
             default: preconditionFailure("interceptor answered listDirectory with a value of the wrong kind")
             }
         }
-        guard let dir = cOpendir(path) else { return .failure(Errno(rawValue: cErrno())) }
+        var fd: Int32
+        repeat { fd = path.withCString { cOpenAt(folder, $0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } } while fd < 0 && cErrno() == EINTR
+        if fd < 0 { return .failure(Errno(rawValue: cErrno())) }
+        // fdopendir owns the descriptor from here: closedir closes it.
+        guard let dir = cFdopendir(fd) else {
+            let failure = cErrno()
+            _ = cClose(fd)
+            return .failure(Errno(rawValue: failure))
+        }
         defer { _ = cClosedir(dir) }
         var names: [String] = []
         while let entry = cReaddir(dir) {
@@ -399,7 +439,7 @@ private func cMunmap(_ address: UnsafeMutableRawPointer, _ length: Int) -> Int32
 private func cFtruncate(_ fd: Int32, _ length: off_t) -> Int32 { ftruncate(fd, length) }
 private func cPread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, _ offset: off_t) -> Int { pread(fd, buffer, count, offset) }
 private func cPwrite(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ offset: off_t) -> Int { pwrite(fd, buffer, count, offset) }
-private func cOpendir(_ path: String) -> OpaquePointer? { opendir(path) }
+private func cFdopendir(_ fd: Int32) -> OpaquePointer? { fdopendir(fd) }
 private func cClosedir(_ dir: OpaquePointer) -> Int32 { closedir(dir) }
 private func cReaddir(_ dir: OpaquePointer) -> UnsafeMutablePointer<dirent>? { readdir(dir) }
 private func cReadlinkat(_ folder: Int32, _ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<UInt8>, _ count: Int) -> Int {

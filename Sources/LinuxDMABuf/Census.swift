@@ -1,4 +1,9 @@
 import DMACore
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
 
 /// Every dma-buf held by every process, read from procfs: `/proc/PID/fd` (a dma-buf's link reads
 /// `/dmabuf:NAME`, or `anon_inode:dmabuf` before 5.x), `/proc/PID/fdinfo/FD` (`dma_buf_show_fdinfo`:
@@ -145,9 +150,24 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
         }
 
         for pid in pids {
-            let base = "\(procRoot)/\(pid)"
+            // The process's folder is opened once and every file is read relative to it (`openat`,
+            // `readlinkat`): a name such as `fdinfo/12` is short enough to need no allocation, and
+            // the kernel walks two components instead of the whole path, for each of the four calls
+            // an fd costs.
+            let folder: Int32
+            switch SystemCalls.openAt(AT_FDCWD, "\(procRoot)/\(pid)", O_RDONLY | O_DIRECTORY) {
+            case .success(let fd): folder = fd
+            case .failure(let errno) where errno == .ENOENT:
+                census.vanished += 1
+                continue
+            case .failure(let errno):
+                census.processesScanned += 1
+                census.unreadable.append(Unreadable(pid: pid, what: "fd", errno: errno.name))
+                continue
+            }
+            defer { _ = SystemCalls.close(folder) }
             let fds: [String]
-            switch SystemCalls.listDirectory("\(base)/fd") {
+            switch SystemCalls.listDirectory(at: folder, "fd") {
             case .success(let names): fds = names
             case .failure(let errno) where errno == .ENOENT:
                 census.vanished += 1
@@ -158,7 +178,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 continue
             }
             census.processesScanned += 1
-            let commBytes = try? SystemCalls.readFile("\(base)/comm").get()
+            let commBytes = try? SystemCalls.readFile(at: folder, "comm", shortReadEnds: true).get()
             let comm = commBytes.map { String(decoding: $0, as: UTF8.self).trimmingSuffix("\n") } ?? "?"
             var recordedComm = false
             func recordHolder() {
@@ -169,11 +189,11 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             }
             for fdName in fds {
                 guard let fd = Int32(fdName),
-                      let target = try? SystemCalls.readLink("\(base)/fd/\(fdName)").get(),
+                      let target = try? SystemCalls.readLink(at: folder, "fd/" + fdName).get(),
                       isDMABufPath(target)
                 else { continue }
                 let bytes: [UInt8]
-                switch SystemCalls.readFile("\(base)/fdinfo/\(fdName)", limit: fdinfoLimit) {
+                switch SystemCalls.readFile(at: folder, "fdinfo/" + fdName, limit: fdinfoLimit, shortReadEnds: true) {
                 case .success(let read): bytes = read
                 case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
                 case .failure(let errno):
@@ -198,7 +218,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     buffer.holders[index].fds.append(fd)
                 }
             }
-            switch SystemCalls.readFile("\(base)/maps", limit: mapsLimit) {
+            switch SystemCalls.readFile(at: folder, "maps", limit: mapsLimit) {
             case .success(let bytes):
                 var kept: [UInt8] = []
                 // Only lines that name a dma-buf are parsed: a busy process's maps is mostly

@@ -64,14 +64,22 @@ struct FDInfoAndCensusTests {
     }
 
     /// Fails what a non-root user could not read, and makes pid 400 vanish.
+    /// The census reads each process's files relative to its open folder (`openat`), so the
+    /// handler knows a process by the path of the folder descriptor it is handed.
     static func restrictions(_ root: String) -> MockKernel.Handler {
-        { call, _ in
+        let root = (try? SystemCalls.realPath(root).get()) ?? root
+        return { call, _ in
             switch call {
-            case .listDirectory(let path) where path == "\(root)/300/fd": .fails(.EACCES)
-            case .listDirectory(let path) where path == "\(root)/400/fd": .fails(.ENOENT)
+            case .listDirectoryAt(let folder, "fd") where folderPath(folder) == "\(root)/300": .fails(.EACCES)
+            case .listDirectoryAt(let folder, "fd") where folderPath(folder) == "\(root)/400": .fails(.ENOENT)
             default: .perform
             }
         }
+    }
+
+    /// Where an open folder descriptor points (`/proc/self/fd/N`).
+    static func folderPath(_ fd: Int32) -> String {
+        (try? SystemCalls.readLink("/proc/self/fd/\(fd)").get()) ?? ""
     }
 
     @Test("The census groups by inode across processes, sums per exporter, and reports unreadable processes")
