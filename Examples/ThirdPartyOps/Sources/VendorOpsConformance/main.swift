@@ -6,5 +6,6 @@ import VendorOps
 
 exit(DMAConformanceRunner.main([
     .init(IdentityOps()),
+    .init(WindowOps()),
     .init(MaskIgnoringOps(), expectedFailures: ["dma-mask"]),
 ]))
