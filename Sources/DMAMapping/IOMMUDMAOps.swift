@@ -195,16 +195,9 @@ public struct IOMMUDMAOps: DMAOps {
         try unmapRange(first.address, length: end - first.address.rawValue, device: device)
     }
 
-    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-        // A coherent device behind an IOMMU needs no CPU cache work and no bounce.
-    }
-
-    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-    }
+    // A coherent device behind an IOMMU needs no CPU cache work and no bounce.
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
 
     public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
         try domain(device).translate(address, access: access, device: device.name)
@@ -305,20 +298,12 @@ public struct VirtDMAOps: DMAOps {
         return try DMAAddress(range.start.rawValue).advanced(by: Self.pageOffset)
     }
 
+    // Nothing was set up, so unmap and sync have nothing to do.
     public func unmapPhys(
         _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
-    ) throws(DMAError) {
-    }
-
-    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-    }
-
-    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-    }
+    ) throws(DMAError) {}
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
 
     public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
         guard address.rawValue >= Self.pageOffset else {
