@@ -7,6 +7,10 @@ import Synchronization
 /// promises drivers (`include/linux/dma-map-ops.h`, `kernel/dma/mapping.c`, `kernel/dma/debug.c`),
 /// each run with real bytes through the simulated DMA engine on a fresh machine.
 ///
+/// The suite drives the ops as a driver does: through the device's DMA API (`DMADevice.mapPhys`,
+/// `mapScatterList`, their unmaps and syncs), which checks the direction before any ops is
+/// reached, so the ops under test are never handed `DMA_NONE` and need no check of their own.
+///
 /// It imports no test framework (the shape of swift-nio's `ByteToMessageDecoderVerifier`): call
 /// ``run()`` from Swift Testing, XCTest, the `dmabuf conformance` command or a SwiftPM plugin and
 /// read the report. The devices it builds have everything an ops may use: an IOMMU domain, a
@@ -27,7 +31,7 @@ public struct DMAOpsConformance: Sendable {
         ("round-trip-single", "dma_map_phys: bytes reach the device and come back, in every valid direction"),
         ("round-trip-scatterlist", "dma_map_sgtable: the same for 8 discontiguous pages"),
         ("dma-mask", "dma_capable: no address the device uses lies beyond its mask"),
-        ("direction-none", "valid_dma_direction: DMA_NONE refused with EINVAL, nothing mapped"),
+        ("direction-none", "valid_dma_direction: DMA_NONE is the kernel's BUG_ON, refused by the DMA API (kernel-bug) with nothing changed; a DMA_NONE dma_iova_link refused"),
         ("bad-ranges", "unbacked ranges and address overflow refused, nothing mapped"),
         ("p2p-policy", "a P2P list only for p2pSupported ops (EREMOTEIO otherwise), bus addresses untouched"),
         ("sync-semantics", "sync for the CPU shows device writes; sync for the device shows CPU writes"),
@@ -145,12 +149,12 @@ public struct DMAOpsConformance: Sendable {
             let rig = try rig()
             let device = try device(rig)
             let page = try pages(rig, 1)[0]
-            let address = try rig.ops.mapPhys(page, direction: direction, attributes: [], device: device)
+            let address = try device.mapPhys(page, direction: direction)
             try exercise(
                 rig, device, ranges: [page], segments: [DMASegment(address: address, length: pageSize)], direction: direction,
-                syncForDevice: { try rig.ops.syncForDevice(address, length: pageSize, direction: direction, device: device) },
-                syncForCPU: { try rig.ops.syncForCPU(address, length: pageSize, direction: direction, device: device) })
-            try rig.ops.unmapPhys(address, length: pageSize, direction: direction, attributes: [], device: device)
+                syncForDevice: { try device.syncForDevice(address, length: pageSize, direction: direction) },
+                syncForCPU: { try device.syncForCPU(address, length: pageSize, direction: direction) })
+            try device.unmapPhys(address, length: pageSize, direction: direction)
         }
         return "4 KiB through map_phys in DMA_TO_DEVICE, DMA_FROM_DEVICE and DMA_BIDIRECTIONAL"
     }
@@ -161,14 +165,14 @@ public struct DMAOpsConformance: Sendable {
             let rig = try rig()
             let device = try device(rig)
             let ranges = try pages(rig, 8)
-            let table = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: direction, attributes: [], device: device)
+            let table = try device.mapScatterList(try ScatterList.host(ranges), direction: direction)
             guard table.mappedLength == 8 * pageSize else { throw fail("\(direction): the segments cover \(table.mappedLength) bytes, not \(8 * pageSize)") }
             shapes.append(table.segments.count)
             try exercise(
                 rig, device, ranges: ranges, segments: table.segments, direction: direction,
-                syncForDevice: { try rig.ops.syncScatterListForDevice(table, direction: direction, device: device) },
-                syncForCPU: { try rig.ops.syncScatterListForCPU(table, direction: direction, device: device) })
-            try rig.ops.unmapScatterList(table, direction: direction, attributes: [], device: device)
+                syncForDevice: { try device.syncForDevice(table, direction: direction) },
+                syncForCPU: { try device.syncForCPU(table, direction: direction) })
+            try device.unmapScatterList(table, direction: direction)
         }
         return "8 discontiguous pages in every valid direction (\(shapes[0]) segment(s))"
     }
@@ -182,46 +186,80 @@ public struct DMAOpsConformance: Sendable {
         var refused = 0
         for range in ranges {
             do {
-                let address = try rig.ops.mapPhys(range, direction: .bidirectional, attributes: [], device: device)
+                let address = try device.mapPhys(range, direction: .bidirectional)
                 guard device.mask.isCapable(address, length: range.length) else {
                     throw fail("\(range) was mapped at \(address), beyond the device's 32-bit mask")
                 }
-                try rig.ops.unmapPhys(address, length: range.length, direction: .bidirectional, attributes: [], device: device)
+                try device.unmapPhys(address, length: range.length, direction: .bidirectional)
                 mapped += 1
             } catch let error as DMAError {
                 refused += 1
                 _ = error
             }
         }
-        let table = try? rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .toDevice, attributes: [], device: device)
+        let table = try? device.mapScatterList(try ScatterList.host(ranges), direction: .toDevice)
         if let table {
             for segment in table.segments where !device.mask.isCapable(segment.address, length: segment.length) {
                 throw fail("a scatter-list segment at \(segment.address) lies beyond the 32-bit mask")
             }
-            try rig.ops.unmapScatterList(table, direction: .toDevice, attributes: [], device: device)
+            try device.unmapScatterList(table, direction: .toDevice)
         }
         return "a 32-bit device and memory above 4 GiB: \(mapped) page(s) mapped within the mask, \(refused) refused with a typed error"
     }
 
+    /// `DMA_NONE` through every DMA API entry a mapping meets is the kernel's
+    /// `BUG_ON(!valid_dma_direction(dir))` (`kernel/dma/mapping.c`, 7.1): the model refuses it with
+    /// `kernel-bug` before the ops, so nothing changes and a live mapping is left as it was. The
+    /// part the ops own: `dma_iova_link` has no such check in the kernel, so ops that implement the
+    /// two-step API must refuse a `DMA_NONE` link themselves (it would give the device an IOVA with
+    /// no access, which x86 IOMMUs refuse with `EINVAL`), leaving nothing linked.
     private func directionNone() throws -> String {
         let rig = try rig()
         let device = try device(rig)
         let ranges = try pages(rig, 2)
         let before = footprint(device)
-        for attempt in 0..<2 {
+        let list = try ScatterList.host(ranges)
+        let live = try device.mapScatterList(list, direction: .bidirectional)
+        let mapped = footprint(device)
+        let first = live.segments[0]
+        let calls: [(String, () throws -> Void)] = [
+            ("dma_map_phys", { _ = try device.mapPhys(ranges[0], direction: .none) }),
+            ("dma_map_sgtable", { _ = try device.mapScatterList(list, direction: .none) }),
+            ("dma_sync_single_for_cpu", { try device.syncForCPU(first.address, length: first.length, direction: .none) }),
+            ("dma_sync_single_for_device", { try device.syncForDevice(first.address, length: first.length, direction: .none) }),
+            ("dma_sync_sgtable_for_cpu", { try device.syncForCPU(live, direction: .none) }),
+            ("dma_sync_sgtable_for_device", { try device.syncForDevice(live, direction: .none) }),
+            ("dma_unmap_phys", { try device.unmapPhys(first.address, length: first.length, direction: .none) }),
+            ("dma_unmap_sgtable", { try device.unmapScatterList(live, direction: .none) }),
+        ]
+        for (call, body) in calls {
             do {
-                if attempt == 0 {
-                    _ = try rig.ops.mapPhys(ranges[0], direction: .none, attributes: [], device: device)
-                } else {
-                    _ = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .none, attributes: [], device: device)
-                }
-                throw fail(attempt == 0 ? "map_phys accepted DMA_NONE" : "map_sg accepted DMA_NONE")
+                try body()
+                throw fail("\(call) accepted DMA_NONE")
             } catch let error as DMAError {
-                guard error.errno == .EINVAL else { throw fail("DMA_NONE refused with \(error.errno.name), not EINVAL") }
+                guard error.code == .kernelBug else {
+                    throw fail("\(call) with DMA_NONE: \(error.code) (\(error.errno.name)), not kernel-bug, the kernel's BUG_ON")
+                }
             }
         }
-        guard footprint(device) == before else { throw fail("refusing DMA_NONE left state behind: \(footprint(device))") }
-        return "refused with EINVAL by map_phys and map_sg; nothing mapped"
+        guard footprint(device) == mapped else { throw fail("refusing DMA_NONE changed the device's state: \(footprint(device))") }
+        guard try Self.deviceWriteReachesPages(live, list, seed: 0x5A, device: device, memory: rig.memory) else {
+            throw fail("after the refused DMA_NONE calls the live mapping no longer reaches its pages")
+        }
+        try device.unmapScatterList(live, direction: .bidirectional)
+        guard footprint(device) == before else { throw fail("the live mapping's unmap left \(footprint(device))") }
+        var twoStep = "the ops have no two-step IOVA API"
+        if let state = try device.ops.iovaTryAlloc(ranges[0].start, size: pageSize, device: device) {
+            let pagesBefore = device.iommu?.mappedPages
+            let linked = (try? device.ops.iovaLink(
+                state, physical: ranges[0].start, offset: 0, length: pageSize, direction: .none, attributes: [], device: device)) != nil
+            let left = device.iommu?.mappedPages != pagesBefore
+            try? device.ops.iovaDestroy(state, mappedLength: linked ? pageSize : 0, direction: .bidirectional, attributes: [], device: device)
+            guard !linked && !left else { throw fail("dma_iova_link with DMA_NONE linked a page (linked: \(linked), pages left: \(left))") }
+            twoStep = "dma_iova_link with DMA_NONE refused, nothing linked"
+        }
+        guard footprint(device) == before else { throw fail("the two-step IOVA calls left \(footprint(device))") }
+        return "kernel-bug from map_phys, map_sg, the four syncs and both unmaps; nothing changed, the live mapping intact; \(twoStep)"
     }
 
     private func badRanges() throws -> String {
@@ -230,12 +268,12 @@ public struct DMAOpsConformance: Sendable {
         let before = footprint(device)
         let unbacked = try PhysicalRange(start: 0x7_0000_0000, length: pageSize)
         do {
-            let address = try rig.ops.mapPhys(unbacked, direction: .toDevice, attributes: [], device: device)
+            let address = try device.mapPhys(unbacked, direction: .toDevice)
             throw fail("a range no memory backs was mapped at \(address)")
         } catch is DMAError {}
         let straddle = try PhysicalRange(start: PhysicalAddress(0x1000_0000 + (64 << 20) - pageSize), length: 2 * pageSize)
         do {
-            let address = try rig.ops.mapPhys(straddle, direction: .toDevice, attributes: [], device: device)
+            let address = try device.mapPhys(straddle, direction: .toDevice)
             throw fail("a range running past the end of RAM was mapped at \(address)")
         } catch is DMAError {}
         guard footprint(device) == before else { throw fail("refused ranges left state behind: \(footprint(device))") }
@@ -243,12 +281,10 @@ public struct DMAOpsConformance: Sendable {
         let wrapping = try DMADevice(
             name: "0000:05:00.0", memory: rig.memory, ops: rig.ops, dmaOffset: UInt64.max - 0x1000, iommu: try IOMMUDomain(),
             swiotlb: nil, topology: UniformP2PTopology(.busAddress))
-        if let address = try? rig.ops.mapPhys(try pages(rig, 1)[0], direction: .toDevice, attributes: [], device: wrapping),
-            !rig.ops.addressesAreCPUVirtual
-        {
-            let back = try? rig.ops.translate(address, access: .read, device: wrapping)
+        if let address = try? wrapping.mapPhys(try pages(rig, 1)[0], direction: .toDevice), !rig.ops.addressesAreCPUVirtual {
+            let back = try? wrapping.resolve(address, access: .read)
             guard back != nil else { throw fail("a mapping at \(address) does not translate back: the address wrapped") }
-            try? rig.ops.unmapPhys(address, length: pageSize, direction: .toDevice, attributes: [], device: wrapping)
+            try? wrapping.unmapPhys(address, length: pageSize, direction: .toDevice)
         }
         return "unbacked and straddling ranges refused with typed errors; no wrapped address handed out"
     }
@@ -261,7 +297,7 @@ public struct DMAOpsConformance: Sendable {
             provider: rig.provider)
         let before = footprint(device)
         do {
-            let table = try rig.ops.mapScatterList(list, direction: .fromDevice, attributes: [], device: device)
+            let table = try device.mapScatterList(list, direction: .fromDevice)
             guard rig.ops.p2pSupported else {
                 throw fail("ops without p2pSupported accepted a P2P scatter-list (\(table.segments.count) segments)")
             }
@@ -271,7 +307,7 @@ public struct DMAOpsConformance: Sendable {
             }
             try device.dmaWrite([0x42], at: table.segments[1].address)
             guard try rig.memory.read(list[1].start, count: 1) == [0x42] else { throw fail("a write to the bus address did not land in the BAR") }
-            try rig.ops.unmapScatterList(table, direction: .fromDevice, attributes: [], device: device)
+            try device.unmapScatterList(table, direction: .fromDevice)
             return "P2P list mapped at its bus addresses, marked, bytes landed in the BAR"
         } catch let error as DMAError {
             guard !rig.ops.p2pSupported else { throw fail("p2pSupported ops refused a bus-address P2P list: \(error)") }
@@ -288,24 +324,24 @@ public struct DMAOpsConformance: Sendable {
         let device = try device(rig, mask: rig.ops.addressesAreCPUVirtual ? 64 : 32)
         let page = try pages(rig, 1)[0]
         let address: DMAAddress
-        do { address = try rig.ops.mapPhys(page, direction: .bidirectional, attributes: [], device: device) } catch {
+        do { address = try device.mapPhys(page, direction: .bidirectional) } catch {
             return "not applicable: the ops refuse memory beyond a 32-bit mask (checked by dma-mask)"
         }
         guard rig.ops.addressesAreCPUVirtual || device.mask.isCapable(address, length: pageSize) else {
-            try? rig.ops.unmapPhys(address, length: pageSize, direction: .bidirectional, attributes: [], device: device)
+            try? device.unmapPhys(address, length: pageSize, direction: .bidirectional)
             return "not applicable: the mapping lies beyond the device's mask (reported by dma-mask)"
         }
         for round in 0..<3 {
             let cpu = Self.pattern(UInt8(10 + round), Int(pageSize))
             try rig.memory.write(cpu, at: page.start)
-            try rig.ops.syncForDevice(address, length: pageSize, direction: .bidirectional, device: device)
+            try device.syncForDevice(address, length: pageSize, direction: .bidirectional)
             guard try device.dmaRead(at: address, count: Int(pageSize)) == cpu else { throw fail("round \(round): sync for the device did not show the CPU's bytes") }
             let dev = Self.pattern(UInt8(20 + round), Int(pageSize))
             try device.dmaWrite(dev, at: address)
-            try rig.ops.syncForCPU(address, length: pageSize, direction: .bidirectional, device: device)
+            try device.syncForCPU(address, length: pageSize, direction: .bidirectional)
             guard try rig.memory.read(page.start, count: Int(pageSize)) == dev else { throw fail("round \(round): sync for the CPU did not show the device's bytes") }
         }
-        try rig.ops.unmapPhys(address, length: pageSize, direction: .bidirectional, attributes: [], device: device)
+        try device.unmapPhys(address, length: pageSize, direction: .bidirectional)
         return "three rounds of CPU write → sync for device → device read, device write → sync for CPU → CPU read"
     }
 
@@ -318,8 +354,8 @@ public struct DMAOpsConformance: Sendable {
             let ranges = try pages(rig, count)
             let before = footprint(device)
             do {
-                let table = try rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .toDevice, attributes: [], device: device)
-                try rig.ops.unmapScatterList(table, direction: .toDevice, attributes: [], device: device)
+                let table = try device.mapScatterList(try ScatterList.host(ranges), direction: .toDevice)
+                try device.unmapScatterList(table, direction: .toDevice)
             } catch {
                 failures += 1
                 guard footprint(device) == before else {
@@ -337,11 +373,11 @@ public struct DMAOpsConformance: Sendable {
         let before = footprint(device)
         for round in 0..<20 {
             let ranges = try pages(rig, 1 + round % 5)
-            if let table = try? rig.ops.mapScatterList(try ScatterList.host(ranges), direction: .bidirectional, attributes: [], device: device) {
-                try rig.ops.unmapScatterList(table, direction: .bidirectional, attributes: [], device: device)
+            if let table = try? device.mapScatterList(try ScatterList.host(ranges), direction: .bidirectional) {
+                try device.unmapScatterList(table, direction: .bidirectional)
             }
-            if let address = try? rig.ops.mapPhys(ranges[0], direction: .fromDevice, attributes: [], device: device) {
-                try rig.ops.unmapPhys(address, length: pageSize, direction: .fromDevice, attributes: [], device: device)
+            if let address = try? device.mapPhys(ranges[0], direction: .fromDevice) {
+                try device.unmapPhys(address, length: pageSize, direction: .fromDevice)
             }
         }
         guard footprint(device) == before else { throw fail("after 20 map/unmap rounds: \(footprint(device))") }
@@ -370,7 +406,7 @@ public struct DMAOpsConformance: Sendable {
     /// CPU, do the mapping's own pages hold it? (An address handed to two live mappings sends the
     /// bytes elsewhere.)
     private static func deviceWriteReachesPages(
-        _ table: DMAScatterTable, _ list: ScatterList, seed: UInt8, ops: any DMAOps, device: DMADevice, memory: SimulatedMemory
+        _ table: DMAScatterTable, _ list: ScatterList, seed: UInt8, device: DMADevice, memory: SimulatedMemory
     ) throws -> Bool {
         let bytes = pattern(seed, Int(table.mappedLength))
         var at = 0
@@ -378,7 +414,7 @@ public struct DMAOpsConformance: Sendable {
             try device.dmaWrite(Array(bytes[at..<(at + Int(segment.length))]), at: segment.address)
             at += Int(segment.length)
         }
-        try ops.syncScatterListForCPU(table, direction: .bidirectional, device: device)
+        try device.syncForCPU(table, direction: .bidirectional)
         var seen: [UInt8] = []
         for range in list { seen += try memory.read(range.start, count: Int(range.length)) }
         return seen == bytes
@@ -398,19 +434,18 @@ public struct DMAOpsConformance: Sendable {
             var maps = 0
         }
         let shared = ModelMutex(Shared())
-        let ops = rig.ops
         let memory = rig.memory
         // One mapping stays live through every round, so an address handed out twice is caught
         // whatever the scheduler does: on two cores the workers may never overlap in time, but
         // each of them overlaps this one.
         let residentList = try ScatterList.host(residentPages)
-        let resident = try ops.mapScatterList(residentList, direction: .bidirectional, attributes: [], device: device)
+        let resident = try device.mapScatterList(residentList, direction: .bidirectional)
         shared.withLock { $0.live = resident.segments.map { ($0.address, $0.length) } }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             for round in 0..<rounds {
                 do {
                     let list = try ScatterList.host(pagesPerWorker[worker])
-                    let table = try ops.mapScatterList(list, direction: .bidirectional, attributes: [], device: device)
+                    let table = try device.mapScatterList(list, direction: .bidirectional)
                     shared.withLock { s in
                         for segment in table.segments {
                             let end = segment.address.rawValue + segment.length
@@ -425,7 +460,7 @@ public struct DMAOpsConformance: Sendable {
                     // unmap: the device writes this worker's bytes, which must reach this worker's
                     // own pages (an address handed to two live mappings sends them elsewhere).
                     let reached = try Self.deviceWriteReachesPages(
-                        table, list, seed: UInt8(truncatingIfNeeded: 31 &* worker &+ round), ops: ops, device: device, memory: memory)
+                        table, list, seed: UInt8(truncatingIfNeeded: 31 &* worker &+ round), device: device, memory: memory)
                     if !reached {
                         shared.withLock { $0.problems.append("worker \(worker) round \(round): the device's bytes did not reach the worker's own pages (another live mapping shares its addresses)") }
                     }
@@ -436,17 +471,17 @@ public struct DMAOpsConformance: Sendable {
                             if let index = s.live.firstIndex(where: { $0.0 == segment.address && $0.1 == segment.length }) { s.live.remove(at: index) }
                         }
                     }
-                    try ops.unmapScatterList(table, direction: .bidirectional, attributes: [], device: device)
+                    try device.unmapScatterList(table, direction: .bidirectional)
                 } catch {
                     shared.withLock { $0.problems.append("worker \(worker) round \(round): \(error)") }
                 }
             }
         }
         // The resident mapping still reaches its own pages after all that.
-        if try !Self.deviceWriteReachesPages(resident, residentList, seed: 0xA7, ops: ops, device: device, memory: memory) {
+        if try !Self.deviceWriteReachesPages(resident, residentList, seed: 0xA7, device: device, memory: memory) {
             shared.withLock { $0.problems.append("the mapping held through every round no longer reaches its own pages") }
         }
-        try ops.unmapScatterList(resident, direction: .bidirectional, attributes: [], device: device)
+        try device.unmapScatterList(resident, direction: .bidirectional)
         let result = shared.withLock { $0 }
         if let first = result.problems.first { throw fail(first + " (\(result.problems.count) problem(s))") }
         guard footprint(device) == before else { throw fail("after concurrent use: \(footprint(device)) (lost unmaps)") }

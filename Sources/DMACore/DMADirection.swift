@@ -44,8 +44,15 @@ public enum DMADirection: Int32, Hashable, Sendable, CaseIterable, CustomStringC
 }
 
 extension DMAError {
-    /// The error for a mapping asked with `DMA_NONE` (`valid_dma_direction`, `kernel/dma/mapping.c`).
+    /// The error for a mapping, unmapping or sync asked with `DMA_NONE`: the kernel's DMA API does
+    /// not return an error there, it crashes (`BUG_ON(!valid_dma_direction(dir))` at the top of
+    /// `dma_map_phys`, `dma_unmap_phys`, `__dma_map_sg_attrs`, `dma_unmap_sg_attrs`,
+    /// `dma_map_resource` and the four syncs, `kernel/dma/mapping.c`, 7.1). The model refuses the
+    /// call before any ops see it, with code `DMAError.Code.kernelBug` and `ENOTRECOVERABLE`, not
+    /// `EINVAL`, which would say the kernel returned something.
     public static func invalidDirection(_ direction: DMADirection, _ call: String) -> DMAError {
-        DMAError(.invalidDirection, .EINVAL, "\(call) with \(direction.kernelName): not a valid direction for a mapping")
+        DMAError(
+            .kernelBug, .ENOTRECOVERABLE,
+            "\(call) with \(direction.kernelName): the kernel would crash here (BUG_ON(!valid_dma_direction(dir)), kernel/dma/mapping.c); the model refuses it and maps nothing")
     }
 }

@@ -26,8 +26,17 @@ public struct DMAError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let invalidArgument = Code("invalid-argument")
         /// Address arithmetic would wrap past 2^64: `EOVERFLOW`.
         public static let addressOverflow = Code("address-overflow")
-        /// `DMA_NONE`, or another direction the call does not accept (`valid_dma_direction`): `EINVAL`.
+        /// A direction a call refuses by returning `EINVAL`. The DMA-mapping API never does: it
+        /// meets `DMA_NONE` with a `BUG_ON`, which is ``kernelBug``.
         public static let invalidDirection = Code("invalid-direction")
+        /// A call the kernel does not answer at all: it hits a `BUG()`/`BUG_ON()` and the calling
+        /// task dies in an oops, so no errno comes back. The model refuses the call instead, changes
+        /// nothing, and carries `ENOTRECOVERABLE` ("state not recoverable"), an errno no DMA-mapping
+        /// call returns, so that the error can never be read as one the kernel gave. The case the
+        /// model meets: `DMA_NONE` handed to `dma_map_phys`, `dma_map_sgtable`, their unmaps or a
+        /// sync (`BUG_ON(!valid_dma_direction(dir))` in `kernel/dma/mapping.c`, 7.1 and every
+        /// release before it).
+        public static let kernelBug = Code("kernel-bug")
         /// A DMA mask outside 1…64 bits: `EINVAL`.
         public static let invalidMask = Code("invalid-mask")
         /// The address is beyond what the device can reach and nothing can bounce it: `ENOMEM` (no

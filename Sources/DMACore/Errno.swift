@@ -80,6 +80,9 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
     public static let ETIMEDOUT = Errno(rawValue: 110)
     /// Remote I/O error: the kernel's answer when a peer-to-peer mapping is impossible.
     public static let EREMOTEIO = Errno(rawValue: 121)
+    /// State not recoverable: the model's errno for a call the kernel answers with `BUG()`, which
+    /// returns no errno at all (the calling task is killed in an oops).
+    public static let ENOTRECOVERABLE = Errno(rawValue: 131)
     /// Kernel-internal "operation is not supported" (`include/linux/errno.h`), which some drivers
     /// leak to user space; `nv_dmabuf`'s `mmap` does.
     public static let ENOTSUPP = Errno(rawValue: 524)
@@ -114,6 +117,7 @@ public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringCo
         95: ("EOPNOTSUPP", "operation not supported"),
         110: ("ETIMEDOUT", "timed out"),
         121: ("EREMOTEIO", "remote I/O error (peer-to-peer not possible)"),
+        131: ("ENOTRECOVERABLE", "state not recoverable (the kernel would BUG() here and kill the caller)"),
         524: ("ENOTSUPP", "operation not supported (a kernel-internal errno leaked by the driver; from a dma-buf mmap it means the exporter has no CPU mapping)"),
     ]
 

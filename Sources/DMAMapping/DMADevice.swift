@@ -4,8 +4,9 @@ import DMACore
 /// offset, its bounce pool and IOMMU domain, the ops that map for it, and the machine it sits in.
 ///
 /// A reference type because a device has identity: mappings, debug entries and faults belong to
-/// one device. Everything is fixed at creation (the kernel sets it at probe: `dma_set_mask`,
-/// `set_dma_ops`, `iommu_setup_dma_ops`), so a device is immutable and `Sendable`.
+/// one device. Everything the DMA API reads is fixed at creation (the kernel sets it at probe:
+/// `dma_set_mask`, `set_dma_ops`, `iommu_setup_dma_ops`); the one thing that changes is the state
+/// its ops keep for it (``opsState(_:make:)``), behind a lock, so a device is `Sendable`.
 public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     /// The device's name, a BDF such as `0000:03:00.0` for PCI devices.
     public let name: String
@@ -70,13 +71,73 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
         self.kernel = kernel
     }
 
+    /// The state ops keep for this device, by type, and whether the device went away.
+    private struct OpsStates {
+        var states: [ObjectIdentifier: any DMAOpsDeviceState] = [:]
+        var released = false
+    }
+    private let opsStates = ModelMutex(OpsStates())
+
+    /// The state of type `State` that ops keep for this device, made by `make` on first use: the
+    /// home for what the kernel's ops hang off `struct device` (`dev_iommu_priv_set`,
+    /// `dev->dma_io_tlb_mem`), such as a vendor's per-device translation table. One value per
+    /// type and device, shared by every thread; `make` runs outside the device's lock and, when
+    /// two threads race, the first value stored wins. The value is told when the device goes
+    /// away (``DMAOpsDeviceState/deviceReleased(_:)``).
+    /// - Throws: `DMAError/Code/noDevice` (`ENODEV`) after ``release()``: the device is gone and
+    ///   its ops may not map for it; whatever `make` throws.
+    public func opsState<State: DMAOpsDeviceState>(_ type: State.Type = State.self, make: () throws(DMAError) -> State)
+        throws(DMAError) -> State
+    {
+        let key = ObjectIdentifier(type)
+        let found: (state: State?, released: Bool) = opsStates.withLock { ($0.states[key] as? State, $0.released) }
+        guard !found.released else { throw gone() }
+        if let state = found.state { return state }
+        let made = try make()
+        let stored: State? = opsStates.withLock { all in
+            guard !all.released else { return nil }
+            if let earlier = all.states[key] as? State { return earlier }
+            all.states[key] = made
+            return made
+        }
+        guard let stored else { throw gone() }
+        return stored
+    }
+
+    private func gone() -> DMAError {
+        DMAError(.noDevice, .ENODEV, "\(name) went away (released); its ops keep no state for it any more")
+    }
+
+    /// The device goes away (`device_del`: the bus notifier's `BUS_NOTIFY_REMOVED_DEVICE` makes
+    /// the IOMMU core call `iommu_ops.release_device`, which frees what it kept per device). Every
+    /// ops state of the device is told once, with ``DMAOpsDeviceState/deviceReleased(_:)``, and
+    /// dropped; later ``opsState(_:make:)`` calls throw `ENODEV`. Calling it again does nothing.
+    /// A device that is never released tells its states when its last reference goes.
+    public func release() {
+        let states = opsStates.withLock { all in
+            let states = all.released ? [] : Array(all.states.values)
+            all.states = [:]
+            all.released = true
+            return states
+        }
+        for state in states { state.deviceReleased(name) }
+    }
+
+    /// Whether ``release()`` was called.
+    public var isReleased: Bool { opsStates.withLock { $0.released } }
+
+    deinit {
+        let states = opsStates.withLock { $0.released ? [] : Array($0.states.values) }
+        for state in states { state.deviceReleased(name) }
+    }
+
     /// The P2P map type from this device to `provider` (`pci_p2pdma_map_type`,
     /// `drivers/pci/p2pdma.c`): the topology's answer alone, not supported without a topology.
     ///
     /// The kernel's function looks only at the provider and the client's place in the PCI tree
     /// (the cached verdict of `calc_map_type_and_dist`); it never asks the client's DMA ops. Ops
     /// that cannot carry P2P (no `DMA_F_PCI_P2PDMA_SUPPORTED`) refuse when a P2P list reaches
-    /// them at map time (``DMAOps/checkScatterList(_:direction:device:)``), not here.
+    /// them at map time (``DMAOps/checkScatterList(_:device:)``), not here.
     public func p2pMapType(to provider: P2PProvider) -> P2PMapType {
         guard let topology else { return .notSupported }
         return topology.mapType(provider: provider, client: name)
@@ -85,4 +146,18 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     public static func == (a: DMADevice, b: DMADevice) -> Bool { a === b }
     public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
     public var description: String { name }
+}
+
+/// What an ops keeps for one device, stored on the device with ``DMADevice/opsState(_:make:)``: a
+/// reference type (one value shared by every call for the device) that is told when the device
+/// goes away, as `iommu_ops.release_device` is (`drivers/iommu/iommu.c`).
+public protocol DMAOpsDeviceState: AnyObject, Sendable {
+    /// The device named `device` went away (``DMADevice/release()``, or its last reference went):
+    /// free what is held for it and report what a driver left mapped. Called once, after which the
+    /// device no longer holds this value. The default does nothing.
+    func deviceReleased(_ device: String)
+}
+
+extension DMAOpsDeviceState {
+    public func deviceReleased(_ device: String) {}
 }

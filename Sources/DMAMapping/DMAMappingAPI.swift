@@ -1,12 +1,17 @@
 import DMACore
 
 /// The driver-facing DMA-mapping API (`kernel/dma/mapping.c`): each call checks what the kernel's
-/// wrapper checks (a valid direction; for P2P lists, ops that declare support), then dispatches to
-/// the device's ops. Drivers in the model call these, not the ops directly, exactly as kernel
+/// wrapper checks (a valid direction), then dispatches to the device's ops, which check the rest
+/// (a P2P list: `DMAOps.checkScatterList(_:device:)`, as dma-direct and dma-iommu check it). Drivers in the model call these, not the ops directly, exactly as kernel
 /// drivers call `dma_map_phys` and never `ops->map_phys`.
+///
+/// The direction is checked here and only here: every entry below starts, as the kernel's does,
+/// with `BUG_ON(!valid_dma_direction(dir))` (7.1 and every release the model knows), so `DMA_NONE`
+/// never reaches an ops. The kernel crashes there; the model throws `DMAError/Code/kernelBug`
+/// (`ENOTRECOVERABLE`, see `DMAError.invalidDirection(_:_:)`) and changes nothing.
 extension DMADevice {
     /// Maps one physical range (`dma_map_phys`).
-    /// - Throws: `EINVAL` for `DMA_NONE`; whatever the ops throw.
+    /// - Throws: `kernelBug` (`ENOTRECOVERABLE`) for `DMA_NONE`; whatever the ops throw.
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes = [])
         throws(DMAError) -> DMAAddress
     {
@@ -22,14 +27,15 @@ extension DMADevice {
         try ops.unmapPhys(address, length: length, direction: direction, attributes: attributes, device: self)
     }
 
-    /// Maps a scatter-list (`dma_map_sgtable`). A P2P list reaches the ops only when they declare
-    /// `p2pSupported`; otherwise this throws `EREMOTEIO` and nothing is mapped.
+    /// Maps a scatter-list (`dma_map_sgtable`). A P2P list is mapped only by ops that declare
+    /// `p2pSupported` and only along a route the topology gives; otherwise the ops throw
+    /// `EREMOTEIO` and nothing is mapped.
+    /// - Throws: `kernelBug` (`ENOTRECOVERABLE`) for `DMA_NONE`; `EREMOTEIO` for a P2P list the
+    ///   ops or the topology cannot carry; whatever else the ops throw.
     public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes = [])
         throws(DMAError) -> DMAScatterTable
     {
-        if list.isPeerToPeer || !direction.isValidForMapping {
-            _ = try ops.checkScatterList(list, direction: direction, device: self)
-        }
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_sgtable") }
         return try ops.mapScatterList(list, direction: direction, attributes: attributes, device: self)
     }
 

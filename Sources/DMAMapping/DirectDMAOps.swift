@@ -49,7 +49,6 @@ public struct DirectDMAOps: DMAOps {
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAAddress
     {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
         try checkMemoryKind(range, attributes: attributes, device: device)
         if attributes.contains(.mmio) {
             if forceBounce {
@@ -118,7 +117,6 @@ public struct DirectDMAOps: DMAOps {
     public func unmapPhys(
         _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
         if attributes.contains(.mmio) { return }
         let phys = physical(address, device)
         // dma_direct_unmap_phys: sync for the CPU unless told not to, then free any bounce slots.
@@ -127,92 +125,39 @@ public struct DirectDMAOps: DMAOps {
         }
     }
 
+    /// `dma_direct_map_sg`: the default's P2P check and bus-address fast path; every other entry,
+    /// host-bridge P2P included, on the physical path of a page (bus offset, bounce when needed)
+    /// rather than the MMIO one, so this ops keeps its own scatter-list map.
     public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAScatterTable
     {
-        let type = try checkScatterList(list, direction: direction, device: device)
-        if type == .busAddress, let provider = list.provider {
-            // Every segment is phys + the provider's bus offset (pci_p2pdma_bus_addr_map): one
-            // array filled in place, no per-segment call, branch or allocation.
-            let ranges = list.ranges.ranges
-            let busOffset = provider.busOffset
-            let segments = [DMASegment](unsafeUninitializedCapacity: ranges.count) { buffer, count in
-                for (i, range) in ranges.enumerated() {
-                    buffer.initializeElement(
-                        at: i, to: DMASegment(address: DMAAddress(range.start.rawValue &+ busOffset), length: range.length, isBusAddress: true))
-                }
-                count = ranges.count
-            }
-            return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
-        }
-        var segments: [DMASegment] = []
-        segments.reserveCapacity(list.count)
-        for range in list {
-            switch type {
-            case .busAddress?:
-                segments.append(DMASegment(address: list.provider!.busAddress(of: range.start), length: range.length, isBusAddress: true))
-                continue
-            case .notSupported?:
-                preconditionFailure("checkScatterList refuses not-supported lists")
-            case .throughHostBridge?, nil:
-                break
-            }
-            do throws(DMAError) {
-                // dma_direct_map_sg (kernel/dma/direct.c): a host-bridge P2P entry falls through to
-                // the same dma_direct_map_phys call as RAM, with the list's attributes (no
-                // DMA_ATTR_MMIO): bus offset, bounce when needed. (From the refactor a25e7962db0d
-                // to the fix 560000d619ef, backported to 6.18.y, a misplaced `break` left such
-                // entries unmapped; the model follows the fixed code.)
-                let address: DMAAddress
-                if type == .throughHostBridge {
-                    guard direction.isValidForMapping else { throw DMAError.invalidDirection(direction, "dma_map_sgtable") }
-                    try checkMemoryKind(range, attributes: .mmio, device: device)
-                    address = try mapPage(range, direction: direction, device: device, p2pPage: true)
-                } else {
-                    address = try mapPhys(range, direction: direction, attributes: attributes, device: device)
-                }
-                segments.append(DMASegment(address: address, length: range.length))
-            } catch {
-                // dma_direct_map_sg: unwind what was mapped, without syncing, and fail with EIO.
-                unwind(segments, direction: direction, attributes: attributes, device: device)
-                throw DMAError(.mapFailed, .EIO, "segment \(segments.count) of \(list.count): \(error.message)", cause: error)
-            }
-        }
-        return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
-    }
-
-    private func unwind(_ segments: [DMASegment], direction: DMADirection, attributes: DMAAttributes, device: DMADevice) {
-        for segment in segments where !segment.isBusAddress {
-            try? unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attributes.union(.skipCPUSync), device: device)
+        let type = try checkScatterList(list, device: device)
+        if type == .busAddress, let provider = list.provider { return .busAddresses(list, provider: provider) }
+        // dma_direct_map_sg (kernel/dma/direct.c): a host-bridge P2P entry falls through to the
+        // same dma_direct_map_phys call as RAM, with the list's attributes (no DMA_ATTR_MMIO): bus
+        // offset, bounce when needed. (From the refactor a25e7962db0d to the fix 560000d619ef,
+        // backported to 6.18.y, a misplaced `break` left such entries unmapped; the model follows
+        // the fixed code.) A failed entry unwinds the others and the list fails with EIO.
+        return try mapEachEntry(list, p2pMapType: type, direction: direction, attributes: attributes, device: device) {
+            (range) throws(DMAError) -> DMAAddress in
+            guard type == .throughHostBridge else { return try mapPhys(range, direction: direction, attributes: attributes, device: device) }
+            try checkMemoryKind(range, attributes: .mmio, device: device)
+            return try mapPage(range, direction: direction, device: device, p2pPage: true)
         }
     }
 
+    /// `dma_direct_unmap_sg`: every segment that is not a bus address is unmapped as a page
+    /// (host-bridge P2P included: it was mapped on the physical path, perhaps bounced), so without
+    /// the `DMA_ATTR_MMIO` the default adds for host-bridge tables.
     public func unmapScatterList(
         _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
-        guard table.segments.count == table.list.count else {
-            throw DMAError(
-                .notMapped, .EINVAL,
-                "\(name) maps one segment per entry: the table has \(table.segments.count) segments for \(table.list.count) entries")
-        }
-        // dma_direct_unmap_sg: every segment that is not a bus address is unmapped as a page
-        // (host-bridge P2P included: it was mapped on the physical path, perhaps bounced).
-        var firstError: DMAError?
-        for segment in table.segments where !segment.isBusAddress {
-            do {
-                try unmapPhys(segment.address, length: segment.length, direction: direction, attributes: attributes, device: device)
-            } catch {
-                firstError = firstError ?? error
-            }
-        }
-        if let firstError { throw firstError }
+        try unmapScatterListSegments(table, direction: direction, attributes: attributes, device: device)
     }
 
     public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
         throws(DMAError)
     {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
         let phys = physical(address, device)
         if let pool = device.swiotlb, pool.contains(phys) {
             try pool.syncForCPU(phys, length: length, direction: direction)
@@ -222,7 +167,6 @@ public struct DirectDMAOps: DMAOps {
     public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
         throws(DMAError)
     {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
         let phys = physical(address, device)
         if let pool = device.swiotlb, pool.contains(phys) {
             try pool.syncForDevice(phys, length: length, direction: direction)

@@ -70,7 +70,6 @@ public struct IOMMUDMAOps: DMAOps {
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAAddress
     {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
         try checkMemoryKind(range, attributes: attributes, device: device)
         let domain = try domain(device)
         // __iommu_dma_map (drivers/iommu/dma-iommu.c): the allocator keeps only the bits under the
@@ -97,7 +96,6 @@ public struct IOMMUDMAOps: DMAOps {
     public func unmapPhys(
         _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
         try unmapRange(address, length: length, device: device)
     }
 
@@ -116,12 +114,8 @@ public struct IOMMUDMAOps: DMAOps {
     public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAScatterTable
     {
-        let type = try checkScatterList(list, direction: direction, device: device)
-        if type == .busAddress {
-            let provider = list.provider!
-            let segments = list.map { DMASegment(address: provider.busAddress(of: $0.start), length: $0.length, isBusAddress: true) }
-            return DMAScatterTable(list: list, segments: segments, p2pMapType: type)
-        }
+        let type = try checkScatterList(list, device: device)
+        if type == .busAddress, let provider = list.provider { return .busAddresses(list, provider: provider) }
         // A host-bridge P2P entry is a page of a BAR: MMIO as memory goes, but mapped with the
         // list's own protection (iommu_dma_map_sg: "mapped with regular IOVAs").
         let kind = type == .throughHostBridge ? attributes.union(.mmio) : attributes
@@ -191,7 +185,6 @@ public struct IOMMUDMAOps: DMAOps {
     public func unmapScatterList(
         _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
         // iommu_dma_unmap_sg: the IOVA-backed segments form one range from the first to the last.
         let mapped = table.segments.filter { !$0.isBusAddress && $0.length > 0 }
         guard let first = mapped.first, let last = mapped.last else { return }
@@ -202,18 +195,9 @@ public struct IOMMUDMAOps: DMAOps {
         try unmapRange(first.address, length: end - first.address.rawValue, device: device)
     }
 
-    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
-        // A coherent device behind an IOMMU needs no CPU cache work and no bounce.
-    }
-
-    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
-    }
+    // A coherent device behind an IOMMU needs no CPU cache work and no bounce.
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
 
     public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
         try domain(device).translate(address, access: access, device: device.name)
@@ -241,7 +225,6 @@ public struct IOMMUDMAOps: DMAOps {
         _ state: DMAIOVAState, physical: PhysicalAddress, offset: UInt64, length: UInt64, direction: DMADirection,
         attributes: DMAAttributes, device: DMADevice
     ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_iova_link") }
         let domain = try domain(device)
         let pad = physical.rawValue % Self.granule
         guard pad == 0 || offset == 0 else {
@@ -306,7 +289,6 @@ public struct VirtDMAOps: DMAOps {
     public func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
         throws(DMAError) -> DMAAddress
     {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_map_phys") }
         if attributes.contains(.mmio) {
             throw DMAError(
                 .peerToPeerNotSupported, .EREMOTEIO,
@@ -316,40 +298,12 @@ public struct VirtDMAOps: DMAOps {
         return try DMAAddress(range.start.rawValue).advanced(by: Self.pageOffset)
     }
 
+    // Nothing was set up, so unmap and sync have nothing to do.
     public func unmapPhys(
         _ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
-    ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_phys") }
-    }
-
-    public func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice)
-        throws(DMAError) -> DMAScatterTable
-    {
-        _ = try checkScatterList(list, direction: direction, device: device)
-        var segments: [DMASegment] = []
-        for range in list {
-            segments.append(DMASegment(address: try mapPhys(range, direction: direction, attributes: attributes, device: device), length: range.length))
-        }
-        return DMAScatterTable(list: list, segments: segments)
-    }
-
-    public func unmapScatterList(
-        _ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
-    ) throws(DMAError) {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_unmap_sgtable") }
-    }
-
-    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_cpu") }
-    }
-
-    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice)
-        throws(DMAError)
-    {
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_sync_single_for_device") }
-    }
+    ) throws(DMAError) {}
+    public func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
+    public func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
 
     public func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
         guard address.rawValue >= Self.pageOffset else {

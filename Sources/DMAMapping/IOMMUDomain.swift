@@ -298,9 +298,14 @@ public final class IOMMUDomain: Sendable {
 
     /// Maps several runs with one protection in one call (`iommu_map_sg`, which `iommu_dma_map_sg`
     /// uses to map a whole scatter-list into its one IOVA range): all or nothing.
-    /// - Throws: `EINVAL` for a run that is not page-aligned; `EEXIST` when a page of any run is
+    /// - Throws: `EINVAL` for a run that is not page-aligned, or a protection that gives the device
+    ///   neither read nor write (a `DMA_NONE` link: x86 IOMMUs refuse such a mapping,
+    ///   `__domain_mapping` in `drivers/iommu/intel/iommu.c`); `EEXIST` when a page of any run is
     ///   already mapped, or when two runs overlap. Nothing is mapped when it throws.
     public func map(_ runs: [Run], protection: Protection, synced: Bool = true) throws(DMAError) {
+        guard !protection.isDisjoint(with: [.read, .write]) else {
+            throw DMAError(.invalidArgument, .EINVAL, "iommu_map in domain \(name) with no read or write permission (a DMA_NONE mapping)")
+        }
         for (index, run) in runs.enumerated() {
             guard run.iova.rawValue % Self.granule == 0, run.physical.isPageAligned, run.length > 0, run.length % Self.granule == 0,
                 run.iova.rawValue <= UInt64.max - run.length + 1

@@ -33,10 +33,14 @@ final class SharedWindow: Sendable {
     }
 }
 
-/// Ops that delegate to direct mapping but break one rule, to prove each check can fail.
+/// Ops that delegate to direct mapping but break one rule, to prove each check can fail. They
+/// lean on the protocol's defaults where a vendor would.
 struct Broken: DMAOps {
     enum Bug: Sendable {
-        case ignoresMask, claimsNoP2PButMapsIt, leaksBounceSlots, acceptsDirectionNone, wrongBytes
+        case ignoresMask, claimsNoP2PButMapsIt, leaksBounceSlots, wrongBytes
+        /// The two-step IOVA API (an IOMMU's) links a `DMA_NONE` range as read-write, as
+        /// `prot = dir == DMA_TO_DEVICE ? READ : READ | WRITE` does, instead of refusing it.
+        case linksDirectionNone
         /// `map_phys` for DMA_TO_DEVICE maps the page after the one asked for.
         case mapsNeighbourPage
         /// A DMA_FROM_DEVICE scatter-list map hands its first two segments back swapped.
@@ -51,17 +55,16 @@ struct Broken: DMAOps {
     }
     let bug: Bug
     let base = DirectDMAOps()
+    let iommu = IOMMUDMAOps()
     let window = SharedWindow()
     var name: String { "broken-\(bug)" }
     var p2pSupported: Bool { bug != .claimsNoP2PButMapsIt }
 
     func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAAddress {
         if bug == .ignoresMask {
-            guard direction.isValidForMapping else { throw .invalidDirection(direction, "map_phys") }
             try checkMemoryKind(range, attributes: attributes, device: device)
             return DMAAddress(range.start.rawValue)
         }
-        if bug == .acceptsDirectionNone && direction == .none { return DMAAddress(range.start.rawValue) }
         if bug == .mapsNeighbourPage, direction == .toDevice, !attributes.contains(.mmio) {
             let next = try PhysicalRange(start: try range.start.advanced(by: range.length), length: range.length)
             return try base.mapPhys(next, direction: direction, attributes: attributes, device: device)
@@ -72,12 +75,11 @@ struct Broken: DMAOps {
         return try base.mapPhys(range, direction: direction, attributes: attributes, device: device)
     }
     func unmapPhys(_ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
-        if bug == .leaksBounceSlots { return }
+        if bug == .leaksBounceSlots || bug == .ignoresMask { return }
         try base.unmapPhys(address, length: length, direction: direction, attributes: attributes, device: device)
     }
     func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAScatterTable {
         if bug == .sharesOneWindow, !list.isPeerToPeer {
-            _ = try checkScatterList(list, direction: direction, device: device)
             let segments = window.set(list)
             usleep(300)  // a slower map: another thread's map lands in this window meanwhile
             return DMAScatterTable(list: list, segments: segments)
@@ -88,37 +90,20 @@ struct Broken: DMAOps {
             if segments.count >= 2, segments[0].length == segments[1].length { segments.swapAt(0, 1) }
             return DMAScatterTable(list: list, segments: segments)
         }
-        if bug == .claimsNoP2PButMapsIt, let provider = list.provider {
-            return DMAScatterTable(list: list, segments: list.map { DMASegment(address: provider.busAddress(of: $0.start), length: $0.length, isBusAddress: true) })
-        }
-        if bug == .ignoresMask || bug == .acceptsDirectionNone {
-            if bug == .acceptsDirectionNone, direction == .none {
-                return DMAScatterTable(list: list, segments: list.map { DMASegment(address: DMAAddress($0.start.rawValue), length: $0.length) })
-            }
-            if bug == .ignoresMask, !list.isPeerToPeer {
-                _ = try checkScatterList(list, direction: direction, device: device)
-                var segments: [DMASegment] = []
-                for range in list { segments.append(DMASegment(address: try mapPhys(range, direction: direction, attributes: attributes, device: device), length: range.length)) }
-                return DMAScatterTable(list: list, segments: segments)
-            }
-        }
+        if bug == .claimsNoP2PButMapsIt, let provider = list.provider { return .busAddresses(list, provider: provider) }
+        if bug == .ignoresMask { return try mapScatterListEntries(list, direction: direction, attributes: attributes, device: device) }
         return try base.mapScatterList(list, direction: direction, attributes: attributes, device: device)
     }
     func unmapScatterList(_ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
-        if bug == .sharesOneWindow, !table.list.isPeerToPeer {
-            guard direction.isValidForMapping else { throw .invalidDirection(direction, "unmap_sg") }
-            return
-        }
+        if bug == .sharesOneWindow, !table.list.isPeerToPeer { return }
         if bug == .unmapsThroughTheAPI {
-            guard direction.isValidForMapping else { throw .invalidDirection(direction, "unmap_sg") }
             for segment in table.segments where !segment.isBusAddress {
                 try device.unmapPhys(segment.address, length: segment.length, direction: direction)
             }
             return
         }
         if bug == .leaksBounceSlots || bug == .claimsNoP2PButMapsIt && table.list.isPeerToPeer { return }
-        if bug == .ignoresMask, !table.list.isPeerToPeer { return }
-        if bug == .acceptsDirectionNone, direction == .none { return }
+        if bug == .ignoresMask { return try unmapScatterListSegments(table, direction: direction, attributes: attributes, device: device) }
         try base.unmapScatterList(table, direction: direction, attributes: attributes, device: device)
     }
     func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {
@@ -132,6 +117,24 @@ struct Broken: DMAOps {
         if bug == .ignoresMask { return PhysicalAddress(address.rawValue) }  // identity, like its maps
         if bug == .sharesOneWindow, let physical = window.physical(address) { return physical }
         return try base.translate(address, access: access, device: device)
+    }
+    func iovaTryAlloc(_ physical: PhysicalAddress, size: UInt64, device: DMADevice) throws(DMAError) -> DMAIOVAState? {
+        bug == .linksDirectionNone ? try iommu.iovaTryAlloc(physical, size: size, device: device) : nil
+    }
+    func iovaLink(
+        _ state: DMAIOVAState, physical: PhysicalAddress, offset: UInt64, length: UInt64, direction: DMADirection,
+        attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        let direction = direction == .toDevice ? DMADirection.toDevice : .bidirectional  // the bug: DMA_NONE becomes read-write
+        try iommu.iovaLink(state, physical: physical, offset: offset, length: length, direction: direction, attributes: attributes, device: device)
+    }
+    func iovaSync(_ state: DMAIOVAState, offset: UInt64, length: UInt64, device: DMADevice) throws(DMAError) {
+        try iommu.iovaSync(state, offset: offset, length: length, device: device)
+    }
+    func iovaDestroy(
+        _ state: DMAIOVAState, mappedLength: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice
+    ) throws(DMAError) {
+        try iommu.iovaDestroy(state, mappedLength: mappedLength, direction: direction, attributes: attributes, device: device)
     }
 }
 
@@ -151,7 +154,7 @@ struct ConformanceTests {
             (Broken.Bug.ignoresMask, ["dma-mask"]),
             (.claimsNoP2PButMapsIt, ["p2p-policy"]),
             (.leaksBounceSlots, ["all-or-nothing", "unmap-releases"]),
-            (.acceptsDirectionNone, ["direction-none"]),
+            (.linksDirectionNone, ["direction-none"]),
             (.wrongBytes, ["sync-semantics"]),
             (.mapsNeighbourPage, ["round-trip-single"]),
             (.scramblesSegments, ["round-trip-scatterlist"]),

@@ -13,6 +13,7 @@ struct ErrorCodeErrnoTests {
         "invalidArgument": ["EINVAL"],
         "addressOverflow": ["EOVERFLOW"],
         "invalidDirection": ["EINVAL"],
+        "kernelBug": ["ENOTRECOVERABLE"],
         "invalidMask": ["EINVAL"],
         // dma-direct and swiotlb: a map that cannot reach or bounce the page is out of memory
         // (`swiotlb_map` fails with no slot) or an I/O error for a whole list (`dma_map_sgtable`).

@@ -52,7 +52,8 @@ extension DMADevice {
     var debug: DMADebug { (ops as! DMADebugOps).debug }
 }
 
-/// A third party's ops, to show they plug in like the built-in ones.
+/// A third party's ops, to show they plug in like the built-in ones: the seven members, the
+/// scatter-list map and unmap from the protocol's defaults.
 struct IdentityTestOps: DMAOps {
     var name: String { "identity-test" }
     var p2pSupported: Bool { false }
@@ -60,11 +61,6 @@ struct IdentityTestOps: DMAOps {
         DMAAddress(range.start.rawValue)
     }
     func unmapPhys(_ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {}
-    func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAScatterTable {
-        _ = try checkScatterList(list, direction: direction, device: device)
-        return DMAScatterTable(list: list, segments: list.map { DMASegment(address: DMAAddress($0.start.rawValue), length: $0.length) })
-    }
-    func unmapScatterList(_ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {}
     func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
     func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {}
     func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {

@@ -1,5 +1,6 @@
 import DMACore
 import DMAMapping
+import Synchronization
 import Testing
 
 @Suite("DMAOps registry (include/linux/dma-map-ops.h)")
@@ -53,18 +54,27 @@ struct RegistryTests {
 struct CommonOpsRules {
     static let allOps: [any DMAOps] = [DirectDMAOps(), IOMMUDMAOps(), DirectDMAOps.swiotlb, VirtDMAOps()]
 
-    @Test("DMA_NONE is refused with EINVAL and maps nothing (valid_dma_direction)", arguments: allOps.map(\.name))
+    /// [K] item 9: `DMA_NONE` is `BUG_ON(!valid_dma_direction(dir))` in every entry of
+    /// `kernel/dma/mapping.c` (7.1): the kernel crashes, so the model's refusal carries its own
+    /// code, not the `EINVAL` this test asserted before, and the ops never see the call.
+    @Test("DMA_NONE is the kernel's BUG_ON: refused by the DMA API with kernel-bug before any ops, nothing mapped", arguments: allOps.map(\.name))
     func directionNone(name: String) throws {
         let machine = try Machine()
         let ops = try DMAOpsRegistry.builtIn().ops(named: name)
-        let device = try machine.device(ops, pool: true, iommu: try IOMMUDomain())
+        let counter = CallCounter(wrapping: ops)
+        let device = try machine.device(counter, pool: true, iommu: try IOMMUDomain())
         let pages = try machine.discontiguousPages(2)
         let single = #expect(throws: DMAError.self) { try device.mapPhys(pages[0], direction: .none) }
-        #expect(single?.errno == .EINVAL && single?.code == .invalidDirection)
+        #expect(single?.errno == .ENOTRECOVERABLE && single?.code == .kernelBug)
+        #expect(single?.message.contains("BUG_ON") == true)
         let list = #expect(throws: DMAError.self) { try device.mapScatterList(try ScatterList.host(pages), direction: .none) }
-        #expect(list?.errno == .EINVAL)
-        // Even called directly, bypassing the API wrapper, the ops refuse it.
-        #expect(throws: DMAError.self) { try ops.mapPhys(pages[0], direction: .none, attributes: [], device: device) }
+        #expect(list?.code == .kernelBug)
+        let table = try device.mapScatterList(try ScatterList.host(pages), direction: .toDevice)
+        let reached = counter.calls
+        #expect(throws: DMAError.self) { try device.syncForDevice(table, direction: .none) }
+        #expect(throws: DMAError.self) { try device.unmapScatterList(table, direction: .none) }
+        #expect(counter.calls == reached, "the ops were reached with DMA_NONE")
+        try device.unmapScatterList(table, direction: .toDevice)
         #expect(device.debug.liveEntries.isEmpty)
         #expect(device.iommu?.mappedPages == 0)
         #expect(device.swiotlb?.usage.used == 0)
@@ -120,4 +130,56 @@ struct CommonOpsRules {
         #expect(throws: DMAError.self) { try device.mapPhys(unbacked, direction: .toDevice) }
         #expect(device.debug.liveEntries.isEmpty)
     }
+}
+
+/// Counts every call that reaches the wrapped ops.
+struct CallCounter: DMAOps {
+    let wrapped: any DMAOps
+    private let count = Counter()
+    init(wrapping ops: any DMAOps) { wrapped = ops }
+    var calls: Int { count.value }
+    var name: String { wrapped.name }
+    var p2pSupported: Bool { wrapped.p2pSupported }
+    var addressesAreCPUVirtual: Bool { wrapped.addressesAreCPUVirtual }
+    func mapPhys(_ range: PhysicalRange, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAAddress {
+        count.bump()
+        return try wrapped.mapPhys(range, direction: direction, attributes: attributes, device: device)
+    }
+    func unmapPhys(_ address: DMAAddress, length: UInt64, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.unmapPhys(address, length: length, direction: direction, attributes: attributes, device: device)
+    }
+    func mapScatterList(_ list: ScatterList, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) -> DMAScatterTable {
+        count.bump()
+        return try wrapped.mapScatterList(list, direction: direction, attributes: attributes, device: device)
+    }
+    func unmapScatterList(_ table: DMAScatterTable, direction: DMADirection, attributes: DMAAttributes, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.unmapScatterList(table, direction: direction, attributes: attributes, device: device)
+    }
+    func syncForCPU(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.syncForCPU(address, length: length, direction: direction, device: device)
+    }
+    func syncForDevice(_ address: DMAAddress, length: UInt64, direction: DMADirection, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.syncForDevice(address, length: length, direction: direction, device: device)
+    }
+    func syncScatterListForCPU(_ table: DMAScatterTable, direction: DMADirection, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.syncScatterListForCPU(table, direction: direction, device: device)
+    }
+    func syncScatterListForDevice(_ table: DMAScatterTable, direction: DMADirection, device: DMADevice) throws(DMAError) {
+        count.bump()
+        try wrapped.syncScatterListForDevice(table, direction: direction, device: device)
+    }
+    func translate(_ address: DMAAddress, access: DMAAccess, device: DMADevice) throws(DMAError) -> PhysicalAddress {
+        try wrapped.translate(address, access: access, device: device)
+    }
+}
+
+final class Counter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func bump() { count.withLock { $0 += 1 } }
 }

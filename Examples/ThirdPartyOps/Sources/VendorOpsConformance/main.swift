@@ -6,5 +6,6 @@ import VendorOps
 
 exit(DMAConformanceRunner.main([
     .init(IdentityOps()),
-    .init(MaskIgnoringOps(), expectedFailures: ["dma-mask"]),
+    .init(WindowOps()),
+    .init(IdentityOps.maskIgnoring, expectedFailures: ["dma-mask"]),
 ]))
