@@ -322,23 +322,26 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
     ///   throws.
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
-        try checkAlive("dma_buf_begin_cpu_access")
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_begin_cpu_access") }
-        try resv.withLock { (_) throws(DMAError) in
-            try checkAlive("dma_buf_begin_cpu_access")
-            try exporter.beginCPUAccess(direction: direction)
-        }
+        try cpuAccess("dma_buf_begin_cpu_access", direction) { (direction) throws(DMAError) in try exporter.beginCPUAccess(direction: direction) }
     }
 
     /// `dma_buf_end_cpu_access`, with the reservation lock held as for ``beginCPUAccess(direction:)``.
     /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
     ///   throws.
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {
-        try checkAlive("dma_buf_end_cpu_access")
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_end_cpu_access") }
+        try cpuAccess("dma_buf_end_cpu_access", direction) { (direction) throws(DMAError) in try exporter.endCPUAccess(direction: direction) }
+    }
+
+    /// The checks of both CPU-access calls, then the exporter's callback under the reservation
+    /// lock, the buffer checked alive again once the lock is held (a release may have won it).
+    private func cpuAccess(
+        _ call: String, _ direction: DMADirection, _ callback: (DMADirection) throws(DMAError) -> Void
+    ) throws(DMAError) {
+        try checkAlive(call)
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, call) }
         try resv.withLock { (_) throws(DMAError) in
-            try checkAlive("dma_buf_end_cpu_access")
-            try exporter.endCPUAccess(direction: direction)
+            try checkAlive(call)
+            try callback(direction)
         }
     }
 
