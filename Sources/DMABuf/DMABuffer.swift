@@ -2,222 +2,6 @@ import DMACore
 import DMAMapping
 import Synchronization
 
-/// Where a buffer's memory is now, as the simulator reports it.
-public enum DMABufPlacement: String, Hashable, Sendable, Codable, CustomStringConvertible {
-    /// Device memory of a GPU (VRAM).
-    case vram
-    /// System RAM (the GTT domain of a GPU, a heap buffer).
-    case system
-    /// A device BAR exported as it is (a VFIO BAR).
-    case bar
-    /// Nowhere: the buffer was released (the last `dma_buf_put`) and the exporter let go of the
-    /// memory; nothing can reach it any more.
-    case released
-
-    public var description: String { rawValue }
-}
-
-/// The exporter's side of a buffer (`struct dma_buf_ops`, `include/linux/dma-buf.h`): the driver
-/// that owns the memory. The DMA-BUF core calls these; importers never do.
-///
-/// A *dynamic* exporter (one with `pin`/`unpin`) may move its memory while it is not pinned and
-/// must then tell dynamic importers (``DMABuffer/invalidateMappings(in:)``).
-public protocol DMABufExporter: AnyObject, Sendable {
-    /// `exp_name`, as `fdinfo` shows it.
-    var exporterName: String { get }
-    /// Whether the exporter can move the memory (`dma_buf_is_dynamic`: it has `pin`).
-    var isDynamic: Bool { get }
-    /// Where the memory is now.
-    var placement: DMABufPlacement { get }
-
-    /// `attach`: may refuse the importer (VFIO refuses one without P2P with `EOPNOTSUPP`) or clear
-    /// ``DMABufAttachment/peerToPeer`` when P2P cannot work for this device.
-    func attach(_ attachment: DMABufAttachment) throws(DMAError)
-    /// `detach`.
-    func detach(_ attachment: DMABufAttachment)
-    /// `pin`: the memory stays where it is until `unpin` (a GPU first moves it where every
-    /// pinning importer can reach it). Called with the reservation lock held by `context`, which
-    /// a move inside it passes on to ``DMABuffer/invalidateMappings(in:)``.
-    func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError)
-    /// `unpin`.
-    func unpin(_ attachment: DMABufAttachment)
-    /// `map_dma_buf`: a mapped scatter-list for the attachment's device, one homogeneous list.
-    /// Called with the reservation lock held by `context` (a move inside it passes it on).
-    func map(_ attachment: DMABufAttachment, direction: DMADirection, in context: ReservationContext) throws(DMAError)
-        -> DMABufMapping
-    /// `unmap_dma_buf`.
-    func unmap(_ attachment: DMABufAttachment, _ mapping: DMABufMapping, direction: DMADirection) throws(DMAError)
-    /// `begin_cpu_access`: the CPU is about to touch the memory.
-    func beginCPUAccess(direction: DMADirection) throws(DMAError)
-    /// `end_cpu_access`.
-    func endCPUAccess(direction: DMADirection) throws(DMAError)
-    /// The CPU physical ranges of the memory now, for CPU access in the simulator.
-    func cpuRanges() throws(DMAError) -> [PhysicalRange]
-    /// `release`: the last reference to the buffer is gone; the exporter frees the memory and
-    /// drops its own reference to the buffer.
-    func release()
-}
-
-extension DMABufExporter {
-    public func release() {}
-    public func attach(_ attachment: DMABufAttachment) throws(DMAError) {}
-    public func detach(_ attachment: DMABufAttachment) {}
-    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {}
-    public func unpin(_ attachment: DMABufAttachment) {}
-    public func beginCPUAccess(direction: DMADirection) throws(DMAError) {}
-    public func endCPUAccess(direction: DMADirection) throws(DMAError) {}
-}
-
-/// The importer's side (`struct dma_buf_attach_ops`): what a dynamic importer gives at attach.
-/// A static importer gives none (`dma_buf_attach`), so it can never have P2P and its mappings
-/// pin the buffer.
-public protocol DMABufImporter: AnyObject, Sendable {
-    /// `allow_peer2peer`: the importer can handle P2P addresses (no `struct page` behind them).
-    var allowPeerToPeer: Bool { get }
-    /// Whether the importer has `invalidate_mappings` (optional since 7.1: a pinned RDMA MR has
-    /// none, so it cannot be revoked and is never told).
-    var canInvalidate: Bool { get }
-    /// `invalidate_mappings` (`move_notify` before 7.1): the exporter is moving or revoking the
-    /// memory; the importer must stop using its mappings of `attachment` and map again later.
-    /// Called with the reservation lock held by `context` (the exporter's), which the importer
-    /// passes to ``DMABuffer/unmap(_:_:direction:in:)`` to drop its mappings.
-    func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext)
-}
-
-extension DMABufImporter {
-    public var canInvalidate: Bool { true }
-}
-
-/// One mapping of an attachment: the table the importer's device uses, and how it was made.
-public struct DMABufMapping: Hashable, Sendable {
-    /// The mapped scatter-list.
-    public let table: DMAScatterTable
-    /// Where the memory was when it was mapped.
-    public let placement: DMABufPlacement
-    /// Bytes copied into bounce buffers by the map.
-    public let bouncedBytes: UInt64
-    /// Bytes the exporter migrated to make the map possible.
-    public let migratedBytes: UInt64
-    /// The DMA API call that mapped P2P memory through the host bridge, as the buffer's kernel
-    /// has it (`KernelRules.mmioMapCall`: `dma_map_resource` before 6.18,
-    /// `dma_map_phys(DMA_ATTR_MMIO)` from 6.18); `nil` for other mappings.
-    public let mmioMapCall: String?
-
-    /// Creates a mapping record.
-    public init(
-        table: DMAScatterTable, placement: DMABufPlacement, bouncedBytes: UInt64 = 0, migratedBytes: UInt64 = 0,
-        mmioMapCall: String? = nil
-    ) {
-        self.table = table
-        self.placement = placement
-        self.bouncedBytes = bouncedBytes
-        self.migratedBytes = migratedBytes
-        self.mmioMapCall = mmioMapCall
-    }
-
-    /// Whether the device got P2P addresses.
-    public var peerToPeer: Bool { table.list.isPeerToPeer }
-
-    /// `bus-address`, `through-host-bridge` or `host`.
-    public var mapTypeName: String { table.p2pMapType?.rawValue ?? "host" }
-}
-
-/// A device's attachment to a buffer (`struct dma_buf_attachment`).
-public final class DMABufAttachment: Sendable, CustomStringConvertible {
-    /// The buffer.
-    public let buffer: DMABuffer
-    /// The importing device.
-    public let device: DMADevice
-    /// The importer's ops; `nil` for a static importer.
-    public let importer: (any DMABufImporter)?
-    private struct State {
-        var peerToPeer: Bool
-        var mappings: [DMABufMapping] = []
-        var pinCount = 0
-        var pinnedForMap = 0
-        var detached = false
-        /// The mapping `dma_buf_dynamic_attach` made and keeps (`attach->sgt`, before 6.15).
-        var cached: DMABufMapping?
-    }
-
-    private let state: ModelMutex<State>
-
-    init(buffer: DMABuffer, device: DMADevice, importer: (any DMABufImporter)?) {
-        self.buffer = buffer
-        self.device = device
-        self.importer = importer
-        // dma_buf_dynamic_attach: peer2peer comes from the importer's ops, so a static importer
-        // never has it.
-        self.state = ModelMutex(State(peerToPeer: importer?.allowPeerToPeer ?? false))
-    }
-
-    /// Whether the importer has `invalidate_mappings` (`dma_buf_attachment_is_dynamic`).
-    public var isDynamic: Bool { importer != nil }
-
-    /// `attach->peer2peer`: the importer allows P2P and the exporter has not cleared it.
-    public var peerToPeer: Bool {
-        get { state.withLock { $0.peerToPeer } }
-    }
-
-    /// Lets the exporter clear P2P during `attach` (`attach->peer2peer = false`, as amdgpu does when
-    /// `pci_p2pdma_distance` says no).
-    public func disablePeerToPeer() { state.withLock { $0.peerToPeer = false } }
-
-    /// The live mappings.
-    public var mappings: [DMABufMapping] { state.withLock { $0.mappings } }
-
-    /// Whether the buffer is pinned for this attachment.
-    public var isPinned: Bool { state.withLock { $0.pinCount + $0.pinnedForMap > 0 } }
-
-    /// Whether the attachment has been detached.
-    public var isDetached: Bool { state.withLock { $0.detached } }
-
-    /// The mapping made at attach and kept until detach (`attach->sgt`): only before 6.15, for an
-    /// importer and an exporter of different dynamic-ness (`KernelRules.cachesMappingAtAttach`).
-    public var cachedMapping: DMABufMapping? { state.withLock { $0.cached } }
-
-    func setCached(_ mapping: DMABufMapping?) { state.withLock { $0.cached = mapping } }
-
-    /// Records a new mapping; `false` (nothing recorded) when the attachment was detached
-    /// meanwhile, so a map never leaves a mapping on a detached attachment.
-    func record(_ mapping: DMABufMapping, pinned: Bool) -> Bool {
-        state.withLock {
-            guard !$0.detached else { return false }
-            $0.mappings.append(mapping)
-            if pinned { $0.pinnedForMap += 1 }
-            return true
-        }
-    }
-
-    /// Removes the mapping; returns whether it had pinned the buffer, `nil` when it is not live.
-    func remove(_ mapping: DMABufMapping) -> Bool? {
-        state.withLock { state -> Bool? in
-            guard let index = state.mappings.firstIndex(of: mapping) else { return nil }
-            state.mappings.remove(at: index)
-            if state.pinnedForMap > 0 {
-                state.pinnedForMap -= 1
-                return true
-            }
-            return false
-        }
-    }
-
-    func adjustPin(_ delta: Int) -> Int { state.withLock { $0.pinCount += delta; return $0.pinCount } }
-    /// Marks the attachment detached when it has no mapping and no pin, in one step with the check
-    /// (a map from another task cannot land between them); otherwise says why not.
-    func markDetachedIfIdle() -> (mappings: Int, pinned: Bool)? {
-        state.withLock {
-            guard $0.mappings.isEmpty, $0.pinCount + $0.pinnedForMap == 0 else {
-                return ($0.mappings.count, $0.pinCount + $0.pinnedForMap > 0)
-            }
-            $0.detached = true
-            return nil
-        }
-    }
-
-    public var description: String { "\(device.name) → \(buffer.name)" }
-}
-
 /// A shared buffer (`struct dma_buf`, `drivers/dma-buf/dma-buf.c`): its size, its exporter, its
 /// reservation object, and its attachments.
 ///
@@ -538,23 +322,26 @@ public final class DMABuffer: Sendable, CustomStringConvertible {
     /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
     ///   throws.
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
-        try checkAlive("dma_buf_begin_cpu_access")
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_begin_cpu_access") }
-        try resv.withLock { (_) throws(DMAError) in
-            try checkAlive("dma_buf_begin_cpu_access")
-            try exporter.beginCPUAccess(direction: direction)
-        }
+        try cpuAccess("dma_buf_begin_cpu_access", direction) { (direction) throws(DMAError) in try exporter.beginCPUAccess(direction: direction) }
     }
 
     /// `dma_buf_end_cpu_access`, with the reservation lock held as for ``beginCPUAccess(direction:)``.
     /// - Throws: `ENODEV` after ``release()``; `EINVAL` for `DMA_NONE`; whatever the exporter
     ///   throws.
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {
-        try checkAlive("dma_buf_end_cpu_access")
-        guard direction.isValidForMapping else { throw .invalidDirection(direction, "dma_buf_end_cpu_access") }
+        try cpuAccess("dma_buf_end_cpu_access", direction) { (direction) throws(DMAError) in try exporter.endCPUAccess(direction: direction) }
+    }
+
+    /// The checks of both CPU-access calls, then the exporter's callback under the reservation
+    /// lock, the buffer checked alive again once the lock is held (a release may have won it).
+    private func cpuAccess(
+        _ call: String, _ direction: DMADirection, _ callback: (DMADirection) throws(DMAError) -> Void
+    ) throws(DMAError) {
+        try checkAlive(call)
+        guard direction.isValidForMapping else { throw .invalidDirection(direction, call) }
         try resv.withLock { (_) throws(DMAError) in
-            try checkAlive("dma_buf_end_cpu_access")
-            try exporter.endCPUAccess(direction: direction)
+            try checkAlive(call)
+            try callback(direction)
         }
     }
 

@@ -53,7 +53,7 @@ public final class GPUVRAMExporter: DMABufExporter {
     public let size: UInt64
     public let exporterName: String
     private let state: ModelMutex<State>
-    private let bufferBox = ModelMutex<DMABuffer?>(nil)
+    private let held = ExportedBuffer(whenReleased: "the buffer was released; its VRAM went back to the heap")
     private let book = MMIOMappingBook()
 
     /// The largest scatter-list entry `amdgpu_vram_mgr_alloc_sgt` makes (`AMDGPU_MAX_SG_SEGMENT_SIZE`).
@@ -78,7 +78,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         self.state = ModelMutex(State(backing: .vram(range)))
         do {
             let buffer = try DMABuffer(name: name, size: size, exporter: self, rules: rules)
-            bufferBox.withLock { $0 = buffer }
+            held.hold(buffer)
         } catch {
             heap.release(range)
             throw error
@@ -87,21 +87,7 @@ public final class GPUVRAMExporter: DMABufExporter {
 
     /// The dma-buf.
     /// - Precondition: the buffer has not been released (``release()``).
-    public var buffer: DMABuffer {
-        bufferBox.withLock { box in
-            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
-            return buffer
-        }
-    }
-
-    /// The dma-buf for one of the exporter's own calls.
-    /// - Throws: `ENODEV` after ``release()``.
-    private func liveBuffer(_ call: String) throws(DMAError) -> DMABuffer {
-        guard let buffer = bufferBox.withLock({ $0 }) else {
-            throw DMAError(.noDevice, .ENODEV, "\(call): the buffer was released; its VRAM went back to the heap")
-        }
-        return buffer
-    }
+    public var buffer: DMABuffer { held.buffer }
 
     public var isDynamic: Bool { true }
 
@@ -247,7 +233,7 @@ public final class GPUVRAMExporter: DMABufExporter {
         case .system(let pages): for page in pages { try? memory.free(page) }
         case .released: break
         }
-        bufferBox.withLock { $0 = nil }
+        held.drop()
     }
 
     /// Moves a VRAM buffer to system memory (TTM eviction, `amdgpu_bo_move_notify`). Like every
@@ -259,7 +245,7 @@ public final class GPUVRAMExporter: DMABufExporter {
     ///   not hold the lock; `EBUSY` when the buffer is pinned. Nothing moves then.
     @discardableResult
     public func evict(in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
-        let buffer = try liveBuffer("evict")
+        let buffer = try held.live("evict")
         try buffer.resv.assertHeld("evict", by: context)
         guard !isPinned else {
             throw DMAError(.busy, .EBUSY, "\(buffer.name) is pinned: pinned memory cannot move")
@@ -273,7 +259,7 @@ public final class GPUVRAMExporter: DMABufExporter {
     @discardableResult
     private func migrateToSystem(notifyIn context: ReservationContext) throws(DMAError) -> (bytes: UInt64, told: [DMABufAttachment]) {
         guard case .vram(let range) = state.withLock({ $0.backing }) else { return (0, []) }
-        let told = try liveBuffer("migrate").invalidateMappings(in: context)
+        let told = try held.live("migrate").invalidateMappings(in: context)
         let pages = try allocateSystemPages(memory, size: size)
         do {
             try copyRanges(memory, from: [range], to: pages)

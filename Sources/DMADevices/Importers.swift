@@ -128,55 +128,24 @@ public final class DeviceImporter: DMABufImporter {
         state.withLock { $0.dead[ObjectIdentifier(buffer)] = live.mapping }
     }
 
-    /// The DMA address and length for `length` bytes at `offset` of a mapped buffer: the device's
-    /// view of the buffer through its segments.
-    public static func locate(_ mapping: DMABufMapping, offset: UInt64, length: UInt64) throws(DMAError) -> [(DMAAddress, Int)] {
-        var out: [(DMAAddress, Int)] = []
-        var skip = offset
-        var remaining = length
-        for segment in mapping.table.segments where remaining > 0 {
-            if skip >= segment.length {
-                skip -= segment.length
-                continue
-            }
-            let chunk = min(segment.length - skip, remaining)
-            out.append((DMAAddress(segment.address.rawValue + skip), Int(chunk)))
-            remaining -= chunk
-            skip = 0
-        }
-        guard remaining == 0, length > 0 else {
-            throw DMAError(.invalidArgument, .EINVAL, "\(length) bytes at offset \(offset) do not fit the \(mapping.table.mappedLength)-byte mapping")
-        }
-        return out
-    }
-
     /// The device writes `bytes` at `offset` of `buffer` through its live mapping — or, when the
     /// exporter invalidated it, through the dead one, as a device that was not stopped in time.
-    /// - Throws: `ENODEV` without any mapping; the engine's faults.
+    /// - Throws: `ENODEV` without any mapping; `EINVAL` for bytes past the end of the mapping
+    ///   (nothing written); the engine's faults.
     public func deviceWrite(_ bytes: [UInt8], to buffer: DMABuffer, offset: UInt64) throws(DMAError) {
-        let mapping = try usableMapping(buffer)
-        var done = 0
-        for (address, count) in try Self.locate(mapping, offset: offset, length: UInt64(bytes.count)) {
-            try device.dmaWrite(Array(bytes[done..<(done + count)]), at: address)
-            done += count
-        }
+        try usableMapping(buffer).write(bytes, offset: offset, by: device)
     }
 
     /// The device reads `count` bytes at `offset` of `buffer` (see ``deviceWrite(_:to:offset:)``).
     public func deviceRead(from buffer: DMABuffer, offset: UInt64, count: Int) throws(DMAError) -> [UInt8] {
-        let mapping = try usableMapping(buffer)
-        var out: [UInt8] = []
-        for (address, length) in try Self.locate(mapping, offset: offset, length: UInt64(count)) {
-            out += try device.dmaRead(at: address, count: length)
-        }
-        return out
+        try usableMapping(buffer).read(offset: offset, count: count, by: device)
     }
 
     /// The device writes `count` bytes of `pattern` at `offset` of `buffer` (the pattern's offset
     /// is the buffer's), through its live or dead mapping as ``deviceWrite(_:to:offset:)``; the
     /// bytes are generated, never held whole.
     public func deviceFill(_ pattern: BytePattern, to buffer: DMABuffer, offset: UInt64, count: Int) throws(DMAError) {
-        try Self.fill(pattern, try usableMapping(buffer), device, offset: offset, count: count)
+        try usableMapping(buffer).fill(pattern, offset: offset, count: count, patternOffset: offset, by: device)
     }
 
     /// The device reads `count` bytes at `offset` of `buffer` and compares them with `pattern`
@@ -185,30 +154,7 @@ public final class DeviceImporter: DMABufImporter {
     public func deviceCompare(_ buffer: DMABuffer, offset: UInt64, count: Int, with pattern: BytePattern?) throws(DMAError)
         -> (index: Int, found: UInt8)?
     {
-        try Self.compare(try usableMapping(buffer), device, offset: offset, count: count, with: pattern)
-    }
-
-    static func fill(_ pattern: BytePattern, _ mapping: DMABufMapping, _ device: DMADevice, offset: UInt64, count: Int) throws(DMAError) {
-        var done = 0
-        for (address, length) in try locate(mapping, offset: offset, length: UInt64(count)) {
-            try device.dmaFill(at: address, count: length, with: pattern, patternOffset: offset + UInt64(done))
-            done += length
-        }
-    }
-
-    static func compare(_ mapping: DMABufMapping, _ device: DMADevice, offset: UInt64, count: Int, with pattern: BytePattern?)
-        throws(DMAError) -> (index: Int, found: UInt8)?
-    {
-        var done = 0
-        var mismatch: (index: Int, found: UInt8)?
-        for (address, length) in try locate(mapping, offset: offset, length: UInt64(count)) {
-            let expected = mismatch == nil ? pattern : nil
-            if let found = try device.dmaCompare(at: address, count: length, with: expected, patternOffset: offset + UInt64(done)) {
-                mismatch = (done + found.index, found.found)
-            }
-            done += length
-        }
-        return mismatch
+        try usableMapping(buffer).compare(offset: offset, count: count, with: pattern, patternOffset: offset, by: device)
     }
 
     private func usableMapping(_ buffer: DMABuffer) throws(DMAError) -> DMABufMapping {

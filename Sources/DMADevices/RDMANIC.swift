@@ -179,8 +179,10 @@ public final class RDMAMemoryRegion: DMABufImporter {
         return try buffer.resv.withLock { (context) throws(DMAError) in try mapPages(attachment, in: context) }
     }
 
-    /// The device addresses of `count` bytes at buffer offset `at`, through the window.
-    private func locate(_ mapping: DMABufMapping, at: UInt64, count: UInt64) throws(DMAError) -> [(DMAAddress, Int)] {
+    /// The MR's view of `mapping` for `count` bytes at buffer offset `at`: the mapping trimmed to
+    /// the window (`umem.sgt_append`), and where `at` falls in it.
+    /// - Throws: `EINVAL` when the bytes are not all inside the window.
+    private func window(_ mapping: DMABufMapping, at: UInt64, count: UInt64) throws(DMAError) -> (view: DMABufMapping, offset: UInt64) {
         let (end, overflow) = at.addingReportingOverflow(count)
         guard !overflow, at >= offset, end <= offset + length else {
             throw DMAError(
@@ -190,56 +192,35 @@ public final class RDMAMemoryRegion: DMABufImporter {
         let start = offset / pageSize * pageSize
         let window = Self.trim(mapping.table.segments, start: start, end: Self.pageEnd(offset + length))
         let view = DMABufMapping(table: DMAScatterTable(list: mapping.table.list, segments: window, p2pMapType: mapping.table.p2pMapType), placement: mapping.placement)
-        return try DeviceImporter.locate(view, offset: at - start, length: count)
+        return (view, at - start)
     }
 
     /// The NIC writes `bytes` at `offset` of the buffer (an RDMA write landing in the MR).
     /// - Throws: `EINVAL` outside the MR's window; the fault-in's errors (`ENODEV` after a
     ///   VFIO revoke, `EINVAL` after ``revoke()``), the engine's faults.
     public func write(_ bytes: [UInt8], offset: UInt64) throws(DMAError) {
-        let mapping = try ensureMapped()
-        var done = 0
-        for (address, count) in try locate(mapping, at: offset, count: UInt64(bytes.count)) {
-            try device.dmaWrite(Array(bytes[done..<(done + count)]), at: address)
-            done += count
-        }
+        let (view, at) = try window(try ensureMapped(), at: offset, count: UInt64(bytes.count))
+        try view.write(bytes, offset: at, by: device)
     }
 
     /// The NIC reads `count` bytes at `offset` of the buffer (an RDMA read or send from the MR).
     public func read(offset: UInt64, count: Int) throws(DMAError) -> [UInt8] {
-        let mapping = try ensureMapped()
-        var out: [UInt8] = []
-        for (address, length) in try locate(mapping, at: offset, count: UInt64(count)) {
-            out += try device.dmaRead(at: address, count: length)
-        }
-        return out
+        let (view, at) = try window(try ensureMapped(), at: offset, count: UInt64(count))
+        return try view.read(offset: at, count: count, by: device)
     }
 
     /// The NIC writes `count` bytes of `pattern` at `offset` of the buffer (the pattern's offsets
     /// are the buffer's), generated, never held whole. See ``write(_:offset:)``.
     public func fill(_ pattern: BytePattern, offset: UInt64, count: Int) throws(DMAError) {
-        let mapping = try ensureMapped()
-        var done = 0
-        for (address, length) in try locate(mapping, at: offset, count: UInt64(count)) {
-            try device.dmaFill(at: address, count: length, with: pattern, patternOffset: offset + UInt64(done))
-            done += length
-        }
+        let (view, at) = try window(try ensureMapped(), at: offset, count: UInt64(count))
+        try view.fill(pattern, offset: at, count: count, patternOffset: offset, by: device)
     }
 
     /// The NIC reads `count` bytes at `offset` and compares them with `pattern` piece by piece:
     /// the index of the first byte that differs and the byte read, or nil. See ``read(offset:count:)``.
     public func compare(offset: UInt64, count: Int, with pattern: BytePattern?) throws(DMAError) -> (index: Int, found: UInt8)? {
-        let mapping = try ensureMapped()
-        var done = 0
-        var mismatch: (index: Int, found: UInt8)?
-        for (address, length) in try locate(mapping, at: offset, count: UInt64(count)) {
-            let expected = mismatch == nil ? pattern : nil
-            if let found = try device.dmaCompare(at: address, count: length, with: expected, patternOffset: offset + UInt64(done)) {
-                mismatch = (done + found.index, found.found)
-            }
-            done += length
-        }
-        return mismatch
+        let (view, at) = try window(try ensureMapped(), at: offset, count: UInt64(count))
+        return try view.compare(offset: at, count: count, with: pattern, patternOffset: offset, by: device)
     }
 
     /// `ib_umem_dmabuf_revoke` (mlx5 revokes an MR it deregisters): with the lock, unmap, unpin,

@@ -14,7 +14,7 @@ public final class SystemHeapExporter: DMABufExporter {
     private let backing: ModelMutex<[PhysicalRange]?>
     /// The machine's memory.
     public let memory: SimulatedMemory
-    private let bufferBox = ModelMutex<DMABuffer?>(nil)
+    private let held = ExportedBuffer(whenReleased: "the system-heap buffer was released")
 
     /// Allocates `size` bytes of pages.
     /// - Throws: `EINVAL` for a size that is not a positive page multiple; `ENOMEM`.
@@ -25,46 +25,24 @@ public final class SystemHeapExporter: DMABufExporter {
         backing = ModelMutex(try allocateSystemPages(memory, size: size))
         self.memory = memory
         let buffer = try DMABuffer(name: name, size: size, exporter: self)
-        bufferBox.withLock { $0 = buffer }
+        held.hold(buffer)
     }
 
     /// The dma-buf.
     /// - Precondition: the buffer has not been released (``release()``).
-    public var buffer: DMABuffer {
-        bufferBox.withLock { box in
-            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
-            return buffer
-        }
-    }
+    public var buffer: DMABuffer { held.buffer }
     public var isDynamic: Bool { false }
-
-    private func liveBuffer() throws(DMAError) -> DMABuffer {
-        guard let buffer = bufferBox.withLock({ $0 }) else {
-            throw DMAError(.noDevice, .ENODEV, "the system-heap buffer was released")
-        }
-        return buffer
-    }
 
     /// `release`: frees the pages, leaves no backing (`DMABufPlacement.released`) and drops the
     /// reference to the buffer.
     public func release() {
-        bufferBox.withLock { $0 = nil }
+        held.drop()
         let freed = backing.withLock { pages in
             defer { pages = nil }
             return pages ?? []
         }
         // Pages next to each other go back as one range: a 6 GiB buffer is 1.5 million pages.
-        var runs: [PhysicalRange] = []
-        for page in freed.sorted(by: { $0.start < $1.start }) {
-            if let last = runs.last, last.last.rawValue &+ 1 == page.start.rawValue,
-                let merged = try? PhysicalRange(start: last.start, length: last.length + page.length)
-            {
-                runs[runs.count - 1] = merged
-            } else {
-                runs.append(page)
-            }
-        }
-        for run in runs { try? memory.free(run) }
+        for run in freed.sorted(by: { $0.start < $1.start }).mergingAdjacent() { try? memory.free(run) }
     }
     public var placement: DMABufPlacement { backing.withLock { $0 == nil } ? .released : .system }
 
@@ -88,14 +66,14 @@ public final class SystemHeapExporter: DMABufExporter {
 
     /// `system_heap_dma_buf_begin_cpu_access`: syncs every mapping for the CPU.
     public func beginCPUAccess(direction: DMADirection) throws(DMAError) {
-        for attachment in try liveBuffer().attachments {
+        for attachment in try held.live().attachments {
             for mapping in attachment.mappings { try attachment.device.syncForCPU(mapping.table, direction: direction) }
         }
     }
 
     /// `system_heap_dma_buf_end_cpu_access`: syncs every mapping for the device.
     public func endCPUAccess(direction: DMADirection) throws(DMAError) {
-        for attachment in try liveBuffer().attachments {
+        for attachment in try held.live().attachments {
             for mapping in attachment.mappings { try attachment.device.syncForDevice(mapping.table, direction: direction) }
         }
     }

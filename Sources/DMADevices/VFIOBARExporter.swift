@@ -86,7 +86,7 @@ public final class VFIOBARExporter: DMABufExporter {
     /// The machine's memory.
     public let memory: SimulatedMemory
     private let state: ModelMutex<State>
-    private let bufferBox = ModelMutex<DMABuffer?>(nil)
+    private let held = ExportedBuffer(whenReleased: "the VFIO dma-buf was released")
     private let book = MMIOMappingBook()
 
     /// The most ranges one export can name: `memdup_array_user` copies them in with one kmalloc,
@@ -182,33 +182,19 @@ public final class VFIOBARExporter: DMABufExporter {
         self.memory = memory
         self.state = ModelMutex(State(revoked: !memory.isDecoding(provider)))
         let buffer = try DMABuffer(name: name, size: total, exporter: self, rules: rules)
-        bufferBox.withLock { $0 = buffer }
+        held.hold(buffer)
     }
 
     /// The dma-buf.
     /// - Precondition: the buffer has not been released (``release()``).
-    public var buffer: DMABuffer {
-        bufferBox.withLock { box in
-            guard let buffer = box else { preconditionFailure("the exporter's buffer was used after its release") }
-            return buffer
-        }
-    }
+    public var buffer: DMABuffer { held.buffer }
     public var isDynamic: Bool { false }
-
-    /// The dma-buf for one of the exporter's own calls.
-    /// - Throws: `ENODEV` after ``release()``.
-    private func liveBuffer(_ call: String) throws(DMAError) -> DMABuffer {
-        guard let buffer = bufferBox.withLock({ $0 }) else {
-            throw DMAError(.noDevice, .ENODEV, "\(call): the VFIO dma-buf was released")
-        }
-        return buffer
-    }
 
     /// `release`: marks the export released and drops the reference to the buffer (the BAR stays
     /// the device's).
     public func release() {
         state.withLock { $0.released = true }
-        bufferBox.withLock { $0 = nil }
+        held.drop()
     }
     public var placement: DMABufPlacement { state.withLock { $0.released ? .released : .bar } }
     /// Whether access is revoked now.
@@ -289,7 +275,7 @@ public final class VFIOBARExporter: DMABufExporter {
     ///   and a later revoke once the fence signalled or the mapping is gone finishes the job.
     @discardableResult
     public func revoke(_ reason: RevokeReason, in context: ReservationContext) throws(DMAError) -> [DMABufAttachment] {
-        let buffer = try liveBuffer("vfio_pci_dma_buf_move")
+        let buffer = try held.live("vfio_pci_dma_buf_move")
         try buffer.resv.assertHeld("vfio_pci_dma_buf_move", by: context)
         let (wasRevoked, wasClosed) = state.withLock { ($0.revoked, $0.closed) }
         // No map can land between the telling and the state change: maps need the lock held here.
@@ -324,7 +310,7 @@ public final class VFIOBARExporter: DMABufExporter {
     ///   `EDEADLK` when called with the lock held in this thread.
     @discardableResult
     public func restore() throws(DMAError) -> [DMABufAttachment] {
-        let buffer = try liveBuffer("restore")
+        let buffer = try held.live("restore")
         return try buffer.resv.withLock { (context) throws(DMAError) -> [DMABufAttachment] in
             let wasRevoked = try state.withLock { (state) throws(DMAError) -> Bool in
                 guard !state.closed else {
