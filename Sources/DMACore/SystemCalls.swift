@@ -280,10 +280,28 @@ package enum SystemCalls {
     }
 
     private static func readFile(_ call: SystemCall, at folder: Int32, _ path: String, limit: Int, shortReadEnds: Bool) -> Result<[UInt8], Errno> {
+        withFileContents(call, at: folder, path, limit: limit, shortReadEnds: shortReadEnds) { Array($0) }
+    }
+
+    /// Reads the file `name` in the folder open as `folder` as ``readFile(at:_:limit:shortReadEnds:)``
+    /// does, and hands its bytes to `body` without copying them into an array of their own: a
+    /// file that fits in one read (an fdinfo, a `comm`) is read into the stack. The bytes are valid
+    /// only inside `body`.
+    package static func withFileContents<T>(
+        at folder: Int32, _ name: String, limit: Int = defaultReadLimit, shortReadEnds: Bool = false,
+        _ body: (UnsafeBufferPointer<UInt8>) -> T
+    ) -> Result<T, Errno> {
+        withFileContents(.readFileAt(folder: folder, path: name), at: folder, name, limit: limit, shortReadEnds: shortReadEnds, body)
+    }
+
+    private static func withFileContents<T>(
+        _ call: SystemCall, at folder: Int32, _ path: String, limit: Int, shortReadEnds: Bool,
+        _ body: (UnsafeBufferPointer<UInt8>) -> T
+    ) -> Result<T, Errno> {
         if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
-            case .contents(let bytes): return .success(bytes)
+            case .contents(let bytes): return .success(bytes.withUnsafeBufferPointer(body))
             case .fails(let errno): return .failure(errno)
             default: preconditionFailure("interceptor answered readFile with a value of the wrong kind")
             }
@@ -302,23 +320,44 @@ package enum SystemCalls {
         // procfs and sysfs report 0 or 4096 whatever they hold; a larger size is a real file's.
         if status.st_size > limit { return .failure(.EFBIG) }
         // Each read lands in uninitialised scratch space (no zeroed buffer per file: a census reads
-        // a hundred thousand small fdinfo files) and is appended: linear in the file's length.
-        var bytes: [UInt8] = []
-        while true {
-            let room = min(shortReadEnds ? 4096 : 65536, limit + 1 - bytes.count)
-            var failure: Int32 = 0
-            var count = 0
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+        // a hundred thousand small fdinfo files). A file whose first read ends it is handed over
+        // from there; a longer one is gathered in an array: linear in the file's length.
+        let first = min(4096, limit + 1)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: first) { scratch -> Result<T, Errno> in
+            func read(_ buffer: UnsafeMutableBufferPointer<UInt8>) -> Result<Int, Errno> {
+                var count = 0
+                var failure: Int32 = 0
                 repeat {
-                    count = cRead(fd, buffer.baseAddress!, room)
+                    count = cRead(fd, buffer.baseAddress!, buffer.count)
                     failure = count < 0 ? cErrno() : 0
                 } while count < 0 && failure == EINTR
-                if count > 0 { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<count])) }
+                return count < 0 ? .failure(Errno(rawValue: failure)) : .success(count)
             }
-            if count < 0 { return .failure(Errno(rawValue: failure)) }
-            if count == 0 { return .success(bytes) }
-            if bytes.count > limit { return .failure(.EFBIG) }
-            if shortReadEnds, count < room { return .success(bytes) }
+            let count: Int
+            switch read(scratch) {
+            case .failure(let errno): return .failure(errno)
+            case .success(let n): count = n
+            }
+            if count == 0 || (shortReadEnds && count < first) {
+                return .success(body(UnsafeBufferPointer(rebasing: scratch[0..<count])))
+            }
+            if count > limit { return .failure(.EFBIG) }
+            var bytes = Array(scratch[0..<count])
+            while true {
+                let room = min(65536, limit + 1 - bytes.count)
+                var outcome: Result<Int, Errno> = .success(0)
+                withUnsafeTemporaryAllocation(of: UInt8.self, capacity: room) { buffer in
+                    outcome = read(buffer)
+                    if case .success(let n) = outcome, n > 0 { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[0..<n])) }
+                }
+                switch outcome {
+                case .failure(let errno): return .failure(errno)
+                case .success(0): return .success(bytes.withUnsafeBufferPointer(body))
+                case .success(let n):
+                    if bytes.count > limit { return .failure(.EFBIG) }
+                    if shortReadEnds, n < room { return .success(bytes.withUnsafeBufferPointer(body)) }
+                }
+            }
         }
     }
 
@@ -382,6 +421,24 @@ package enum SystemCalls {
     /// `readlinkat(2)`: where the symbolic link `name` in the folder open as `folder` points.
     package static func readLink(at folder: Int32, _ name: String) -> Result<String, Errno> {
         readLink(.readLinkAt(folder: folder, path: name), at: folder, name)
+    }
+
+    /// `readlinkat(2)`, handing the link's bytes to `body` from a stack buffer (no string is made:
+    /// the census reads a link per open file of every process and keeps only a dma-buf's).
+    package static func withLinkTarget<T>(at folder: Int32, _ name: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> Result<T, Errno> {
+        if let outcome = intercepted(.readLinkAt(folder: folder, path: name)) {
+            switch outcome {
+            case .perform: break
+            case .contents(let bytes): return .success(bytes.withUnsafeBufferPointer(body))
+            case .fails(let errno): return .failure(errno)
+            default: preconditionFailure("interceptor answered readlink with a value of the wrong kind")
+            }
+        }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
+            let count = name.withCString { cReadlinkat(folder, $0, buffer.baseAddress!, buffer.count) }
+            if count < 0 { return .failure(Errno(rawValue: cErrno())) }
+            return .success(body(UnsafeBufferPointer(rebasing: buffer[0..<count])))
+        }
     }
 
     private static func readLink(_ call: SystemCall, at folder: Int32, _ path: String) -> Result<String, Errno> {

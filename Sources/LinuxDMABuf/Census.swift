@@ -76,6 +76,16 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
         target.hasPrefix("/dmabuf:") || target == "anon_inode:dmabuf"
     }
 
+    /// ``isDMABufPath(_:)`` on a link's bytes.
+    static func isDMABufPath(_ target: UnsafeBufferPointer<UInt8>) -> Bool {
+        func starts(_ prefix: StaticString, whole: Bool) -> Bool {
+            let count = prefix.utf8CodeUnitCount
+            guard whole ? target.count == count : target.count >= count else { return false }
+            return memcmp(target.baseAddress!, prefix.utf8Start, count) == 0
+        }
+        return starts("/dmabuf:", whole: false) || starts("anon_inode:dmabuf", whole: true)
+    }
+
     /// All buffers' bytes together (the totals' sum, saturating at `Int.max` instead of trapping
     /// on sizes from a `/proc` copy near 2^63).
     public var totalBytes: Int { totals.reduce(0) { saturatingSum($0, $1.bytes) } }
@@ -188,25 +198,33 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 if let commBytes { record(.file(path: "\(pid)/comm", bytes: commBytes)) }
             }
             for fdName in fds {
+                // The link is checked on its bytes in a stack buffer: a string is made only for a
+                // dma-buf's link, and only when the census is recorded.
                 guard let fd = Int32(fdName),
-                      let target = try? SystemCalls.readLink(at: folder, "fd/" + fdName).get(),
-                      isDMABufPath(target)
+                      case .success(let target?) = SystemCalls.withLinkTarget(at: folder, "fd/" + fdName, { bytes -> String? in
+                          guard isDMABufPath(bytes) else { return nil }
+                          return record == nil ? "" : String(decoding: bytes, as: UTF8.self)
+                      })
                 else { continue }
-                let bytes: [UInt8]
-                switch SystemCalls.readFile(at: folder, "fdinfo/" + fdName, limit: fdinfoLimit, shortReadEnds: true) {
-                case .success(let read): bytes = read
+                var recorded: [UInt8] = []
+                let parsed = SystemCalls.withFileContents(at: folder, "fdinfo/" + fdName, limit: fdinfoLimit, shortReadEnds: true) { bytes in
+                    if record != nil { recorded = Array(bytes) }
+                    return FDInfo(buffer: bytes)
+                }
+                let info: FDInfo
+                switch parsed {
+                case .success(let read): info = read
                 case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
                 case .failure(let errno):
                     // Refused (not a regular file, longer than an fdinfo can be) or unreadable: said, not skipped.
                     census.unreadable.append(Unreadable(pid: pid, what: "fdinfo/\(fdName)", errno: errno.name))
                     continue
                 }
-                let info = FDInfo(bytes: bytes)
                 guard info.isDMABuf, let inode = info.inode else { continue }
                 if let record {
                     recordHolder()
                     record(.link(path: "\(pid)/fd/\(fdName)", target: target))
-                    record(.file(path: "\(pid)/fdinfo/\(fdName)", bytes: bytes))
+                    record(.file(path: "\(pid)/fdinfo/\(fdName)", bytes: recorded))
                 }
                 // Mutated in place (a copy taken out and stored back would copy its holders each time).
                 update(&byInode[inode, default: Buffer(inode: inode, size: nil, exporter: nil, name: nil, holders: [])])
@@ -248,12 +266,15 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             }
         }
 
-        census.buffers = byInode.values.sorted { $0.inode < $1.inode }.map { buffer in
-            var buffer = buffer
-            buffer.holders.sort { $0.pid < $1.pid }
-            for index in buffer.holders.indices { buffer.holders[index].fds.sort() }
-            return buffer
+        // Sorted in place once the table is let go, so that no buffer's holders are copied.
+        var buffers = Array(byInode.values)
+        byInode = [:]
+        buffers.sort { $0.inode < $1.inode }
+        for index in buffers.indices {
+            buffers[index].holders.sort { $0.pid < $1.pid }
+            for holder in buffers[index].holders.indices { buffers[index].holders[holder].fds.sort() }
         }
+        census.buffers = buffers
         var totals: [String: ExporterTotal] = [:]
         for buffer in census.buffers {
             let exporter = buffer.exporter ?? "?"

@@ -49,13 +49,44 @@ public struct FDInfo: Sendable, Hashable, Codable {
         self.init(bytes: Array(text.utf8))
     }
 
-    /// Parses the bytes of an fdinfo file, as read: the census reads a hundred thousand of them, so
-    /// lines and keys are found on bytes and a `String` is made only for the values kept.
-    /// Lines end at `\n`; a key is the bytes before the first `:`.
+    /// Parses the bytes of an fdinfo file, as read.
     public init(bytes: [UInt8]) {
+        self = bytes.withUnsafeBufferPointer { FDInfo(buffer: $0) }
+    }
+
+    /// Parses the bytes of an fdinfo file where they lie (the census reads a hundred thousand of
+    /// them into a stack buffer): lines and keys are found on bytes, numbers are read from bytes,
+    /// and a `String` is made only for the values kept. Lines end at `\n`; a key is the bytes
+    /// before the first `:`.
+    package init(buffer bytes: UnsafeBufferPointer<UInt8>) {
         otherFields = []
         let colon = UInt8(ascii: ":"), newline = UInt8(ascii: "\n"), space = UInt8(ascii: " "), tab = UInt8(ascii: "\t")
-        func text(_ slice: ArraySlice<UInt8>) -> String { String(decoding: slice, as: UTF8.self) }
+        func text(_ slice: Slice<UnsafeBufferPointer<UInt8>>) -> String { String(decoding: slice, as: UTF8.self) }
+        func equals(_ slice: Slice<UnsafeBufferPointer<UInt8>>, _ key: StaticString) -> Bool {
+            guard slice.count == key.utf8CodeUnitCount else { return false }
+            let start = key.utf8Start
+            var index = slice.startIndex
+            for offset in 0..<slice.count {
+                if bytes[index] != start[offset] { return false }
+                index += 1
+            }
+            return true
+        }
+        // A whole-number value in `radix` (10 or 8), as the kernel prints it: digits only, at most
+        // `UInt64.max`; anything else (a sign, a blank, an overflow) is not a number.
+        func number(_ slice: Slice<UnsafeBufferPointer<UInt8>>, radix: UInt64 = 10) -> UInt64? {
+            guard !slice.isEmpty else { return nil }
+            var value: UInt64 = 0
+            for byte in slice {
+                let digit = UInt64(byte &- UInt8(ascii: "0"))
+                guard byte >= UInt8(ascii: "0"), digit < radix else { return nil }
+                let (shifted, overflow1) = value.multipliedReportingOverflow(by: radix)
+                let (sum, overflow2) = shifted.addingReportingOverflow(digit)
+                if overflow1 || overflow2 { return nil }
+                value = sum
+            }
+            return value
+        }
         var lineStart = bytes.startIndex
         while lineStart < bytes.endIndex {
             var lineEnd = lineStart
@@ -73,14 +104,14 @@ public struct FDInfo: Sendable, Hashable, Codable {
             let value = bytes[valueStart..<lineEnd]
             var known = true
             switch key.count {
-            case 3 where key.elementsEqual("pos".utf8): if let v = Int64(text(value)) { position = v } else { known = false }
-            case 5 where key.elementsEqual("flags".utf8): if let v = UInt32(text(value), radix: 8) { flags = v } else { known = false }
-            case 6 where key.elementsEqual("mnt_id".utf8): if let v = Int(text(value)) { mountID = v } else { known = false }
-            case 3 where key.elementsEqual("ino".utf8): if let v = UInt64(text(value)) { inode = v } else { known = false }
-            case 4 where key.elementsEqual("size".utf8): if let v = Int(text(value)), v >= 0 { size = v } else { known = false }
-            case 5 where key.elementsEqual("count".utf8): if let v = Int(text(value)) { count = v } else { known = false }
-            case 8 where key.elementsEqual("exp_name".utf8): exporter = text(value)
-            case 4 where key.elementsEqual("name".utf8): name = text(value)
+            case 3 where equals(key, "pos"): if let v = number(value), v <= UInt64(Int64.max) { position = Int64(v) } else { known = false }
+            case 5 where equals(key, "flags"): if let v = number(value, radix: 8), v <= UInt64(UInt32.max) { flags = UInt32(v) } else { known = false }
+            case 6 where equals(key, "mnt_id"): if let v = number(value), v <= UInt64(Int.max) { mountID = Int(v) } else { known = false }
+            case 3 where equals(key, "ino"): if let v = number(value) { inode = v } else { known = false }
+            case 4 where equals(key, "size"): if let v = number(value), v <= UInt64(Int.max) { size = Int(v) } else { known = false }
+            case 5 where equals(key, "count"): if let v = number(value), v <= UInt64(Int.max) { count = Int(v) } else { known = false }
+            case 8 where equals(key, "exp_name"): exporter = text(value)
+            case 4 where equals(key, "name"): name = text(value)
             default: known = false
             }
             if !known { otherFields.append(Field(key: text(key), value: text(value))) }

@@ -236,6 +236,44 @@ struct HostileProcTests {
         #expect(SystemCalls.readFile(tree.path) == .failure(.EISDIR))
     }
 
+    @Test("Reads relative to an open folder: a file of one read, files longer than the first 4 KiB read, the limit, a link's bytes")
+    func readAt() throws {
+        let tree = try TemporaryTree()
+        let long = String(repeating: "0123456789abcdef", count: 600)  // 9,600 bytes: three reads
+        try tree.write("one", "pos:\t0\n")
+        try tree.write("long", long)
+        try tree.write("exact", String(repeating: "x", count: 4096))
+        try tree.link("link", to: "/dmabuf:frames")
+        let folder = try SystemCalls.openAt(AT_FDCWD, tree.path, O_RDONLY | O_DIRECTORY).get()
+        defer { _ = SystemCalls.close(folder) }
+        for shortReadEnds in [false, true] {
+            #expect(try SystemCalls.readFile(at: folder, "one", shortReadEnds: shortReadEnds).get() == Array("pos:\t0\n".utf8))
+            #expect(try SystemCalls.readFile(at: folder, "long", shortReadEnds: shortReadEnds).get() == Array(long.utf8))
+            #expect(try SystemCalls.readFile(at: folder, "exact", shortReadEnds: shortReadEnds).get().count == 4096)
+            #expect(SystemCalls.readFile(at: folder, "long", limit: 9599, shortReadEnds: shortReadEnds) == .failure(.EFBIG))
+            #expect(SystemCalls.readFile(at: folder, "exact", limit: 4095, shortReadEnds: shortReadEnds) == .failure(.EFBIG))
+        }
+        #expect(try SystemCalls.withFileContents(at: folder, "long") { $0.count }.get() == 9600)
+        #expect(SystemCalls.withFileContents(at: folder, "missing") { $0.count } == .failure(.ENOENT))
+        #expect(try SystemCalls.withLinkTarget(at: folder, "link") { String(decoding: $0, as: UTF8.self) }.get() == "/dmabuf:frames")
+        #expect(try SystemCalls.withLinkTarget(at: folder, "link") { DMABufCensus.isDMABufPath($0) }.get())
+        #expect(try SystemCalls.listDirectory(at: folder, ".").get().sorted() == ["exact", "link", "long", "one"])
+    }
+
+    @Test("fdinfo numbers are read from bytes as the kernel prints them: digits only, no overflow", arguments: [
+        ("size:\t18446744073709551616\n", "size"),  // past UInt64
+        ("size:\t9223372036854775808\n", "size"),  // past Int
+        ("count:\t-1\n", "count"),
+        ("pos:\t+5\n", "pos"),
+        ("flags:\t09\n", "flags"),  // not octal
+        ("ino:\t\n", "ino"),
+    ])
+    func fdinfoNumbers(text: String, key: String) {
+        let info = FDInfo(parsing: text)
+        #expect(info.size == nil && info.count == nil && info.position == nil && info.flags == nil && info.inode == nil)
+        #expect(info.otherFields.map(\.key) == [key])
+    }
+
     @Test("a config.gz that inflates past the limit is not read (a gzip bomb stops at the limit)")
     func gzipBomb() throws {
         let tree = try TemporaryTree()
