@@ -79,7 +79,7 @@ public struct DMAOpsConformance: Sendable {
         try memory.addRAM(name: "RAM low", start: 0x1000_0000, length: 64 << 20)
         try memory.addRAM(name: "RAM high", start: 0x2_0000_0000, length: 64 << 20)
         let provider = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
             busAddress: 0x80_0000_0000)
         try memory.addBAR(name: "peer BAR", provider: provider)
         return Rig(memory: memory, provider: provider, ops: makeOps(), debug: DMADebug(configuration: .init(checkMappingErrors: false)))

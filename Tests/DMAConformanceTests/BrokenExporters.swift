@@ -132,7 +132,7 @@ final class MovingExporter: DMABufExporter {
         let memory = SimulatedMemory()
         try memory.addRAM(name: "RAM", start: 0x1000_0000, length: 64 << 20)
         let provider = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
             busAddress: 0x80_0000_0000)
         try memory.addBAR(name: "VRAM", provider: provider)
         let exporter = try MovingExporter(bug: bug, memory: memory, provider: provider, size: 64 << 10)
