@@ -170,7 +170,7 @@ public struct DMABufExporterConformance: Sendable {
         let mapping = try buffer.mapUnlocked(staticAttachment, direction: .toDevice)
         guard staticAttachment.isPinned else { throw Violation(message: "a static importer's map did not pin the buffer") }
         guard !mapping.peerToPeer, mapping.placement == .system else {
-            throw Violation(message: "a static importer (no P2P) got a \(mapping.mapTypeName) mapping of \(mapping.placement) memory")
+            throw Violation(message: "a static importer (no P2P) got a \(mapping.mapType) mapping of \(mapping.placement) memory")
         }
         guard try exporter.cpuRanges() == pinnedAt else { throw Violation(message: "the memory moved while pinned (a static importer's map)") }
         // Nothing moves while pinned, whoever maps it: every importer, dynamic with P2P.

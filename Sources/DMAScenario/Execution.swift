@@ -92,7 +92,7 @@ final class Execution {
             }
             buffers[spec.name] = exported
             result.message = "\(exported.buffer)"
-            result.placement = exported.buffer.exporter.placement.rawValue
+            result.placement = exported.buffer.exporter.placement
         } catch {
             result.ok = false
             result.errno = error.errno.name
@@ -133,8 +133,8 @@ final class Execution {
         var misses: [String] = []
         if let ok = expect.ok, ok != r.ok { misses.append("ok \(ok), got \(r.ok)") }
         if let errno = expect.errno, errno != r.errno { misses.append("errno \(errno), got \(r.errno ?? "none")") }
-        if let v = expect.placement, v != r.placement { misses.append("placement \(v), got \(r.placement ?? "none")") }
-        if let v = expect.mapType, v != r.mapType { misses.append("mapType \(v), got \(r.mapType ?? "none")") }
+        if let v = expect.placement, v != r.placement?.rawValue { misses.append("placement \(v), got \(r.placement?.rawValue ?? "none")") }
+        if let v = expect.mapType, v != r.mapType?.rawValue { misses.append("mapType \(v), got \(r.mapType?.rawValue ?? "none")") }
         if let v = expect.peerToPeer, v != r.peerToPeer { misses.append("peerToPeer \(v), got \(r.peerToPeer.map(String.init) ?? "none")") }
         if let v = expect.notified, v.sorted() != r.notified { misses.append("notified \(v.sorted()), got \(r.notified ?? [])") }
         if let v = expect.bouncedBytes, v != r.bouncedBytes { misses.append("bouncedBytes \(v), got \(r.bouncedBytes.map(String.init) ?? "none")") }

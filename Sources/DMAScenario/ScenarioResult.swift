@@ -1,4 +1,5 @@
 import DMACore
+import DMABuf
 
 /// The outcome of one step, as `dmabuf simulate --json` prints it.
 public struct StepResult: Sendable, Encodable {
@@ -11,8 +12,8 @@ public struct StepResult: Sendable, Encodable {
     public var line: Int?
     // For a map (and for attach/access that maps): what the importer got.
     public var peerToPeer: Bool?
-    public var placement: String?
-    public var mapType: String?
+    public var placement: DMABufPlacement?
+    public var mapType: DMABufMapType?
     public var segments: Int?
     public var bouncedBytes: UInt64?
     public var migratedBytes: UInt64?

@@ -1,4 +1,5 @@
 import DMACore
+import DMABuf
 
 /// One story's line in `dmabuf demo`: `{"story", "title", "ok", "placement", "mapType",
 /// "bouncedBytes", "migratedBytes", "errno", "notified"}` plus what the kernel would do.
@@ -8,8 +9,8 @@ public struct StoryOutcome: Sendable, Encodable {
     /// Every step as expected and no debug report.
     public let ok: Bool
     public let kernel: String
-    public let placement: String?
-    public let mapType: String?
+    public let placement: DMABufPlacement?
+    public let mapType: DMABufMapType?
     public let bouncedBytes: UInt64
     public let migratedBytes: UInt64
     public let errno: String?
@@ -47,10 +48,10 @@ public struct StoryOutcome: Sendable, Encodable {
         if let errno { parts.append("\(errno) where the kernel refuses") }
         if let notified { parts.append("told \(notified.joined(separator: ", "))") }
         if let mapType {
-            if mapType != "host" {
-                parts.append("\(mapType) P2P from \(placement ?? "?")")
+            if mapType != .host {
+                parts.append("\(mapType) P2P from \(placement?.rawValue ?? "?")")
             } else {
-                parts.append("\(placement ?? "system") pages mapped" + (bouncedBytes > 0 ? " through swiotlb bounce slots" : ""))
+                parts.append("\(placement?.rawValue ?? "system") pages mapped" + (bouncedBytes > 0 ? " through swiotlb bounce slots" : ""))
             }
         }
         return parts.joined(separator: "; ")

@@ -20,7 +20,7 @@ struct StoryTests {
     func story1() throws {
         let s = steps(try Self.run(1))
         let registration = s[0]
-        #expect(registration.op == "attach" && registration.ok && registration.mapType == "bus-address" && registration.placement == "vram")
+        #expect(registration.op == "attach" && registration.ok && registration.mapType == .busAddress && registration.placement == .vram)
         #expect(registration.bouncedBytes == 0 && registration.migratedBytes == 0)
         #expect(s[1].op == "device-read" && s[1].mapType == nil, "no fault: mapped already")
         #expect(s.allSatisfy { ($0.bouncedBytes ?? 0) == 0 && ($0.migratedBytes ?? 0) == 0 })
@@ -30,14 +30,14 @@ struct StoryTests {
     @Test("Story 2: a whitelisted host bridge carries P2P through the IOMMU as MMIO")
     func story2() throws {
         let s = steps(try Self.run(2))
-        #expect(s[1].mapType == "through-host-bridge" && s[1].peerToPeer == true && s[1].placement == "vram")
+        #expect(s[1].mapType == .throughHostBridge && s[1].peerToPeer == true && s[1].placement == .vram)
     }
 
     @Test("Story 3: P2P impossible, the buffer migrates exactly its size and the NIC maps system pages")
     func story3() throws {
         let s = steps(try Self.run(3))
         #expect(s[0].peerToPeer == false)
-        #expect(s[1].migratedBytes == 1 << 20 && s[1].placement == "system" && s[1].mapType == "host")
+        #expect(s[1].migratedBytes == 1 << 20 && s[1].placement == .system && s[1].mapType == .host)
         #expect(s[2].message.contains("as expected"))
     }
 
@@ -47,8 +47,8 @@ struct StoryTests {
         #expect(s[0].op == "raw-map" && !s[0].ok && s[0].errno == "EREMOTEIO")
         #expect(s[1].peerToPeer == true)
         #expect(s[2].op == "map" && !s[2].ok && s[2].errno == "ENOMEM")
-        #expect(s[3].op == "evict" && s[3].placement == "system" && s[3].migratedBytes == 256 << 10)
-        #expect(s[4].placement == "system" && s[4].mapType == "host" && s[4].migratedBytes == 0)
+        #expect(s[3].op == "evict" && s[3].placement == .system && s[3].migratedBytes == 256 << 10)
+        #expect(s[4].placement == .system && s[4].mapType == .host && s[4].migratedBytes == 0)
         #expect(s[5].message.contains("as expected"))
     }
 
@@ -70,7 +70,7 @@ struct StoryTests {
         let afterRevoke = s.drop { $0.op != "revoke" }.dropFirst()
         #expect(afterRevoke.prefix(3).map(\.errno) == ["EIO", "ENODEV", "ENODEV"])
         let restoredMap = try #require(s.last { $0.op == "map" })
-        #expect(restoredMap.ok && restoredMap.mapType == "bus-address")
+        #expect(restoredMap.ok && restoredMap.mapType == .busAddress)
     }
 
     @Test("Each story's summary for dmabuf demo", arguments: 1...6)
@@ -78,10 +78,10 @@ struct StoryTests {
         let outcome = try Story.all[n - 1].run()
         #expect(outcome.ok)
         switch n {
-        case 1: #expect(outcome.copies == "zero-copy" && outcome.mapType == "bus-address")
-        case 2: #expect(outcome.copies == "zero-copy" && outcome.mapType == "through-host-bridge")
-        case 3: #expect(outcome.copies == "1 MiB migrated" && outcome.placement == "system")
-        case 4: #expect(outcome.errno == "EREMOTEIO" && outcome.placement == "system")
+        case 1: #expect(outcome.copies == "zero-copy" && outcome.mapType == .busAddress)
+        case 2: #expect(outcome.copies == "zero-copy" && outcome.mapType == .throughHostBridge)
+        case 3: #expect(outcome.copies == "1 MiB migrated" && outcome.placement == .system)
+        case 4: #expect(outcome.errno == "EREMOTEIO" && outcome.placement == .system)
         case 5: #expect(outcome.copies == "64 KiB bounced")
         default: #expect(outcome.notified == ["mr", "nic"] && outcome.errno == "ENODEV")
         }
@@ -217,18 +217,18 @@ struct StoryKernelTests {
     @Test("Story 1 on 6.12 without MOVE_NOTIFY: the MR's map pins, amdgpu pins in GTT, the VRAM migrates; on 7.1: zero-copy bus-address P2P")
     func story1() throws {
         let old = try Self.outcome(1, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 2 << 20 && old.copies == "2 MiB migrated")
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 2 << 20 && old.copies == "2 MiB migrated")
         #expect(old.kernel.contains("CONFIG_DMABUF_MOVE_NOTIFY off"))
         let new = try Self.outcome(1, Self.linux71)
-        #expect(new.placement == "vram" && new.mapType == "bus-address" && new.migratedBytes == 0 && new.copies == "zero-copy")
+        #expect(new.placement == .vram && new.mapType == .busAddress && new.migratedBytes == 0 && new.copies == "zero-copy")
     }
 
     @Test("Story 2 on 6.12 without MOVE_NOTIFY: system pages, 1 MiB migrated; on 7.1: through the host bridge from VRAM")
     func story2() throws {
         let old = try Self.outcome(2, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 1 << 20)
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 1 << 20)
         let new = try Self.outcome(2, Self.linux71)
-        #expect(new.placement == "vram" && new.mapType == "through-host-bridge" && new.migratedBytes == 0)
+        #expect(new.placement == .vram && new.mapType == .throughHostBridge && new.migratedBytes == 0)
     }
 
     @Test("Stories 3 and 5 come out the same on both kernels (no P2P in them to lose)")
@@ -244,10 +244,10 @@ struct StoryKernelTests {
     @Test("Story 4 on 6.12 without MOVE_NOTIFY: the map pins, amdgpu pins in GTT, the HFI maps system pages (256 KiB migrated); on 7.1 the VRAM map is ENOMEM until an eviction")
     func story4() throws {
         let old = try Self.outcome(4, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 256 << 10 && old.errno == "EREMOTEIO")
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 256 << 10 && old.errno == "EREMOTEIO")
         #expect(old.result.steps.filter { $0.op == "map" }.allSatisfy { $0.ok })
         let new = try Self.outcome(4, Self.linux71)
-        #expect(new.placement == "system" && new.migratedBytes == 256 << 10)
+        #expect(new.placement == .system && new.migratedBytes == 256 << 10)
         #expect(new.result.steps.contains { $0.op == "map" && $0.errno == "ENOMEM" })
     }
 
@@ -279,7 +279,7 @@ struct StoryKernelTests {
         #expect(scenario.kernel == Self.debian612)
         let pinned = try ScenarioRunner.run(scenario)
         #expect(pinned.kernel == Self.debian612)
-        #expect(steps(pinned)[0].placement == "system" && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
+        #expect(steps(pinned)[0].placement == .system && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
         let overridden = try ScenarioRunner.run(scenario, kernel: Self.linux71)
         #expect(overridden.ok && overridden.kernel == Self.linux71)
         #expect(throws: InputFileError.self) { try Scenario.parse("kernel: 4.4\nsteps: []\n", file: "bad.yaml") }
