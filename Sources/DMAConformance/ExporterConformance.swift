@@ -85,12 +85,12 @@ public struct DMABufExporterConformance: Sendable {
     struct Violation: Error { let message: String }
 
     /// The checks' names, in the order they run.
-    public static let checks = ["attach-map-detach", "static-pin", "invalidate-reaches-dynamic"]
+    public static let checks: [ConformanceCheck] = [.attachMapDetach, .staticPin, .invalidateReachesDynamic]
 
     /// Runs every check.
     public func run() -> ConformanceReport {
-        let checks: [(String, () throws -> String)] = [
-            ("attach-map-detach", roundTrip), ("static-pin", staticPin), ("invalidate-reaches-dynamic", invalidate),
+        let checks: [(ConformanceCheck, () throws -> String)] = [
+            (.attachMapDetach, roundTrip), (.staticPin, staticPin), (.invalidateReachesDynamic, invalidate),
         ]
         return ConformanceReport(
             subject: name,
