@@ -32,9 +32,29 @@ struct TypedResultTests {
     @Test("A step result holds enums and encodes the strings the scenario JSON always had")
     func stepJSON() throws {
         let result = try ScenarioRunner.run(try Story.all[0].scenario())
-        let attach = try #require(result.steps.first { $0.op == "attach" })
+        let attach = try #require(result.steps.first { $0.op == .step(.attach) })
         #expect(attach.mapType == .busAddress && attach.placement == .vram)
         let object = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(attach)) as? [String: Any])
         #expect(object["mapType"] as? String == "bus-address" && object["placement"] as? String == "vram")
+    }
+
+    @Test("A step's op, errno and expectation are typed; the JSON keeps their old strings")
+    func stepOpErrnoExpectation() throws {
+        #expect(Scenario.Step.Op.allCases.map { StepResult.Op.step($0).name } == Scenario.Step.Op.allCases.map(\.rawValue))
+        #expect(StepResult.Op.createBuffer.name == "create-buffer" && StepResult.Op.createImporter.name == "create-importer")
+        #expect(StepResult.Op.createBuffer.isSetup && !StepResult.Op.step(.map).isSetup)
+        #expect(StepResult.Expectation.met.text == "met" && StepResult.Expectation.unmet("expected ok true, got false").text == "expected ok true, got false")
+        // Story 4: the HFI NIC handed a P2P list refuses it (EREMOTEIO), as its file expects.
+        let result = try ScenarioRunner.run(try Story.all[3].scenario())
+        let refused = try #require(result.steps.first { $0.op == .step(.rawMap) })
+        #expect(refused.errno == .EREMOTEIO && !refused.ok)
+        for step in result.steps {
+            let object = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(step)) as? [String: Any])
+            #expect(object["op"] as? String == step.op.name)
+            #expect(object["errno"] as? String == step.errno?.name && (step.errno != nil || object["errno"] is NSNull))
+            #expect(object["expectation"] as? String == step.expectation?.text)
+        }
+        let object = try #require(try JSONSerialization.jsonObject(with: try JSONEncoder().encode(refused)) as? [String: Any])
+        #expect(object["op"] as? String == "raw-map" && object["errno"] as? String == "EREMOTEIO")
     }
 }
