@@ -15,7 +15,7 @@ try machine.memory.write(Array("model state".utf8), at: try gpu.cpuRanges()[0].s
 let nic = DeviceImporter(name: "nic", device: try machine.dmaDevice("0000:81:00.0"), dynamic: true, allowPeerToPeer: true)
 print("peer2peer after attach:", try nic.attach(gpu.buffer).peerToPeer)
 let mapping = try nic.map(gpu.buffer, direction: .toDevice)
-print("placement:", mapping.placement, "| map type:", mapping.mapTypeName, "| migrated:", mapping.migratedBytes, "bytes")
+print("placement:", mapping.placement, "| map type:", mapping.mapType, "| migrated:", mapping.migratedBytes, "bytes")
 print("segments:", mapping.table.segments.count, "system pages")
 print("the NIC reads:", String(decoding: try nic.deviceRead(from: gpu.buffer, offset: 0, count: 11), as: UTF8.self))
 try nic.unmap(gpu.buffer, direction: .toDevice)

@@ -17,7 +17,7 @@ let mr = try nic.registerMR(gpu.buffer)
 let sent = try mr.read(offset: 0, count: 20)  // an RDMA send from the MR: the NIC reads VRAM
 let mapping = mr.mapping!
 print("verdict:", try machine.topology.verdict(provider: machine.function("0000:03:00.0").address, client: machine.function("0000:04:00.0").address))
-print("map type:", mapping.mapTypeName, "| placement:", mapping.placement, "| segments:", mapping.table.segments.map(\.description))
+print("map type:", mapping.mapType, "| placement:", mapping.placement, "| segments:", mapping.table.segments.map(\.description))
 print("VRAM CPU address \(vram.start) is bus address \(gpu.heap.provider.busAddress(of: vram.start)) for the NIC")
 print("the NIC sent:", String(decoding: sent, as: UTF8.self))
 try mr.write(Array("reply".utf8), offset: 4096)  // an RDMA write lands in VRAM

@@ -13,7 +13,7 @@ let nic = DeviceImporter(name: "nic", device: try machine.dmaDevice("0000:06:00.
 let attachment = try nic.attach(gpu.buffer)
 print("peer2peer after attach:", attachment.peerToPeer)
 let mapping = try nic.map(gpu.buffer, direction: .bidirectional)
-print("map type:", mapping.mapTypeName, "| placement:", mapping.placement)
+print("map type:", mapping.mapType, "| placement:", mapping.placement)
 print("IOVA segments:", mapping.table.segments.map(\.description))
 print("IOMMU pages mapped:", nic.device.iommu!.mappedPages)
 print("the NIC reads:", try nic.deviceRead(from: gpu.buffer, offset: 0, count: 4))

@@ -11,7 +11,7 @@ let vfio = try machine.vfioBuffer(
 let nic = DeviceImporter(name: "nic", device: try machine.dmaDevice("0000:04:00.0"), dynamic: true, allowPeerToPeer: true)
 try nic.attach(vfio.buffer)
 let mapping = try nic.map(vfio.buffer, direction: .bidirectional)
-print("mapped:", mapping.mapTypeName, mapping.table.segments.map(\.description))
+print("mapped:", mapping.mapType, mapping.table.segments.map(\.description))
 try nic.deviceWrite([0xAB], to: vfio.buffer, offset: 4096)
 
 let told = try vfio.buffer.resv.withLock { (context) throws(DMAError) in try vfio.revoke(.reset, in: context) }

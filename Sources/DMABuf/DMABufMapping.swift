@@ -30,6 +30,6 @@ public struct DMABufMapping: Hashable, Sendable {
     /// Whether the device got P2P addresses.
     public var peerToPeer: Bool { table.list.isPeerToPeer }
 
-    /// `bus-address`, `through-host-bridge` or `host`.
-    public var mapTypeName: String { table.p2pMapType?.rawValue ?? "host" }
+    /// How the mapping reaches the memory: host pages, or one of the P2P routes.
+    public var mapType: DMABufMapType { DMABufMapType(table.p2pMapType) }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CUDADriver
 import DMADevices
+import DMABuf
 import DMACore
 import DMAScenario
 import Foundation
@@ -29,8 +30,8 @@ struct CUDAExportReport: Encodable {
         var client: String
         var kernelVerdict: String
         var distance: Int
-        var placement: String?
-        var mapType: String?
+        var placement: DMABufPlacement?
+        var mapType: DMABufMapType?
         var migratedBytes: UInt64?
         var errno: String?
     }
@@ -139,8 +140,8 @@ extension DMABufCommand {
                         let nic = DeviceImporter(name: "nic", device: try machine.dmaDevice(bdf), dynamic: true, allowPeerToPeer: true)
                         try nic.attach(vram.buffer)
                         let mapping = try nic.map(vram.buffer, direction: .bidirectional)
-                        modelled.placement = mapping.placement.rawValue
-                        modelled.mapType = mapping.mapTypeName
+                        modelled.placement = mapping.placement
+                        modelled.mapType = mapping.mapType
                         modelled.migratedBytes = mapping.migratedBytes
                         try nic.unmap(vram.buffer, direction: .bidirectional)
                         try nic.detach(vram.buffer)
@@ -167,7 +168,7 @@ extension DMABufCommand {
             out += "\nWhat an RDMA NIC at each BDF would get from this buffer (the model, fed with its size and exporter):\n"
             for m in r.model {
                 out += "  \(m.client): kernel verdict \(m.kernelVerdict); "
-                out += m.errno.map { "map fails with \($0)\n" } ?? "\(m.mapType ?? "?") from \(m.placement ?? "?")" + ((m.migratedBytes ?? 0) > 0 ? ", \(formatBytes(m.migratedBytes!)) moved to system memory first\n" : "\n")
+                out += m.errno.map { "map fails with \($0)\n" } ?? "\(m.mapType?.rawValue ?? "?") from \(m.placement?.rawValue ?? "?")" + ((m.migratedBytes ?? 0) > 0 ? ", \(formatBytes(m.migratedBytes!)) moved to system memory first\n" : "\n")
             }
             for warning in r.warnings { out += "warning: \(warning)\n" }
             return out

@@ -25,7 +25,7 @@ package struct DemoMachine: Sendable {
         try memory.addRAM(name: "RAM low", start: 0, length: 0x8000_0000)
         try memory.addRAM(name: "RAM high", start: 0x1_0000_0000, length: 0x1_0000_0000)
         let vram = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 2,
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 2,
             cpuRange: try PhysicalRange(start: 0x38_0000_0000, length: 256 << 20), busAddress: 0xd000_0000)
         try memory.addBAR(name: "GPU VRAM", provider: vram)
         let block = try memory.allocate(length: 8 * pageSize)

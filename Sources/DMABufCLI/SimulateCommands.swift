@@ -90,8 +90,8 @@ func renderTrace(_ result: ScenarioResult) -> String {
     if let rules = result.kernel { out += renderKernelRules(rules) + "\n" }
     for step in result.steps {
         let mark = step.asExpected ? (step.ok ? Terminal.paint("ok ", "32") : Terminal.paint("ok*", "33")) : Terminal.paint("!! ", "31;1")
-        out += "\(mark) \(pad(String(step.index), 3))\(pad(step.op, 16))"
-        out += step.ok ? step.message : "\(step.errno ?? "error"): \(step.message)"
+        out += "\(mark) \(pad(String(step.index), 3))\(pad(step.op.name, 16))"
+        out += step.ok ? step.message : "\(step.errno?.name ?? "error"): \(step.message)"
         out += "\n"
         var facts: [String] = []
         if let v = step.mapType { facts.append("map type \(v)") }
@@ -100,7 +100,7 @@ func renderTrace(_ result: ScenarioResult) -> String {
         if let v = step.bouncedBytes, v > 0 { facts.append("\(formatBytes(v)) bounced") }
         if let v = step.migratedBytes, v > 0 { facts.append("\(formatBytes(v)) migrated") }
         if !facts.isEmpty { out += "                        " + facts.joined(separator: ", ") + "\n" }
-        if let e = step.expectation, e != "met" { out += "                        \(e)\n" }
+        if case .unmet(let e)? = step.expectation { out += "                        \(e)\n" }
     }
     out += "\n"
     let unexpected = result.steps.filter { !$0.asExpected }.count

@@ -85,12 +85,12 @@ public struct DMABufExporterConformance: Sendable {
     struct Violation: Error { let message: String }
 
     /// The checks' names, in the order they run.
-    public static let checks = ["attach-map-detach", "static-pin", "invalidate-reaches-dynamic"]
+    public static let checks: [ConformanceCheck] = [.attachMapDetach, .staticPin, .invalidateReachesDynamic]
 
     /// Runs every check.
     public func run() -> ConformanceReport {
-        let checks: [(String, () throws -> String)] = [
-            ("attach-map-detach", roundTrip), ("static-pin", staticPin), ("invalidate-reaches-dynamic", invalidate),
+        let checks: [(ConformanceCheck, () throws -> String)] = [
+            (.attachMapDetach, roundTrip), (.staticPin, staticPin), (.invalidateReachesDynamic, invalidate),
         ]
         return ConformanceReport(
             subject: name,
@@ -170,7 +170,7 @@ public struct DMABufExporterConformance: Sendable {
         let mapping = try buffer.mapUnlocked(staticAttachment, direction: .toDevice)
         guard staticAttachment.isPinned else { throw Violation(message: "a static importer's map did not pin the buffer") }
         guard !mapping.peerToPeer, mapping.placement == .system else {
-            throw Violation(message: "a static importer (no P2P) got a \(mapping.mapTypeName) mapping of \(mapping.placement) memory")
+            throw Violation(message: "a static importer (no P2P) got a \(mapping.mapType) mapping of \(mapping.placement) memory")
         }
         guard try exporter.cpuRanges() == pinnedAt else { throw Violation(message: "the memory moved while pinned (a static importer's map)") }
         // Nothing moves while pinned, whoever maps it: every importer, dynamic with P2P.

@@ -27,27 +27,27 @@ public struct DMAOpsConformance: Sendable {
     }
 
     /// The checks, in the order they run.
-    public static let checks: [(name: String, rule: String)] = [
-        ("round-trip-single", "dma_map_phys: bytes reach the device and come back, in every valid direction"),
-        ("round-trip-scatterlist", "dma_map_sgtable: the same for 8 discontiguous pages"),
-        ("dma-mask", "dma_capable: no address the device uses lies beyond its mask"),
-        ("direction-none", "valid_dma_direction: DMA_NONE is the kernel's BUG_ON, refused by the DMA API (kernel-bug) with nothing changed; a DMA_NONE dma_iova_link refused"),
-        ("bad-ranges", "unbacked ranges and address overflow refused, nothing mapped"),
-        ("p2p-policy", "a P2P list only for p2pSupported ops (EREMOTEIO otherwise), bus addresses untouched"),
-        ("sync-semantics", "sync for the CPU shows device writes; sync for the device shows CPU writes"),
-        ("all-or-nothing", "a scatter-list map that runs out of IOVA or bounce slots leaves nothing mapped"),
-        ("unmap-releases", "after unmap no IOVA, page-table entry or bounce slot is left"),
-        ("debug-clean", "the DMA-API debug layer reports nothing for a correct driver"),
-        ("concurrency", "map/unmap from many threads: no overlapping live mappings, none lost"),
+    public static let checks: [(name: ConformanceCheck, rule: String)] = [
+        (.roundTripSingle, "dma_map_phys: bytes reach the device and come back, in every valid direction"),
+        (.roundTripScatterList, "dma_map_sgtable: the same for 8 discontiguous pages"),
+        (.dmaMask, "dma_capable: no address the device uses lies beyond its mask"),
+        (.directionNone, "valid_dma_direction: DMA_NONE is the kernel's BUG_ON, refused by the DMA API (kernel-bug) with nothing changed; a DMA_NONE dma_iova_link refused"),
+        (.badRanges, "unbacked ranges and address overflow refused, nothing mapped"),
+        (.p2pPolicy, "a P2P list only for p2pSupported ops (EREMOTEIO otherwise), bus addresses untouched"),
+        (.syncSemantics, "sync for the CPU shows device writes; sync for the device shows CPU writes"),
+        (.allOrNothing, "a scatter-list map that runs out of IOVA or bounce slots leaves nothing mapped"),
+        (.unmapReleases, "after unmap no IOVA, page-table entry or bounce slot is left"),
+        (.debugClean, "the DMA-API debug layer reports nothing for a correct driver"),
+        (.concurrency, "map/unmap from many threads: no overlapping live mappings, none lost"),
     ]
 
     /// Runs every check.
     public func run() -> ConformanceReport {
-        let checks: [(String, () throws -> String)] = [
-            ("round-trip-single", roundTripSingle), ("round-trip-scatterlist", roundTripList), ("dma-mask", dmaMask),
-            ("direction-none", directionNone), ("bad-ranges", badRanges), ("p2p-policy", p2pPolicy),
-            ("sync-semantics", syncSemantics), ("all-or-nothing", allOrNothing), ("unmap-releases", unmapReleases),
-            ("debug-clean", debugClean), ("concurrency", concurrency),
+        let checks: [(ConformanceCheck, () throws -> String)] = [
+            (.roundTripSingle, roundTripSingle), (.roundTripScatterList, roundTripList), (.dmaMask, dmaMask),
+            (.directionNone, directionNone), (.badRanges, badRanges), (.p2pPolicy, p2pPolicy),
+            (.syncSemantics, syncSemantics), (.allOrNothing, allOrNothing), (.unmapReleases, unmapReleases),
+            (.debugClean, debugClean), (.concurrency, concurrency),
         ]
         var results: [ConformanceResult] = []
         for (check, body) in checks {
@@ -79,7 +79,7 @@ public struct DMAOpsConformance: Sendable {
         try memory.addRAM(name: "RAM low", start: 0x1000_0000, length: 64 << 20)
         try memory.addRAM(name: "RAM high", start: 0x2_0000_0000, length: 64 << 20)
         let provider = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 1 << 20),
             busAddress: 0x80_0000_0000)
         try memory.addBAR(name: "peer BAR", provider: provider)
         return Rig(memory: memory, provider: provider, ops: makeOps(), debug: DMADebug(configuration: .init(checkMappingErrors: false)))

@@ -1,7 +1,7 @@
 /// The outcome of one conformance check.
 public struct ConformanceResult: Sendable, Encodable, Equatable {
-    /// The check's stable name (`dma-mask`).
-    public let check: String
+    /// The check (its stable name, `dma-mask`, in the JSON).
+    public let check: ConformanceCheck
     /// Whether the ops kept the contract.
     public let passed: Bool
     /// What was seen: on success what was verified, on failure the first violation.
@@ -18,7 +18,7 @@ public struct ConformanceReport: Sendable, Encodable, Equatable {
     /// Whether every check passed.
     public var passed: Bool { results.allSatisfy(\.passed) }
     /// The names of the failed checks.
-    public var failedChecks: [String] { results.filter { !$0.passed }.map(\.check) }
+    public var failedChecks: [ConformanceCheck] { results.filter { !$0.passed }.map(\.check) }
 
     enum CodingKeys: String, CodingKey { case subject, passed, results }
 
@@ -33,7 +33,7 @@ public struct ConformanceReport: Sendable, Encodable, Equatable {
     public var text: String {
         var out = "\(subject): \(passed ? "conforms" : "FAILS \(failedChecks.count) of \(results.count) checks")\n"
         for result in results {
-            out += "  \(result.passed ? "pass" : "FAIL")  \(result.check.padding(26))\(result.evidence)\n"
+            out += "  \(result.passed ? "pass" : "FAIL")  \(result.check.rawValue.padding(26))\(result.evidence)\n"
         }
         return out
     }

@@ -7,10 +7,10 @@ public struct ConformanceSubject: Sendable {
     /// Makes the ops (fresh for every check).
     public let makeOps: @Sendable () -> any DMAOps
     /// Checks this ops is expected to fail.
-    public let expectedFailures: Set<String>
+    public let expectedFailures: Set<ConformanceCheck>
 
     /// A subject.
-    public init(_ makeOps: @escaping @Sendable @autoclosure () -> any DMAOps, expectedFailures: Set<String> = []) {
+    public init(_ makeOps: @escaping @Sendable @autoclosure () -> any DMAOps, expectedFailures: Set<ConformanceCheck> = []) {
         self.makeOps = makeOps
         self.expectedFailures = expectedFailures
     }
@@ -37,8 +37,8 @@ public enum DMAConformanceRunner {
             ok = ok && matches
             text += report.text
             if !subject.expectedFailures.isEmpty || !matches {
-                text += "  expected failures: \(subject.expectedFailures.sorted().joined(separator: ", ").ifEmpty("none")); "
-                text += matches ? "as expected\n" : "NOT as expected (failed: \(failed.sorted().joined(separator: ", ").ifEmpty("none")))\n"
+                text += "  expected failures: \(subject.expectedFailures.map(\.rawValue).sorted().joined(separator: ", ").ifEmpty("none")); "
+                text += matches ? "as expected\n" : "NOT as expected (failed: \(failed.map(\.rawValue).sorted().joined(separator: ", ").ifEmpty("none")))\n"
             }
             text += "\n"
         }

@@ -7,8 +7,8 @@
 /// BAR)` (`pci_p2pdma_bus_addr_map`). The offset is kept as a wrapping 64-bit number, as the
 /// kernel keeps `u64 bus_offset`.
 public struct P2PProvider: Hashable, Sendable, CustomStringConvertible {
-    /// The PCI function that owns the BAR, by name (a BDF such as `0000:03:00.0`).
-    public let owner: String
+    /// The PCI function that owns the BAR (`0000:03:00.0`).
+    public let owner: PCIAddress
     /// The BAR index, 0…5.
     public let barIndex: Int
     /// Where the BAR sits in the CPU's physical address map (`pci_resource_start`, `resource`).
@@ -21,7 +21,7 @@ public struct P2PProvider: Hashable, Sendable, CustomStringConvertible {
     ///   - busAddress: the BAR's address on the PCI bus (the BAR register); equal to the CPU
     ///     address on most x86 machines.
     /// - Throws: `EINVAL` for a BAR index outside 0…5, or when the bus window would wrap.
-    public init(owner: String, barIndex: Int, cpuRange: PhysicalRange, busAddress: DMAAddress) throws(DMAError) {
+    public init(owner: PCIAddress, barIndex: Int, cpuRange: PhysicalRange, busAddress: DMAAddress) throws(DMAError) {
         guard (0...5).contains(barIndex) else {
             throw DMAError(.invalidArgument, .EINVAL, "BAR index \(barIndex) of \(owner) is outside 0…5")
         }
@@ -73,8 +73,8 @@ public enum P2PMapType: String, Hashable, Sendable, CaseIterable, CustomStringCo
 /// a fixed answer in small tests. It is the only thing the mapping layer asks of the topology
 /// (`pci_p2pdma_map_type` in `drivers/pci/p2pdma.c`), so the layers stay one-way.
 public protocol P2PTopology: Sendable {
-    /// The map type between a provider and a client device named by its BDF.
-    func mapType(provider: P2PProvider, client: String) -> P2PMapType
+    /// The map type between a provider and a client device at a PCI address.
+    func mapType(provider: P2PProvider, client: PCIAddress) -> P2PMapType
 }
 
 /// A topology that gives every pair the same answer: for small tests and the first demo.
@@ -83,7 +83,7 @@ public struct UniformP2PTopology: P2PTopology {
     public let answer: P2PMapType
     /// Creates it.
     public init(_ answer: P2PMapType) { self.answer = answer }
-    public func mapType(provider: P2PProvider, client: String) -> P2PMapType {
+    public func mapType(provider: P2PProvider, client: PCIAddress) -> P2PMapType {
         provider.owner == client ? .busAddress : answer
     }
 }

@@ -24,7 +24,7 @@ func splitEntries(_ address: DMAAddress, length: UInt64, limit: UInt64, busAddre
 /// (`pci_p2pdma_map_type`, `pci_p2pdma_distance`, `drivers/pci/p2pdma.c`): the device's DMA ops
 /// are not asked, so ops that cannot carry P2P learn it only when they are handed the memory.
 func topologyMapType(_ device: DMADevice, to provider: P2PProvider) -> P2PMapType {
-    device.topology?.mapType(provider: provider, client: device.name) ?? .notSupported
+    device.topology?.mapType(provider: provider, client: device.pciAddress) ?? .notSupported
 }
 
 /// How one MMIO mapping was made, so that it is undone the same way.

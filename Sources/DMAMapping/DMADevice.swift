@@ -8,8 +8,11 @@ import DMACore
 /// `dma_set_mask`, `set_dma_ops`, `iommu_setup_dma_ops`); the one thing that changes is the state
 /// its ops keep for it (``opsState(_:make:)``), behind a lock, so a device is `Sendable`.
 public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
-    /// The device's name, a BDF such as `0000:03:00.0` for PCI devices.
-    public let name: String
+    /// The PCI function the device is (`to_pci_dev(dev)`): who it is to the topology and to a
+    /// P2P provider it owns.
+    public let pciAddress: PCIAddress
+    /// The device's name, `dev_name`: its PCI address, `0000:03:00.0`.
+    public var name: String { pciAddress.description }
     /// The physical memory of the machine it sits in.
     public let memory: SimulatedMemory
     /// The addresses it can drive (`dma_set_mask`).
@@ -38,7 +41,7 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     /// between releases ask it (`KernelRules.newest`, 7.1, unless given).
     public let kernel: KernelRules
 
-    /// Creates a device.
+    /// Creates the device of the PCI function at `pciAddress`.
     /// - Note: About the arguments:
     ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
     ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
@@ -46,18 +49,18 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: `EINVAL` for a zero maximum segment size or a segment boundary mask that is not
     ///   of the form 2^n − 1.
     public init(
-        name: String, memory: SimulatedMemory, ops: any DMAOps, mask: DMAMask = .bits64, dmaOffset: UInt64 = 0,
+        pciAddress: PCIAddress, memory: SimulatedMemory, ops: any DMAOps, mask: DMAMask = .bits64, dmaOffset: UInt64 = 0,
         minAlignMask: UInt64 = 0, maxSegmentSize: UInt64 = 65536, segmentBoundaryMask: UInt64 = 0xffff_ffff,
         iommu: IOMMUDomain? = nil, swiotlb: SwiotlbPool? = nil, topology: (any P2PTopology)? = nil,
         kernel: KernelRules = .newest
     ) throws(DMAError) {
         guard maxSegmentSize > 0 else {
-            throw DMAError(.invalidArgument, .EINVAL, "device \(name): maximum segment size 0")
+            throw DMAError(.invalidArgument, .EINVAL, "device \(pciAddress): maximum segment size 0")
         }
         guard segmentBoundaryMask & (segmentBoundaryMask &+ 1) == 0 else {
-            throw DMAError(.invalidArgument, .EINVAL, "device \(name): segment boundary mask \(hex(segmentBoundaryMask)) is not 2^n − 1")
+            throw DMAError(.invalidArgument, .EINVAL, "device \(pciAddress): segment boundary mask \(hex(segmentBoundaryMask)) is not 2^n − 1")
         }
-        self.name = name
+        self.pciAddress = pciAddress
         self.memory = memory
         self.ops = ops
         self.mask = mask
@@ -69,6 +72,28 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
         self.swiotlb = swiotlb
         self.topology = topology
         self.kernel = kernel
+    }
+
+    /// Creates the device named `name`, its PCI address (`0000:03:00.0` or `03:00.0`), parsed
+    /// once here: a name that is not a PCI address is refused now, not judged "not supported" at
+    /// every later P2P question.
+    /// - Note: About the arguments:
+    ///   - name: the device's PCI address as text.
+    ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
+    ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
+    ///   - kernel: the release whose mapping rules apply (7.1 unless given).
+    /// - Throws: `EINVAL` for a name that is not a PCI address, a zero maximum segment size or a
+    ///   segment boundary mask that is not of the form 2^n − 1.
+    public convenience init(
+        name: String, memory: SimulatedMemory, ops: any DMAOps, mask: DMAMask = .bits64, dmaOffset: UInt64 = 0,
+        minAlignMask: UInt64 = 0, maxSegmentSize: UInt64 = 65536, segmentBoundaryMask: UInt64 = 0xffff_ffff,
+        iommu: IOMMUDomain? = nil, swiotlb: SwiotlbPool? = nil, topology: (any P2PTopology)? = nil,
+        kernel: KernelRules = .newest
+    ) throws(DMAError) {
+        try self.init(
+            pciAddress: try PCIAddress(parsing: name), memory: memory, ops: ops, mask: mask, dmaOffset: dmaOffset,
+            minAlignMask: minAlignMask, maxSegmentSize: maxSegmentSize, segmentBoundaryMask: segmentBoundaryMask,
+            iommu: iommu, swiotlb: swiotlb, topology: topology, kernel: kernel)
     }
 
     /// The state ops keep for this device, by type, and whether the device went away.
@@ -140,7 +165,7 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     /// them at map time (``DMAOps/checkScatterList(_:device:)``), not here.
     public func p2pMapType(to provider: P2PProvider) -> P2PMapType {
         guard let topology else { return .notSupported }
-        return topology.mapType(provider: provider, client: name)
+        return topology.mapType(provider: provider, client: pciAddress)
     }
 
     public static func == (a: DMADevice, b: DMADevice) -> Bool { a === b }

@@ -81,7 +81,7 @@ extension DMADevice {
             throw DMAError(.iommuFault, .EFAULT, "\(name) cannot drive \(address): beyond its \(mask) DMA mask")
         }
         if let region = memory.barRegion(containingBusAddress: address), case .bar(let provider) = region.kind,
-            provider.owner == name || topology?.mapType(provider: provider, client: name) == .busAddress,
+            provider.owner == pciAddress || topology?.mapType(provider: provider, client: pciAddress) == .busAddress,
             let phys = provider.physicalAddress(ofBus: address)
         {
             // The bytes of the window from `address` to its last (no overflow: both inside it).

@@ -244,15 +244,10 @@ public final class IOMMUDomain: Sendable {
         return fits(1)
     }
 
-    /// The index of the first extent that starts after `pfn` (binary search; extents are sorted).
+    /// The index of the first extent that starts after `pfn` (the package's one binary search;
+    /// extents are sorted by start).
     private static func firstIndex(startingAfter pfn: UInt64, _ extents: [Extent]) -> Int {
-        var low = 0
-        var high = extents.count
-        while low < high {
-            let mid = (low + high) / 2
-            if extents[mid].start <= pfn { low = mid + 1 } else { high = mid }
-        }
-        return low
+        extents.partitioningIndex { $0.start > pfn }
     }
 
     /// The index of the extent that holds `pfn`, if any.

@@ -29,8 +29,8 @@ extension Execution {
 
     func describe(_ mapping: DMABufMapping, _ result: inout StepResult) {
         result.peerToPeer = mapping.peerToPeer
-        result.placement = mapping.placement.rawValue
-        result.mapType = mapping.mapTypeName
+        result.placement = mapping.placement
+        result.mapType = mapping.mapType
         result.segments = mapping.table.segments.count
         result.bouncedBytes = mapping.bouncedBytes
         result.migratedBytes = mapping.migratedBytes
@@ -70,7 +70,7 @@ extension Execution {
             }
             let mapping = try importer.map(exported.buffer, direction: step.direction)
             describe(mapping, &result)
-            result.message = "\(name) mapped \(exported.buffer.name): \(mapping.table.segments.count) segment(s), \(mapping.mapTypeName), \(mapping.placement)"
+            result.message = "\(name) mapped \(exported.buffer.name): \(mapping.table.segments.count) segment(s), \(mapping.mapType), \(mapping.placement)"
         case .unmap:
             let (name, importing) = try importer(step)
             let exported = try buffer(step)
@@ -132,14 +132,14 @@ extension Execution {
             let exported = try buffer(step)
             let count = try length(step, exported.buffer)
             try cpuFill(exported, offset: step.offset, count: count, (step.fill ?? .pattern(1)).pattern)
-            result.placement = exported.buffer.exporter.placement.rawValue
+            result.placement = exported.buffer.exporter.placement
             result.message = "the CPU wrote \(count) bytes at offset \(step.offset) of \(exported.buffer.name) (\(exported.buffer.exporter.placement))"
         case .cpuRead:
             let exported = try buffer(step)
             let count = try length(step, exported.buffer)
             let expected = step.expectBytes?.pattern
             let mismatch = try cpuCompare(exported, offset: step.offset, count: count, with: expected)
-            result.placement = exported.buffer.exporter.placement.rawValue
+            result.placement = exported.buffer.exporter.placement
             result.message = "the CPU read \(count) bytes at offset \(step.offset) of \(exported.buffer.name) (\(exported.buffer.exporter.placement))"
             if let expected {
                 try verify(mismatch, expected, step.offset, &result)
@@ -160,7 +160,7 @@ extension Execution {
             let before = gpu.migratedBytes
             let told = try exported.buffer.resv.withLock { (context) throws(DMAError) in try gpu.evict(in: context) }
             result.notified = names(told)
-            result.placement = gpu.placement.rawValue
+            result.placement = gpu.placement
             result.migratedBytes = gpu.migratedBytes - before
             result.message = "\(exported.buffer.name) evicted to system memory; told: \(result.notified!.joined(separator: ", "))"
         case .revoke:
@@ -191,7 +191,7 @@ extension Execution {
             let device = importing.device
             let table = try device.mapScatterList(list, direction: step.direction)
             result.segments = table.segments.count
-            result.mapType = table.p2pMapType?.rawValue ?? "host"
+            result.mapType = DMABufMapType(table.p2pMapType)
             result.peerToPeer = list.isPeerToPeer
             try device.unmapScatterList(table, direction: step.direction)
             result.message = "\(name)'s \(device.ops.name) ops mapped the raw \(list.isPeerToPeer ? "P2P" : "host") list: \(table.segments.count) segment(s)"

@@ -48,12 +48,12 @@ final class Execution {
         for spec in scenario.importers { setUp(spec) }
         for (done, step) in scenario.steps.enumerated() {
             progress?(done, scenario.steps.count)
-            var result = StepResult(index: results.count, op: step.op.rawValue, ok: true, errno: nil, message: "", line: step.line)
+            var result = StepResult(index: results.count, op: .step(step.op), ok: true, errno: nil, message: "", line: step.line)
             do {
                 try perform(step, &result)
             } catch {
                 result.ok = false
-                result.errno = error.errno.name
+                result.errno = error.errno
                 result.message = error.message
             }
             if let expect = step.expect { result.expectation = check(expect, result) }
@@ -67,7 +67,7 @@ final class Execution {
     // MARK: Setup
 
     private func setUp(_ spec: Scenario.Buffer) {
-        var result = StepResult(index: results.count, op: "create-buffer", ok: true, errno: nil, message: "", line: spec.line)
+        var result = StepResult(index: results.count, op: .createBuffer, ok: true, errno: nil, message: "", line: spec.line)
         do throws(DMAError) {
             func device() throws(DMAError) -> String {
                 guard let d = spec.device else { throw DMAError(.invalidArgument, .EINVAL, "buffer \(spec.name): a \(spec.exporter.rawValue) buffer needs 'device:'") }
@@ -92,17 +92,17 @@ final class Execution {
             }
             buffers[spec.name] = exported
             result.message = "\(exported.buffer)"
-            result.placement = exported.buffer.exporter.placement.rawValue
+            result.placement = exported.buffer.exporter.placement
         } catch {
             result.ok = false
-            result.errno = error.errno.name
+            result.errno = error.errno
             result.message = error.message
         }
         results.append(result)
     }
 
     private func setUp(_ spec: Scenario.Importer) {
-        var result = StepResult(index: results.count, op: "create-importer", ok: true, errno: nil, message: "", line: spec.line)
+        var result = StepResult(index: results.count, op: .createImporter, ok: true, errno: nil, message: "", line: spec.line)
         do throws(DMAError) {
             let device = try machine.dmaDevice(spec.device, ops: spec.ops, maskBits: spec.dmaMask, swiotlbSlots: spec.swiotlbSlots)
             switch spec.kind {
@@ -117,7 +117,7 @@ final class Execution {
                 + (spec.allowPeerToPeer || spec.kind != .device ? ", allows P2P" : "")
         } catch {
             result.ok = false
-            result.errno = error.errno.name
+            result.errno = error.errno
             result.message = error.message
         }
         results.append(result)
@@ -129,19 +129,19 @@ final class Execution {
         for mr in memoryRegions.values { try? mr.deregister() }
     }
 
-    private func check(_ expect: Scenario.Expectation, _ r: StepResult) -> String {
+    private func check(_ expect: Scenario.Expectation, _ r: StepResult) -> StepResult.Expectation {
         var misses: [String] = []
         if let ok = expect.ok, ok != r.ok { misses.append("ok \(ok), got \(r.ok)") }
-        if let errno = expect.errno, errno != r.errno { misses.append("errno \(errno), got \(r.errno ?? "none")") }
-        if let v = expect.placement, v != r.placement { misses.append("placement \(v), got \(r.placement ?? "none")") }
-        if let v = expect.mapType, v != r.mapType { misses.append("mapType \(v), got \(r.mapType ?? "none")") }
+        if let errno = expect.errno, errno != r.errno?.name { misses.append("errno \(errno), got \(r.errno?.name ?? "none")") }
+        if let v = expect.placement, v != r.placement?.rawValue { misses.append("placement \(v), got \(r.placement?.rawValue ?? "none")") }
+        if let v = expect.mapType, v != r.mapType?.rawValue { misses.append("mapType \(v), got \(r.mapType?.rawValue ?? "none")") }
         if let v = expect.peerToPeer, v != r.peerToPeer { misses.append("peerToPeer \(v), got \(r.peerToPeer.map(String.init) ?? "none")") }
         if let v = expect.notified, v.sorted() != r.notified { misses.append("notified \(v.sorted()), got \(r.notified ?? [])") }
         if let v = expect.bouncedBytes, v != r.bouncedBytes { misses.append("bouncedBytes \(v), got \(r.bouncedBytes.map(String.init) ?? "none")") }
         if let v = expect.segments, v != r.segments { misses.append("segments \(v), got \(r.segments.map(String.init) ?? "none")") }
         if let v = expect.migratedBytes, v != r.migratedBytes { misses.append("migratedBytes \(v), got \(r.migratedBytes.map(String.init) ?? "none")") }
         // Without an explicit ok/errno, an expectation of outcomes implies success.
-        if expect.ok == nil, expect.errno == nil, !r.ok { misses.append("success, got \(r.errno ?? "an error")") }
-        return misses.isEmpty ? "met" : "expected " + misses.joined(separator: "; ")
+        if expect.ok == nil, expect.errno == nil, !r.ok { misses.append("success, got \(r.errno?.name ?? "an error")") }
+        return misses.isEmpty ? .met : .unmet("expected " + misses.joined(separator: "; "))
     }
 }

@@ -138,7 +138,7 @@ public final class SimulatedMachine: Sendable {
         // limit, so the debug layer's check_sg_segment has nothing to say about them. The PCI
         // defaults (64 KiB, 4 GiB boundary) stay the default of DMADevice itself.
         let device = try DMADevice(
-            name: function.address.description, memory: memory, ops: DMADebugOps(wrapping: ops, debug: debug), mask: mask,
+            pciAddress: function.address, memory: memory, ops: DMADebugOps(wrapping: ops, debug: debug), mask: mask,
             maxSegmentSize: .max, segmentBoundaryMask: .max, iommu: domain, swiotlb: slots > 0 ? try SwiotlbPool(memory: memory, slotCount: slots) : nil, topology: topology,
             kernel: rules)
         devices.withLock { $0.append(device) }

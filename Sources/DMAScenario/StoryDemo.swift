@@ -1,4 +1,5 @@
 import DMACore
+import DMABuf
 
 /// One story's line in `dmabuf demo`: `{"story", "title", "ok", "placement", "mapType",
 /// "bouncedBytes", "migratedBytes", "errno", "notified"}` plus what the kernel would do.
@@ -8,11 +9,11 @@ public struct StoryOutcome: Sendable, Encodable {
     /// Every step as expected and no debug report.
     public let ok: Bool
     public let kernel: String
-    public let placement: String?
-    public let mapType: String?
+    public let placement: DMABufPlacement?
+    public let mapType: DMABufMapType?
     public let bouncedBytes: UInt64
     public let migratedBytes: UInt64
-    public let errno: String?
+    public let errno: Errno?
     public let notified: [String]?
     /// The whole trace.
     public let result: ScenarioResult
@@ -36,7 +37,7 @@ public struct StoryOutcome: Sendable, Encodable {
         try c.encode(mapType, forKey: .mapType)
         try c.encode(bouncedBytes, forKey: .bouncedBytes)
         try c.encode(migratedBytes, forKey: .migratedBytes)
-        try c.encode(errno, forKey: .errno)
+        try c.encode(errno?.name, forKey: .errno)
         try c.encode(notified, forKey: .notified)
         try c.encodeIfPresent(rules, forKey: .kernelRules)
     }
@@ -44,13 +45,13 @@ public struct StoryOutcome: Sendable, Encodable {
     /// What the model did, in a few words.
     public var modelDid: String {
         var parts: [String] = []
-        if let errno { parts.append("\(errno) where the kernel refuses") }
+        if let errno { parts.append("\(errno.name) where the kernel refuses") }
         if let notified { parts.append("told \(notified.joined(separator: ", "))") }
         if let mapType {
-            if mapType != "host" {
-                parts.append("\(mapType) P2P from \(placement ?? "?")")
+            if mapType != .host {
+                parts.append("\(mapType) P2P from \(placement?.rawValue ?? "?")")
             } else {
-                parts.append("\(placement ?? "system") pages mapped" + (bouncedBytes > 0 ? " through swiotlb bounce slots" : ""))
+                parts.append("\(placement?.rawValue ?? "system") pages mapped" + (bouncedBytes > 0 ? " through swiotlb bounce slots" : ""))
             }
         }
         return parts.joined(separator: "; ")
@@ -74,9 +75,9 @@ extension Story {
         guard let rules else { return try run(scenario(), rules: nil) }
         let result = try ScenarioRunner.run(try scenario(for: rules))
         if !exists(in: rules) {
-            let refusal = result.steps.first { $0.op == "create-buffer" && !$0.ok }
+            let refusal = result.steps.first { $0.op == .createBuffer && !$0.ok }
             return StoryOutcome(
-                story: number, title: title, ok: refusal?.errno == "ENOTTY", kernel: kernelBehaviour(for: rules), placement: nil,
+                story: number, title: title, ok: refusal?.errno == .ENOTTY, kernel: kernelBehaviour(for: rules), placement: nil,
                 mapType: nil, bouncedBytes: 0, migratedBytes: 0, errno: refusal?.errno, notified: nil, result: result, rules: rules)
         }
         return summary(result, kernel: kernelBehaviour(for: rules), rules: rules)
@@ -87,7 +88,7 @@ extension Story {
     }
 
     private func summary(_ result: ScenarioResult, kernel: String, rules: KernelRules?) -> StoryOutcome {
-        let steps = result.steps.filter { !$0.op.hasPrefix("create-") }
+        let steps = result.steps.filter { !$0.op.isSetup }
         let keys = keySteps.compactMap { $0 < steps.count ? steps[$0] : nil }
         return StoryOutcome(
             story: number, title: title, ok: result.ok, kernel: kernel,

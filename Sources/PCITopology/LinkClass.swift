@@ -1,3 +1,5 @@
+import DMACore
+
 /// The link class people know from `nvidia-smi topo -m`, for lining the two tools up.
 public enum LinkClass: String, Hashable, Sendable, Codable {
     /// The same function.

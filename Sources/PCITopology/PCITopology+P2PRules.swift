@@ -23,12 +23,10 @@ extension PCITopology {
     /// The number of pairs in the verdict cache.
     public var cachedVerdicts: Int { cache.withLock { $0.count } }
 
-    /// `pci_p2pdma_map_type` for the mapping layer: a provider's owner and a client by name.
-    /// Anything that is not a PCI device of this topology is not supported.
-    public func mapType(provider: P2PProvider, client: String) -> P2PMapType {
-        guard let owner = try? PCIAddress(parsing: provider.owner), let client = try? PCIAddress(parsing: client),
-            let verdict = try? verdict(provider: owner, client: client)
-        else { return .notSupported }
+    /// `pci_p2pdma_map_type` for the mapping layer: a provider's owner and a client by address.
+    /// A function that is not in this topology is not supported.
+    public func mapType(provider: P2PProvider, client: PCIAddress) -> P2PMapType {
+        guard let verdict = try? verdict(provider: provider.owner, client: client) else { return .notSupported }
         return verdict.mapType
     }
 

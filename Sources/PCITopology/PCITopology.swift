@@ -107,7 +107,7 @@ public final class PCITopology: P2PTopology, Sendable {
                 let provider: P2PProvider
                 do {
                     provider = try P2PProvider(
-                        owner: function.address.description, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
+                        owner: function.address, barIndex: bar.index, cpuRange: bar.cpuRange, busAddress: bar.busStart)
                 } catch {
                     throw Problem(address: function.address, inBARs: true, error: error)
                 }
@@ -213,6 +213,6 @@ public final class PCITopology: P2PTopology, Sendable {
 
     /// The providers (memory BARs) of one function.
     public func providers(of address: PCIAddress) -> [P2PProvider] {
-        providers.filter { $0.owner == address.description }.sorted { $0.barIndex < $1.barIndex }
+        providers.filter { $0.owner == address }.sorted { $0.barIndex < $1.barIndex }
     }
 }

@@ -99,12 +99,12 @@ struct KernelRuleTests {
             let gpu = try rig.gpuBuffer()
             let attachment = try gpu.buffer.attach(try rig.bridgeNIC(), importer: RecordingImporter())
             let mapping = try gpu.buffer.mapUnlocked(attachment, direction: .toDevice)
-            #expect(mapping.mapTypeName == "through-host-bridge" && mapping.mmioMapCall == call, "\(rules)")
+            #expect(mapping.mapType == .throughHostBridge && mapping.mmioMapCall == call, "\(rules)")
             try gpu.buffer.unmapUnlocked(attachment, mapping, direction: .toDevice)
             let near = try gpu.buffer.attach(try rig.nearNIC(), importer: RecordingImporter())
             let bus = try gpu.buffer.mapUnlocked(near, direction: .toDevice)
             // amdgpu_vram_mgr_alloc_sgt maps VRAM through the DMA API whatever the route.
-            #expect(bus.mapTypeName == "bus-address" && bus.mmioMapCall == call, "\(rules)")
+            #expect(bus.mapType == .busAddress && bus.mmioMapCall == call, "\(rules)")
             try gpu.buffer.unmapUnlocked(near, bus, direction: .toDevice)
         }
     }

@@ -1,6 +1,7 @@
 import DMAConformance
 import DMACore
 import DMAMapping
+import Foundation
 import Synchronization
 import Testing
 
@@ -164,15 +165,41 @@ struct ConformanceTests {
         ])
     func broken(bug: Broken.Bug, failing: [String]) {
         let report = DMAOpsConformance(makeOps: { Broken(bug: bug) }).run()
-        #expect(report.failedChecks == failing, "\(report.text)")
+        #expect(report.failedChecks.map(\.rawValue) == failing, "\(report.text)")
         #expect(!report.passed)
     }
 
     @Test("The runner's exit code follows the expected failures")
     func runner() {
         #expect(DMAConformanceRunner.main([.init(DirectDMAOps())], arguments: ["--json"]) == 0)
-        #expect(DMAConformanceRunner.main([.init(Broken(bug: .ignoresMask), expectedFailures: ["dma-mask"])], arguments: ["--json"]) == 0)
+        #expect(DMAConformanceRunner.main([.init(Broken(bug: .ignoresMask), expectedFailures: [.dmaMask])], arguments: ["--json"]) == 0)
         #expect(DMAConformanceRunner.main([.init(Broken(bug: .ignoresMask))], arguments: ["--json"]) == 1)
-        #expect(DMAConformanceRunner.main([.init(DirectDMAOps(), expectedFailures: ["dma-mask"])], arguments: ["--json"]) == 1)
+        #expect(DMAConformanceRunner.main([.init(DirectDMAOps(), expectedFailures: [.dmaMask])], arguments: ["--json"]) == 1)
+    }
+}
+
+/// Issue [N] item 7: check names are an enum, turned into the old strings only in the report's
+/// text and JSON.
+@Suite("Conformance check names: an enum with the old stable names")
+struct ConformanceCheckNameTests {
+    @Test("Every check's raw value is the name reports and JSON always used, in run order")
+    func names() {
+        #expect(DMAOpsConformance.checks.map(\.name.rawValue) == [
+            "round-trip-single", "round-trip-scatterlist", "dma-mask", "direction-none", "bad-ranges", "p2p-policy",
+            "sync-semantics", "all-or-nothing", "unmap-releases", "debug-clean", "concurrency",
+        ])
+        #expect(DMABufExporterConformance.checks.map(\.rawValue) == ["attach-map-detach", "static-pin", "invalidate-reaches-dynamic"])
+        #expect(Set(DMAOpsConformance.checks.map(\.name) + DMABufExporterConformance.checks) == Set(ConformanceCheck.allCases))
+    }
+
+    @Test("A report's JSON carries the check's old string, and decodes back to the same check")
+    func json() throws {
+        let report = DMAOpsConformance(makeOps: { Broken(bug: .ignoresMask) }).run()
+        let objects = try #require(
+            try JSONSerialization.jsonObject(with: try JSONEncoder().encode(report)) as? [String: Any])
+        let results = try #require(objects["results"] as? [[String: Any]])
+        #expect(results.compactMap { $0["check"] as? String } == DMAOpsConformance.checks.map(\.name.rawValue))
+        #expect(results.first { $0["passed"] as? Bool == false }?["check"] as? String == "dma-mask")
+        #expect(try JSONDecoder().decode([ConformanceCheck].self, from: Data(#"["dma-mask","static-pin"]"#.utf8)) == [.dmaMask, .staticPin])
     }
 }

@@ -92,7 +92,7 @@ struct CoreValueTests {
 struct ScatterListTests {
     static func provider() throws -> P2PProvider {
         try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 2, cpuRange: try PhysicalRange(start: 0x38_0000_0000, length: 0x1000_0000),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 2, cpuRange: try PhysicalRange(start: 0x38_0000_0000, length: 0x1000_0000),
             busAddress: 0x8000_0000)
     }
 
@@ -103,7 +103,7 @@ struct ScatterListTests {
         #expect(vram.physicalAddress(ofBus: 0x8000_1234) == 0x38_0000_1234)
         #expect(vram.physicalAddress(ofBus: 0x7fff_ffff) == nil)
         #expect(throws: DMAError.self) {
-            try P2PProvider(owner: "x", barIndex: 6, cpuRange: try PhysicalRange(start: 0, length: 1), busAddress: 0)
+            try P2PProvider(owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 6, cpuRange: try PhysicalRange(start: 0, length: 1), busAddress: 0)
         }
     }
 

@@ -20,6 +20,17 @@ struct SearchAndMergeTests {
         #expect(slice.partitioningIndex { _ in false } == slice.endIndex)
     }
 
+    /// The IOMMU domain's extent search was the last hand-written one (`IOMMUDomain.firstIndex`).
+    @Test("no module keeps a binary search of its own: every one goes through partitioningIndex")
+    func oneSearch() throws {
+        let files = try PublicSurfaceTests.swiftFiles("Sources")
+        #expect(files.count > 50)
+        let ownSearch = try Regex(#"while\s+low\s*<\s*high|\(\s*low\s*\+\s*high\s*\)\s*/\s*2"#)
+        for (path, text) in files {
+            #expect(text.firstMatch(of: ownSearch) == nil, "\(path) keeps a binary search of its own")
+        }
+    }
+
     static func range(_ start: UInt64, _ length: UInt64) -> PhysicalRange {
         try! PhysicalRange(start: PhysicalAddress(start), length: length)
     }

@@ -273,8 +273,8 @@ struct DebugLayerTests {
         let machine = try Machine()
         let debug = DMADebug(configuration: .init(checkMappingErrors: false))
         // Two devices map the same address (no IOMMU, same page): each unmap finds its own entry.
-        let a = try machine.device(DirectDMAOps(), name: "a", debug: debug)
-        let b = try machine.device(DirectDMAOps(), name: "b", debug: debug)
+        let a = try machine.device(DirectDMAOps(), name: "0000:0a:00.0", debug: debug)
+        let b = try machine.device(DirectDMAOps(), name: "0000:0b:00.0", debug: debug)
         let page = try machine.discontiguousPages(1)[0]
         let ta = try a.mapPhys(page, direction: .toDevice)
         let tb = try b.mapPhys(page, direction: .fromDevice)

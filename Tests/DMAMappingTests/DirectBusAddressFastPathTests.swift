@@ -10,7 +10,7 @@ struct DirectBusAddressFastPathTests {
     @Test("segments are phys + bus offset, one per range, marked bus-address")
     func segments() throws {
         let provider = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 0, cpuRange: PhysicalRange(start: 0x4000_0000_0000, length: 1 << 24),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: PhysicalRange(start: 0x4000_0000_0000, length: 1 << 24),
             busAddress: 0x6000_0000_0000)
         let memory = SimulatedMemory()
         try memory.addBAR(name: "bar", provider: provider)

@@ -10,7 +10,7 @@ struct Machine {
         try memory.addRAM(name: "low", start: 0x1000_0000, length: 16 << 20)
         try memory.addRAM(name: "high", start: 0x2_0000_0000, length: 16 << 20)
         vram = try P2PProvider(
-            owner: "0000:03:00.0", barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 16 << 20),
+            owner: try PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: try PhysicalRange(start: 0x40_0000_0000, length: 16 << 20),
             busAddress: 0x40_0000_0000)
         try memory.addBAR(name: "vram", provider: vram)
     }

@@ -41,11 +41,11 @@ struct RegistryTests {
         #expect(try registry.ops(for: device).name == "identity-test")
         let page = try machine.discontiguousPages(1)[0]
         #expect(try device.mapPhys(page, direction: .toDevice) == DMAAddress(page.start.rawValue))
-        let stranger = try DMADevice(name: "x", memory: machine.memory, ops: IdentityTestOps())
+        let stranger = try DMADevice(name: "0000:06:00.0", memory: machine.memory, ops: IdentityTestOps())
         #expect(throws: DMAError.self) { try DMAOpsRegistry().ops(for: stranger) }
-        #expect(throws: DMAError.self) { try DMADevice(name: "y", memory: machine.memory, ops: IdentityTestOps(), maxSegmentSize: 0) }
+        #expect(throws: DMAError.self) { try DMADevice(name: "0000:07:00.0", memory: machine.memory, ops: IdentityTestOps(), maxSegmentSize: 0) }
         #expect(throws: DMAError.self) {
-            try DMADevice(name: "y", memory: machine.memory, ops: IdentityTestOps(), segmentBoundaryMask: 0x1234)
+            try DMADevice(name: "0000:07:00.0", memory: machine.memory, ops: IdentityTestOps(), segmentBoundaryMask: 0x1234)
         }
     }
 }
@@ -114,7 +114,7 @@ struct CommonOpsRules {
         let list = try ScatterList.peerToPeer([try machine.vramRange(offset: 0, length: 0x1000)], provider: machine.vram)
         let blocked = try machine.device(ops, pool: true, iommu: try IOMMUDomain(), topology: .notSupported)
         #expect(throws: DMAError.self) { try blocked.mapScatterList(list, direction: .toDevice) }
-        let alone = try DMADevice(name: "lonely", memory: machine.memory, ops: ops, iommu: try IOMMUDomain())
+        let alone = try DMADevice(name: "0000:08:00.0", memory: machine.memory, ops: ops, iommu: try IOMMUDomain())
         let error = #expect(throws: DMAError.self) { try alone.mapScatterList(list, direction: .toDevice) }
         #expect(error?.errno == .EREMOTEIO)
     }

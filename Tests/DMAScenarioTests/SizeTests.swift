@@ -13,7 +13,7 @@ struct SizeTests {
     }
 
     static func describe(_ result: ScenarioResult) -> String {
-        result.steps.map { "\($0.op) \($0.ok) \($0.errno ?? "") \($0.expectation ?? "") \($0.message.prefix(200))" }.joined(separator: "\n")
+        result.steps.map { "\($0.op) \($0.ok) \($0.errno?.name ?? "") \($0.expectation?.text ?? "") \($0.message.prefix(200))" }.joined(separator: "\n")
     }
 
     @Test("a 6 GiB system-heap buffer with a pattern is created, read back whole by the CPU and a device, and checked")
@@ -49,7 +49,7 @@ struct SizeTests {
             steps:
               - cpu-read: {buffer: small, expectPattern: 3}
             """)
-        #expect(result.steps[0].op == "create-buffer" && result.steps[0].errno == "ENOMEM", "\(Self.describe(result))")
+        #expect(result.steps[0].op == .createBuffer && result.steps[0].errno == .ENOMEM, "\(Self.describe(result))")
         #expect(result.steps[0].message.contains("1 TiB") || result.steps[0].message.contains("1024 GiB"), "\(result.steps[0].message)")
         #expect(result.steps[1].ok && result.steps[2].ok, "\(Self.describe(result))")
     }

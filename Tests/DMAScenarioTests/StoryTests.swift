@@ -5,13 +5,13 @@ import PCITopology
 import Testing
 
 /// The steps of a run without the setup entries.
-func steps(_ result: ScenarioResult) -> [StepResult] { result.steps.filter { !$0.op.hasPrefix("create-") } }
+func steps(_ result: ScenarioResult) -> [StepResult] { result.steps.filter { !$0.op.isSetup } }
 
 @Suite("The six stories, asserted on bytes and verdicts")
 struct StoryTests {
     static func run(_ n: Int) throws -> ScenarioResult {
         let result = try ScenarioRunner.run(try Story.all[n - 1].scenario())
-        #expect(result.ok, "story \(n): \(result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.errno ?? "") \($0.message) \($0.expectation ?? "")" }) \(result.debugReports)")
+        #expect(result.ok, "story \(n): \(result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.errno?.name ?? "") \($0.message) \($0.expectation?.text ?? "")" }) \(result.debugReports)")
         #expect(result.debugReports.isEmpty)
         return result
     }
@@ -20,42 +20,42 @@ struct StoryTests {
     func story1() throws {
         let s = steps(try Self.run(1))
         let registration = s[0]
-        #expect(registration.op == "attach" && registration.ok && registration.mapType == "bus-address" && registration.placement == "vram")
+        #expect(registration.op == .step(.attach) && registration.ok && registration.mapType == .busAddress && registration.placement == .vram)
         #expect(registration.bouncedBytes == 0 && registration.migratedBytes == 0)
-        #expect(s[1].op == "device-read" && s[1].mapType == nil, "no fault: mapped already")
+        #expect(s[1].op == .step(.deviceRead) && s[1].mapType == nil, "no fault: mapped already")
         #expect(s.allSatisfy { ($0.bouncedBytes ?? 0) == 0 && ($0.migratedBytes ?? 0) == 0 })
-        #expect(s[3].op == "cpu-read" && s[3].message.contains("as expected"))
+        #expect(s[3].op == .step(.cpuRead) && s[3].message.contains("as expected"))
     }
 
     @Test("Story 2: a whitelisted host bridge carries P2P through the IOMMU as MMIO")
     func story2() throws {
         let s = steps(try Self.run(2))
-        #expect(s[1].mapType == "through-host-bridge" && s[1].peerToPeer == true && s[1].placement == "vram")
+        #expect(s[1].mapType == .throughHostBridge && s[1].peerToPeer == true && s[1].placement == .vram)
     }
 
     @Test("Story 3: P2P impossible, the buffer migrates exactly its size and the NIC maps system pages")
     func story3() throws {
         let s = steps(try Self.run(3))
         #expect(s[0].peerToPeer == false)
-        #expect(s[1].migratedBytes == 1 << 20 && s[1].placement == "system" && s[1].mapType == "host")
+        #expect(s[1].migratedBytes == 1 << 20 && s[1].placement == .system && s[1].mapType == .host)
         #expect(s[2].message.contains("as expected"))
     }
 
     @Test("Story 4: the raw P2P list is EREMOTEIO; amdgpu keeps P2P by the route alone and the VRAM map is ENOMEM (amdgpu_vram_mgr.c); evicted, the HFI maps system pages")
     func story4() throws {
         let s = steps(try Self.run(4))
-        #expect(s[0].op == "raw-map" && !s[0].ok && s[0].errno == "EREMOTEIO")
+        #expect(s[0].op == .step(.rawMap) && !s[0].ok && s[0].errno == .EREMOTEIO)
         #expect(s[1].peerToPeer == true)
-        #expect(s[2].op == "map" && !s[2].ok && s[2].errno == "ENOMEM")
-        #expect(s[3].op == "evict" && s[3].placement == "system" && s[3].migratedBytes == 256 << 10)
-        #expect(s[4].placement == "system" && s[4].mapType == "host" && s[4].migratedBytes == 0)
+        #expect(s[2].op == .step(.map) && !s[2].ok && s[2].errno == .ENOMEM)
+        #expect(s[3].op == .step(.evict) && s[3].placement == .system && s[3].migratedBytes == 256 << 10)
+        #expect(s[4].placement == .system && s[4].mapType == .host && s[4].migratedBytes == 0)
         #expect(s[5].message.contains("as expected"))
     }
 
     @Test("Story 5: a 32-bit device bounces, and the bytes are right in every direction")
     func story5() throws {
         let s = steps(try Self.run(5))
-        let maps = s.filter { $0.op == "map" }
+        let maps = s.filter { $0.op == .step(.map) }
         #expect(maps.count == 3 && maps.allSatisfy { $0.bouncedBytes == 64 << 10 })
         let checks = s.filter { $0.message.contains("as expected") }
         #expect(checks.count == 4)  // device-read ×2 and cpu-read ×2, the last of the partial write
@@ -64,13 +64,13 @@ struct StoryTests {
     @Test("Story 6: revoke tells every dynamic importer, the dead mapping faults, maps fail until restore")
     func story6() throws {
         let s = steps(try Self.run(6))
-        #expect(s[0].errno == "EOPNOTSUPP")
-        let revoke = try #require(s.first { $0.op == "revoke" })
+        #expect(s[0].errno == .EOPNOTSUPP)
+        let revoke = try #require(s.first { $0.op == .step(.revoke) })
         #expect(revoke.notified == ["mr", "nic"])
-        let afterRevoke = s.drop { $0.op != "revoke" }.dropFirst()
-        #expect(afterRevoke.prefix(3).map(\.errno) == ["EIO", "ENODEV", "ENODEV"])
-        let restoredMap = try #require(s.last { $0.op == "map" })
-        #expect(restoredMap.ok && restoredMap.mapType == "bus-address")
+        let afterRevoke = s.drop { $0.op != .step(.revoke) }.dropFirst()
+        #expect(afterRevoke.prefix(3).map(\.errno) == [.EIO, .ENODEV, .ENODEV])
+        let restoredMap = try #require(s.last { $0.op == .step(.map) })
+        #expect(restoredMap.ok && restoredMap.mapType == .busAddress)
     }
 
     @Test("Each story's summary for dmabuf demo", arguments: 1...6)
@@ -78,12 +78,12 @@ struct StoryTests {
         let outcome = try Story.all[n - 1].run()
         #expect(outcome.ok)
         switch n {
-        case 1: #expect(outcome.copies == "zero-copy" && outcome.mapType == "bus-address")
-        case 2: #expect(outcome.copies == "zero-copy" && outcome.mapType == "through-host-bridge")
-        case 3: #expect(outcome.copies == "1 MiB migrated" && outcome.placement == "system")
-        case 4: #expect(outcome.errno == "EREMOTEIO" && outcome.placement == "system")
+        case 1: #expect(outcome.copies == "zero-copy" && outcome.mapType == .busAddress)
+        case 2: #expect(outcome.copies == "zero-copy" && outcome.mapType == .throughHostBridge)
+        case 3: #expect(outcome.copies == "1 MiB migrated" && outcome.placement == .system)
+        case 4: #expect(outcome.errno == .EREMOTEIO && outcome.placement == .system)
         case 5: #expect(outcome.copies == "64 KiB bounced")
-        default: #expect(outcome.notified == ["mr", "nic"] && outcome.errno == "ENODEV")
+        default: #expect(outcome.notified == ["mr", "nic"] && outcome.errno == .ENODEV)
         }
     }
 
@@ -126,11 +126,11 @@ struct ScenarioBadInputTests {
               - attach: {importer: nic, buffer: bar}
               - detach: {importer: nic, buffer: vram}
             """)
-        let setup = result.steps.filter { $0.op.hasPrefix("create-") }
+        let setup = result.steps.filter { $0.op.isSetup }
         #expect(setup.map(\.ok) == [true, false, true, false, true, false])
-        #expect(setup[1].errno == "EINVAL" && setup[3].errno == "ENODEV" && setup[5].errno == "ENOENT")
+        #expect(setup[1].errno == .EINVAL && setup[3].errno == .ENODEV && setup[5].errno == .ENOENT)
         let s = steps(result)
-        #expect(s.map(\.errno) == ["ENODEV", "ENOENT", "ENOENT", nil, nil, "EBUSY", nil, "EINVAL", "EOPNOTSUPP", nil])
+        #expect(s.map(\.errno) == [.ENODEV, .ENOENT, .ENOENT, nil, nil, .EBUSY, nil, .EINVAL, .EOPNOTSUPP, nil])
         #expect(!result.ok)  // unexpected failures make the run fail (exit 1)
         #expect(result.debugReports.isEmpty)  // and nothing leaked
     }
@@ -196,7 +196,7 @@ struct ScenarioBadInputTests {
               - device-read: {importer: net, buffer: vram, expectPattern: 1}
               - detach: {importer: net, buffer: vram}
             """, file: "h200.yaml"))
-        #expect(result.ok, "\(result.steps.map { "\($0.op) \($0.errno ?? "") \($0.message)" })")
+        #expect(result.ok, "\(result.steps.map { "\($0.op) \($0.errno?.name ?? "") \($0.message)" })")
     }
 }
 
@@ -209,7 +209,7 @@ struct StoryKernelTests {
 
     static func outcome(_ n: Int, _ rules: KernelRules) throws -> StoryOutcome {
         let outcome = try Story.all[n - 1].run(rules: rules)
-        #expect(outcome.ok, "story \(n) on \(rules): \(outcome.result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.message) \($0.expectation ?? "")" })")
+        #expect(outcome.ok, "story \(n) on \(rules): \(outcome.result.steps.filter { !$0.asExpected }.map { "\($0.index) \($0.op): \($0.message) \($0.expectation?.text ?? "")" })")
         #expect(outcome.rules == rules)
         return outcome
     }
@@ -217,18 +217,18 @@ struct StoryKernelTests {
     @Test("Story 1 on 6.12 without MOVE_NOTIFY: the MR's map pins, amdgpu pins in GTT, the VRAM migrates; on 7.1: zero-copy bus-address P2P")
     func story1() throws {
         let old = try Self.outcome(1, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 2 << 20 && old.copies == "2 MiB migrated")
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 2 << 20 && old.copies == "2 MiB migrated")
         #expect(old.kernel.contains("CONFIG_DMABUF_MOVE_NOTIFY off"))
         let new = try Self.outcome(1, Self.linux71)
-        #expect(new.placement == "vram" && new.mapType == "bus-address" && new.migratedBytes == 0 && new.copies == "zero-copy")
+        #expect(new.placement == .vram && new.mapType == .busAddress && new.migratedBytes == 0 && new.copies == "zero-copy")
     }
 
     @Test("Story 2 on 6.12 without MOVE_NOTIFY: system pages, 1 MiB migrated; on 7.1: through the host bridge from VRAM")
     func story2() throws {
         let old = try Self.outcome(2, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 1 << 20)
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 1 << 20)
         let new = try Self.outcome(2, Self.linux71)
-        #expect(new.placement == "vram" && new.mapType == "through-host-bridge" && new.migratedBytes == 0)
+        #expect(new.placement == .vram && new.mapType == .throughHostBridge && new.migratedBytes == 0)
     }
 
     @Test("Stories 3 and 5 come out the same on both kernels (no P2P in them to lose)")
@@ -244,23 +244,23 @@ struct StoryKernelTests {
     @Test("Story 4 on 6.12 without MOVE_NOTIFY: the map pins, amdgpu pins in GTT, the HFI maps system pages (256 KiB migrated); on 7.1 the VRAM map is ENOMEM until an eviction")
     func story4() throws {
         let old = try Self.outcome(4, Self.debian612)
-        #expect(old.placement == "system" && old.mapType == "host" && old.migratedBytes == 256 << 10 && old.errno == "EREMOTEIO")
-        #expect(old.result.steps.filter { $0.op == "map" }.allSatisfy { $0.ok })
+        #expect(old.placement == .system && old.mapType == .host && old.migratedBytes == 256 << 10 && old.errno == .EREMOTEIO)
+        #expect(old.result.steps.filter { $0.op == .step(.map) }.allSatisfy { $0.ok })
         let new = try Self.outcome(4, Self.linux71)
-        #expect(new.placement == "system" && new.migratedBytes == 256 << 10)
-        #expect(new.result.steps.contains { $0.op == "map" && $0.errno == "ENOMEM" })
+        #expect(new.placement == .system && new.migratedBytes == 256 << 10)
+        #expect(new.result.steps.contains { $0.op == .step(.map) && $0.errno == .ENOMEM })
     }
 
     @Test("Story 6 does not exist before 6.19: the export is refused with ENOTTY naming the version; on 7.1 the revoke tells both importers")
     func story6() throws {
         let old = try Self.outcome(6, Self.debian612)
-        #expect(old.errno == "ENOTTY" && old.mapType == nil && old.notified == nil)
+        #expect(old.errno == .ENOTTY && old.mapType == nil && old.notified == nil)
         #expect(old.kernel.contains("does not exist in Linux 6.12") && old.kernel.contains("6.19"))
-        let refusal = old.result.steps.first { $0.op == "create-buffer" }
+        let refusal = old.result.steps.first { $0.op == .createBuffer }
         #expect(refusal?.ok == false && refusal?.message.contains("came in 6.19") == true)
         #expect(!Story.all[5].exists(in: KernelRules(KernelVersion(6, 18))) && Story.all[5].exists(in: KernelRules(KernelVersion(6, 19))))
         let new = try Self.outcome(6, Self.linux71)
-        #expect(new.notified == ["mr", "nic"] && new.errno == "ENODEV")
+        #expect(new.notified == ["mr", "nic"] && new.errno == .ENODEV)
     }
 
     @Test("With no kernel named the stories run under the newest rules and say nothing about them")
@@ -279,7 +279,7 @@ struct StoryKernelTests {
         #expect(scenario.kernel == Self.debian612)
         let pinned = try ScenarioRunner.run(scenario)
         #expect(pinned.kernel == Self.debian612)
-        #expect(steps(pinned)[0].placement == "system" && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
+        #expect(steps(pinned)[0].placement == .system && !pinned.ok, "the file expects 7.1's VRAM; 6.12 gives system memory")
         let overridden = try ScenarioRunner.run(scenario, kernel: Self.linux71)
         #expect(overridden.ok && overridden.kernel == Self.linux71)
         #expect(throws: InputFileError.self) { try Scenario.parse("kernel: 4.4\nsteps: []\n", file: "bad.yaml") }

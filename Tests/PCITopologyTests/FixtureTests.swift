@@ -30,7 +30,7 @@ struct FixtureTests {
         #expect(gpu.bars[1].cpuStart == 0x1000_0000_0000)
         #expect(gpu.bars.allSatisfy { $0.is64Bit && $0.prefetchable })
         let provider = try #require(topology.provider(containing: PhysicalAddress(0x1000_0000_0000 + (100 << 30))))
-        #expect(provider.owner == "0000:00:06.0" && provider.barIndex == 2)
+        #expect(provider.owner == bdf("0000:00:06.0") && provider.barIndex == 2)
         #expect(topology.provider(containing: 0x1040_0400_0000) == nil)
     }
 
@@ -78,7 +78,7 @@ struct FixtureTests {
         // Across host bridges, neither whitelisted: not supported.
         #expect(try topology.verdict(provider: bdf("0000:04:00.0"), client: bdf("0000:21:00.0")).mapType == .notSupported)
         // The CMB of the NVMe is a provider.
-        #expect(topology.provider(containing: 0xfa00_1000)?.owner == "0000:04:00.0")
+        #expect(topology.provider(containing: 0xfa00_1000)?.owner == bdf("0000:04:00.0"))
     }
 
     @Test("Export to YAML and load back gives the identical report", arguments: ["h200-vm", "qemu-q35"])

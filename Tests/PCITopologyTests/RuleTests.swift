@@ -176,7 +176,7 @@ struct RuleTests {
         let virt = try DMADevice(name: client, memory: memory, ops: VirtDMAOps(), topology: t)
         let verdict = try Self.verdict(t, "0000:03:00.0", client).mapType
         #expect(virt.p2pMapType(to: vram) == verdict)
-        #expect(t.mapType(provider: vram, client: client) == verdict)
+        #expect(t.mapType(provider: vram, client: bdf(client)) == verdict)
         let list = try ScatterList.peerToPeer([try vram.cpuRange.subrange(offset: 0, length: 4096)], provider: vram)
         let error = #expect(throws: DMAError.self) { try virt.mapScatterList(list, direction: .fromDevice) }
         #expect(error?.errno == .EREMOTEIO)

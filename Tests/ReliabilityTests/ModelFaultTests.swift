@@ -105,7 +105,7 @@ struct ModelFaultTests {
             let result = try ScenarioRunner.run(variant.scenario)
             let what = "story \(variant.story), \(variant.op.rawValue) \(variant.buffer) at step \(variant.position)"
             #expect(result.debugReports.isEmpty, "\(what): \(result.debugReports)")
-            let inserted = result.steps.first { $0.op == variant.op.rawValue && $0.line == nil }
+            let inserted = result.steps.first { $0.op == .step(variant.op) && $0.line == nil }
             #expect(inserted != nil, "\(what): the inserted step did not run")
         }
     }

@@ -7,5 +7,5 @@ import VendorOps
 exit(DMAConformanceRunner.main([
     .init(IdentityOps()),
     .init(WindowOps()),
-    .init(IdentityOps.maskIgnoring, expectedFailures: ["dma-mask"]),
+    .init(IdentityOps.maskIgnoring, expectedFailures: [.dmaMask]),
 ]))

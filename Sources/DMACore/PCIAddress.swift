@@ -1,6 +1,8 @@
-import DMACore
-
 /// A PCI function's address, `DDDD:BB:DD.F` (`pci_name`): domain, bus, device (slot) and function.
+///
+/// It names every device of the model (a ``P2PProvider``'s owner, the client a ``P2PTopology``
+/// judges), so a name is parsed once, where it is made, and a malformed one is refused there
+/// (`EINVAL`) instead of being judged "not supported" later.
 public struct PCIAddress: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     /// The PCI domain (segment).
     public let domain: UInt32
@@ -71,11 +73,11 @@ public struct PCIAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
 
     /// The kernel's name, `0000:03:00.0`.
     public var description: String {
-        hex4(domain) + ":" + hex2(bus) + ":" + hex2(device) + "." + String(function)
+        Self.hex(domain, digits: 4) + ":" + Self.hex(bus, digits: 2) + ":" + Self.hex(device, digits: 2) + "." + String(function)
     }
 
     /// The short form without the domain, `03:00.0`.
-    public var short: String { hex2(bus) + ":" + hex2(device) + "." + String(function) }
+    public var short: String { Self.hex(bus, digits: 2) + ":" + Self.hex(device, digits: 2) + "." + String(function) }
 
     public static func < (a: PCIAddress, b: PCIAddress) -> Bool {
         (a.domain, a.bus, a.devfn) < (b.domain, b.bus, b.devfn)
@@ -90,17 +92,10 @@ public struct PCIAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
         var container = encoder.singleValueContainer()
         try container.encode(description)
     }
-}
 
-func hex2(_ value: UInt8) -> String {
-    let text = String(value, radix: 16)
-    return text.count == 1 ? "0" + text : text
+    /// `value` in lower-case hexadecimal, zero-padded to at least `digits` digits.
+    private static func hex<T: BinaryInteger>(_ value: T, digits: Int) -> String {
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, digits - text.count)) + text
+    }
 }
-
-func hex4<T: BinaryInteger>(_ value: T) -> String {
-    let text = String(value, radix: 16)
-    return String(repeating: "0", count: max(0, 4 - text.count)) + text
-}
-
-/// Formats a 16-bit ID as `0x10de`.
-func hexID(_ value: UInt16) -> String { "0x" + hex4(value) }
