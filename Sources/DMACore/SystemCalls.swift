@@ -280,24 +280,27 @@ package enum SystemCalls {
     }
 
     private static func readFile(_ call: SystemCall, at folder: Int32, _ path: String, limit: Int, shortReadEnds: Bool) -> Result<[UInt8], Errno> {
-        withFileContents(call, at: folder, path, limit: limit, shortReadEnds: shortReadEnds) { Array($0) }
+        var bytes: [UInt8] = []
+        let outcome = withFileContents(call, at: folder, path, limit: limit, shortReadEnds: shortReadEnds) { bytes = Array($0) }
+        return outcome.map { bytes }
     }
 
     /// Reads the file `name` in the folder open as `folder` as ``readFile(at:_:limit:shortReadEnds:)``
     /// does, and hands its bytes to `body` without copying them into an array of their own: a
     /// file that fits in one read (an fdinfo, a `comm`) is read into the stack. The bytes are valid
-    /// only inside `body`.
-    package static func withFileContents<T>(
+    /// only inside `body`. Not generic: a generic call across the module boundary looked its
+    /// `Result` type up at run time on every call (4 % of a census).
+    package static func withFileContents(
         at folder: Int32, _ name: String, limit: Int = defaultReadLimit, shortReadEnds: Bool = false,
-        _ body: (UnsafeBufferPointer<UInt8>) -> T
-    ) -> Result<T, Errno> {
+        _ body: (UnsafeBufferPointer<UInt8>) -> Void
+    ) -> Result<Void, Errno> {
         withFileContents(.readFileAt(folder: folder, path: name), at: folder, name, limit: limit, shortReadEnds: shortReadEnds, body)
     }
 
-    private static func withFileContents<T>(
+    private static func withFileContents(
         _ call: SystemCall, at folder: Int32, _ path: String, limit: Int, shortReadEnds: Bool,
-        _ body: (UnsafeBufferPointer<UInt8>) -> T
-    ) -> Result<T, Errno> {
+        _ body: (UnsafeBufferPointer<UInt8>) -> Void
+    ) -> Result<Void, Errno> {
         if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
@@ -323,7 +326,7 @@ package enum SystemCalls {
         // a hundred thousand small fdinfo files). A file whose first read ends it is handed over
         // from there; a longer one is gathered in an array: linear in the file's length.
         let first = min(4096, limit + 1)
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: first) { scratch -> Result<T, Errno> in
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: first) { scratch -> Result<Void, Errno> in
             func read(_ buffer: UnsafeMutableBufferPointer<UInt8>) -> Result<Int, Errno> {
                 var count = 0
                 var failure: Int32 = 0
@@ -425,7 +428,7 @@ package enum SystemCalls {
 
     /// `readlinkat(2)`, handing the link's bytes to `body` from a stack buffer (no string is made:
     /// the census reads a link per open file of every process and keeps only a dma-buf's).
-    package static func withLinkTarget<T>(at folder: Int32, _ name: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> Result<T, Errno> {
+    package static func withLinkTarget(at folder: Int32, _ name: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) -> Result<Void, Errno> {
         if let outcome = intercepted(.readLinkAt(folder: folder, path: name)) {
             switch outcome {
             case .perform: break

@@ -200,20 +200,22 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             for fdName in fds {
                 // The link is checked on its bytes in a stack buffer: a string is made only for a
                 // dma-buf's link, and only when the census is recorded.
-                guard let fd = Int32(fdName),
-                      case .success(let target?) = SystemCalls.withLinkTarget(at: folder, "fd/" + fdName, { bytes -> String? in
-                          guard isDMABufPath(bytes) else { return nil }
-                          return record == nil ? "" : String(decoding: bytes, as: UTF8.self)
-                      })
-                else { continue }
+                guard let fd = Int32(fdName) else { continue }
+                var target: String?
+                let linked = SystemCalls.withLinkTarget(at: folder, "fd/" + fdName) { bytes in
+                    guard isDMABufPath(bytes) else { return }
+                    target = record == nil ? "" : String(decoding: bytes, as: UTF8.self)
+                }
+                guard case .success = linked, let target else { continue }
                 var recorded: [UInt8] = []
-                let parsed = SystemCalls.withFileContents(at: folder, "fdinfo/" + fdName, limit: fdinfoLimit, shortReadEnds: true) { bytes in
+                var parsed: FDInfo?
+                let read = SystemCalls.withFileContents(at: folder, "fdinfo/" + fdName, limit: fdinfoLimit, shortReadEnds: true) { bytes in
                     if record != nil { recorded = Array(bytes) }
-                    return FDInfo(buffer: bytes)
+                    parsed = FDInfo(buffer: bytes)
                 }
                 let info: FDInfo
-                switch parsed {
-                case .success(let read): info = read
+                switch read {
+                case .success: info = parsed ?? FDInfo(bytes: [])
                 case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
                 case .failure(let errno):
                     // Refused (not a regular file, longer than an fdinfo can be) or unreadable: said, not skipped.
@@ -236,15 +238,27 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                     buffer.holders[index].fds.append(fd)
                 }
             }
-            switch SystemCalls.readFile(at: folder, "maps", limit: mapsLimit) {
-            case .success(let bytes):
-                var kept: [UInt8] = []
-                // Only lines that name a dma-buf are parsed: a busy process's maps is mostly
-                // libraries and anonymous memory.
-                for rawLine in bytes.split(separator: 0x0A) where containsDMABufMarker(rawLine) {
+            // Only lines that name a dma-buf are parsed, found on the bytes where they were read:
+            // a busy process's maps is mostly libraries and anonymous memory.
+            var mappings: [MapsLine] = []
+            var kept: [UInt8] = []
+            let mapsRead = SystemCalls.withFileContents(at: folder, "maps", limit: mapsLimit) { bytes in
+                var lineStart = 0
+                while lineStart < bytes.count {
+                    var lineEnd = lineStart
+                    while lineEnd < bytes.count && bytes[lineEnd] != 0x0A { lineEnd += 1 }
+                    defer { lineStart = lineEnd + 1 }
+                    let rawLine = UnsafeBufferPointer(rebasing: bytes[lineStart..<lineEnd])
+                    guard containsDMABufMarker(rawLine) else { continue }
                     let line = Substring(String(decoding: rawLine, as: UTF8.self))
                     guard let mapping = MapsLine(line), isDMABufPath(mapping.path) else { continue }
                     if record != nil { kept += Array(line.utf8) + [0x0A] }
+                    mappings.append(mapping)
+                }
+            }
+            switch mapsRead {
+            case .success:
+                for mapping in mappings {
                     update(&byInode[mapping.inode, default: Buffer(inode: mapping.inode, size: nil, exporter: nil, name: nil, holders: [])])
                     func update(_ buffer: inout Buffer) {
                         if buffer.name == nil, mapping.path.hasPrefix("/dmabuf:"), mapping.path.count > "/dmabuf:".count {
@@ -289,13 +303,14 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
 }
 
 /// Whether a maps line mentions `dmabuf` at all (`/dmabuf:` or `anon_inode:dmabuf`), on bytes.
-func containsDMABufMarker(_ line: ArraySlice<UInt8>) -> Bool {
-    let marker: [UInt8] = Array("dmabuf".utf8)
-    guard line.count >= marker.count else { return false }
-    var index = line.startIndex
-    let last = line.endIndex - marker.count
-    while index <= last {
-        if line[index] == marker[0], line[index..<(index + marker.count)].elementsEqual(marker) { return true }
+func containsDMABufMarker(_ line: UnsafeBufferPointer<UInt8>) -> Bool {
+    let marker: StaticString = "dmabuf"
+    let length = marker.utf8CodeUnitCount
+    guard line.count >= length, let base = line.baseAddress else { return false }
+    let first = marker.utf8Start[0]
+    var index = 0
+    while index <= line.count - length {
+        if base[index] == first, memcmp(base + index, marker.utf8Start, length) == 0 { return true }
         index += 1
     }
     return false

@@ -253,10 +253,15 @@ struct HostileProcTests {
             #expect(SystemCalls.readFile(at: folder, "long", limit: 9599, shortReadEnds: shortReadEnds) == .failure(.EFBIG))
             #expect(SystemCalls.readFile(at: folder, "exact", limit: 4095, shortReadEnds: shortReadEnds) == .failure(.EFBIG))
         }
-        #expect(try SystemCalls.withFileContents(at: folder, "long") { $0.count }.get() == 9600)
-        #expect(SystemCalls.withFileContents(at: folder, "missing") { $0.count } == .failure(.ENOENT))
-        #expect(try SystemCalls.withLinkTarget(at: folder, "link") { String(decoding: $0, as: UTF8.self) }.get() == "/dmabuf:frames")
-        #expect(try SystemCalls.withLinkTarget(at: folder, "link") { DMABufCensus.isDMABufPath($0) }.get())
+        var count = 0
+        #expect(throws: Never.self) { try SystemCalls.withFileContents(at: folder, "long") { count = $0.count }.get() }
+        #expect(count == 9600)
+        #expect(throws: Errno.ENOENT) { try SystemCalls.withFileContents(at: folder, "missing") { _ in }.get() }
+        var target = "", isDMABuf = false
+        #expect(throws: Never.self) {
+            try SystemCalls.withLinkTarget(at: folder, "link") { target = String(decoding: $0, as: UTF8.self); isDMABuf = DMABufCensus.isDMABufPath($0) }.get()
+        }
+        #expect(target == "/dmabuf:frames" && isDMABuf)
         #expect(try SystemCalls.listDirectory(at: folder, ".").get().sorted() == ["exact", "link", "long", "one"])
     }
 

@@ -11,7 +11,7 @@ let segmentSize: UInt64 = 4096
 /// bus-address arithmetic is not a no-op.
 func bigProvider() -> P2PProvider {
     try! P2PProvider(
-        owner: "0000:03:00.0", barIndex: 0, cpuRange: PhysicalRange(start: 0x4000_0000_0000, length: 1 << 30),
+        owner: PCIAddress(parsing: "0000:03:00.0"), barIndex: 0, cpuRange: PhysicalRange(start: 0x4000_0000_0000, length: 1 << 30),
         busAddress: 0x6000_0000_0000)
 }
 
