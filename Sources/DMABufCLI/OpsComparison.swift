@@ -139,16 +139,10 @@ private func demoHost(_ machine: DemoMachine, _ nic: DMADevice, _ pool: SwiotlbP
             readOK = readOK && bytes[...] == expected[cursor..<(cursor + bytes.count)]
             cursor += bytes.count
         }
-        cursor = 0
         let written = pattern(0xA5, Int(machine.hostList.totalLength))
-        do {
-            for segment in table.segments {
-                try nic.dmaWrite(Array(written[cursor..<(cursor + Int(segment.length))]), at: segment.address)
-                cursor += Int(segment.length)
-            }
-        } catch {
+        if let failure = writeThroughSegments(written, table, nic) {
             moved = false
-            result.message = error.description
+            result.message = failure
         }
         try nic.unmapScatterList(table, direction: .bidirectional)
         var back: [UInt8] = []
@@ -167,16 +161,10 @@ private func demoP2P(_ machine: DemoMachine, _ nic: DMADevice) -> DemoMapping {
         result.segments = table.segments.map(\.description)
         result.mapType = table.p2pMapType?.rawValue
         let written = pattern(0x5A, Int(machine.p2pList.totalLength))
-        var cursor = 0
         var moved = true
-        do {
-            for segment in table.segments {
-                try nic.dmaWrite(Array(written[cursor..<(cursor + Int(segment.length))]), at: segment.address)
-                cursor += Int(segment.length)
-            }
-        } catch {
+        if let failure = writeThroughSegments(written, table, nic) {
             moved = false
-            result.message = error.description
+            result.message = failure
         }
         try nic.unmapScatterList(table, direction: .fromDevice)
         var back: [UInt8] = []
@@ -243,4 +231,19 @@ private func short(_ mapping: DemoMapping) -> String {
 
 func pad(_ text: String, _ width: Int) -> String {
     text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count)
+}
+
+/// The device writes `bytes` through the mapping's segments, in order, as a DMA engine walks a
+/// scatter-list; the error's words when a write fails (nothing after it is written).
+private func writeThroughSegments(_ bytes: [UInt8], _ table: DMAScatterTable, _ device: DMADevice) -> String? {
+    var cursor = 0
+    do {
+        for segment in table.segments {
+            try device.dmaWrite(Array(bytes[cursor..<(cursor + Int(segment.length))]), at: segment.address)
+            cursor += Int(segment.length)
+        }
+        return nil
+    } catch {
+        return error.description
+    }
 }

@@ -164,20 +164,14 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
             // `readlinkat`): a name such as `fdinfo/12` is short enough to need no allocation, and
             // the kernel walks two components instead of the whole path, for each of the four calls
             // an fd costs.
-            let folder: Int32
-            switch SystemCalls.openAt(AT_FDCWD, "\(procRoot)/\(pid)", O_RDONLY | O_DIRECTORY) {
-            case .success(let fd): folder = fd
-            case .failure(let errno) where errno == .ENOENT:
-                census.vanished += 1
-                continue
-            case .failure(let errno):
-                census.processesScanned += 1
-                census.unreadable.append(Unreadable(pid: pid, what: "fd", errno: errno.name))
-                continue
+            var folder: Int32 = -1
+            let listing = SystemCalls.openAt(AT_FDCWD, "\(procRoot)/\(pid)", O_RDONLY | O_DIRECTORY).flatMap { opened in
+                folder = opened
+                return SystemCalls.listDirectory(at: opened, "fd")
             }
-            defer { _ = SystemCalls.close(folder) }
+            defer { if folder >= 0 { _ = SystemCalls.close(folder) } }
             let fds: [String]
-            switch SystemCalls.listDirectory(at: folder, "fd") {
+            switch listing {
             case .success(let names): fds = names
             case .failure(let errno) where errno == .ENOENT:
                 census.vanished += 1
