@@ -429,26 +429,21 @@ package enum SystemCalls {
     /// `readlinkat(2)`, handing the link's bytes to `body` from a stack buffer (no string is made:
     /// the census reads a link per open file of every process and keeps only a dma-buf's).
     package static func withLinkTarget(at folder: Int32, _ name: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void) -> Result<Void, Errno> {
-        if let outcome = intercepted(.readLinkAt(folder: folder, path: name)) {
-            switch outcome {
-            case .perform: break
-            case .contents(let bytes): return .success(bytes.withUnsafeBufferPointer(body))
-            case .fails(let errno): return .failure(errno)
-            default: preconditionFailure("interceptor answered readlink with a value of the wrong kind")
-            }
-        }
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
-            let count = name.withCString { cReadlinkat(folder, $0, buffer.baseAddress!, buffer.count) }
-            if count < 0 { return .failure(Errno(rawValue: cErrno())) }
-            return .success(body(UnsafeBufferPointer(rebasing: buffer[0..<count])))
-        }
+        withLinkTarget(.readLinkAt(folder: folder, path: name), at: folder, name, body)
     }
 
     private static func readLink(_ call: SystemCall, at folder: Int32, _ path: String) -> Result<String, Errno> {
+        var target = ""
+        return withLinkTarget(call, at: folder, path) { target = String(decoding: $0, as: UTF8.self) }.map { target }
+    }
+
+    private static func withLinkTarget(
+        _ call: SystemCall, at folder: Int32, _ path: String, _ body: (UnsafeBufferPointer<UInt8>) -> Void
+    ) -> Result<Void, Errno> {
         if let outcome = intercepted(call) {
             switch outcome {
             case .perform: break
-            case .contents(let bytes): return .success(String(decoding: bytes, as: UTF8.self))
+            case .contents(let bytes): return .success(bytes.withUnsafeBufferPointer(body))
             case .fails(let errno): return .failure(errno)
             default: preconditionFailure("interceptor answered readlink with a value of the wrong kind")
             }
@@ -458,7 +453,7 @@ package enum SystemCalls {
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 4096) { buffer in
             let count = path.withCString { cReadlinkat(folder, $0, buffer.baseAddress!, buffer.count) }
             if count < 0 { return .failure(Errno(rawValue: cErrno())) }
-            return .success(String(decoding: UnsafeBufferPointer(rebasing: buffer[0..<count]), as: UTF8.self))
+            return .success(body(UnsafeBufferPointer(rebasing: buffer[0..<count])))
         }
     }
 

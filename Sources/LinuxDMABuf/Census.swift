@@ -209,7 +209,7 @@ public struct DMABufCensus: Sendable, Hashable, Codable {
                 }
                 let info: FDInfo
                 switch read {
-                case .success: info = parsed ?? FDInfo(bytes: [])
+                case .success: info = parsed!  // set by the body on every success
                 case .failure(let errno) where errno == .ENOENT: continue  // closed during the census
                 case .failure(let errno):
                     // Refused (not a regular file, longer than an fdinfo can be) or unreadable: said, not skipped.
