@@ -76,7 +76,7 @@ install: deps
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/dmabuf and its bash, zsh and fish completions"
 
 # The DocC documentation of the library products (articles in Sources/*/*.docc); any warning fails.
-DOC_TARGETS := DMACore DMAMapping PCITopology DMABuf DMADevices DMAScenario DMAConformance LinuxDMABuf CUDADriver
+DOC_TARGETS := DMACore DMAMapping PCI DMABuf DMADevices DMAScenario DMAConformance LinuxDMABuf CUDA
 docs: check-swift
 	$(SWIFT) package generate-documentation $(addprefix --target ,$(DOC_TARGETS)) --warnings-as-errors
 	@echo "documentation archives: .build/plugins/Swift-DocC/outputs/"

@@ -20,7 +20,7 @@ let package = Package(
     products: [
         .library(name: "DMACore", targets: ["DMACore"]),
         .library(name: "DMAMapping", targets: ["DMAMapping"]),
-        .library(name: "PCITopology", targets: ["PCITopology"]),
+        .library(name: "PCI", targets: ["PCI"]),
         .library(name: "DMABuf", targets: ["DMABuf"]),
         .library(name: "DMADevices", targets: ["DMADevices"]),
         .library(name: "DMAScenario", targets: ["DMAScenario"]),
@@ -46,7 +46,7 @@ let package = Package(
         // PCI topology: host bridges, ports, endpoints, BARs and ACS; the P2P distance and map-type
         // rules of drivers/pci/p2pdma.c; loaders from YAML and from a sysfs tree.
         .target(
-            name: "PCITopology",
+            name: "PCI",
             dependencies: ["DMACore", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
@@ -56,7 +56,7 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The real kernel: DRM devices, dumb buffers, PRIME, dma-buf fds (size, fdinfo, sync, name,
         // sync files, mmap), udmabuf, dma-heaps, the /proc census and kernel config facts.
-        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "PCITopology", "CLibDRM", "CZlib"], swiftSettings: strict),
+        .target(name: "LinuxDMABuf", dependencies: ["DMACore", "PCI", "CLibDRM", "CZlib"], swiftSettings: strict),
         // DMA-BUF: buffers, the exporter's and importer's ops, attachments, pin, map/unmap,
         // invalidate_mappings, the reservation object (drivers/dma-buf/dma-buf.c).
         .target(name: "DMABuf", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
@@ -66,7 +66,7 @@ let package = Package(
         // Scenario files and the simulated machine: `dmabuf simulate`, the built-in stories.
         .target(
             name: "DMAScenario",
-            dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCITopology", .product(name: "Yams", package: "Yams")],
+            dependencies: ["DMACore", "DMAMapping", "DMABuf", "DMADevices", "PCI", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         // The conformance suite any DMAOps (and any exporter) can be run against; imports no test
@@ -80,12 +80,12 @@ let package = Package(
             path: "Plugins/DMAConformancePlugin"
         ),
         // The CUDA driver API, loaded with dlopen at run time (no CUDA SDK needed to build).
-        .target(name: "CUDADriver", dependencies: ["DMACore"], swiftSettings: strict),
+        .target(name: "CUDA", dependencies: ["DMACore"], swiftSettings: strict),
         // The command-line tool's commands, as a library so that tests can run them in-process.
         .target(
             name: "DMABufCLI",
             dependencies: [
-                "DMACore", "DMAMapping", "PCITopology", "DMABuf", "DMADevices", "DMAScenario", "DMAConformance", "CUDADriver",
+                "DMACore", "DMAMapping", "PCI", "DMABuf", "DMADevices", "DMAScenario", "DMAConformance", "CUDA",
                 "LinuxDMABuf",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -94,7 +94,7 @@ let package = Package(
         // The kernel tier's runner: story 7 on a real kernel (scripts/kernel-tier boots it in QEMU).
         .executableTarget(
             name: "dmabuf-kernel-selftest",
-            dependencies: ["LinuxDMABuf", "DMABufCLI", "DMACore", "CLibDRM", "DMABuf", "DMADevices", "DMAScenario", "PCITopology"],
+            dependencies: ["LinuxDMABuf", "DMABufCLI", "DMACore", "CLibDRM", "DMABuf", "DMADevices", "DMAScenario", "PCI"],
             path: "Sources/KernelSelfTest",
             swiftSettings: strict
         ),
@@ -122,28 +122,28 @@ let package = Package(
         // The fuzz targets' entry points (Fuzz/Targets): libFuzzer drives them from Fuzz/, and
         // ReliabilityTests replays their corpora and regression inputs (RELIABILITY.md).
         .target(
-            name: "DMAFuzzTargets", dependencies: ["DMACore", "PCITopology", "DMAScenario", "LinuxDMABuf"],
+            name: "DMAFuzzTargets", dependencies: ["DMACore", "PCI", "DMAScenario", "LinuxDMABuf"],
             path: "Fuzz/Targets", swiftSettings: strict),
 
         .testTarget(name: "DMACoreTests", dependencies: ["DMACore"], swiftSettings: strict),
         .testTarget(name: "DMAMappingTests", dependencies: ["DMACore", "DMAMapping"], swiftSettings: strict),
         .testTarget(
-            name: "PCITopologyTests",
-            dependencies: ["PCITopology", "DMACore", "DMAMapping"],
+            name: "PCITests",
+            dependencies: ["PCI", "DMACore", "DMAMapping"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(
-            name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM", "PCITopology"], exclude: ["Fixtures"],
+            name: "LinuxDMABufTests", dependencies: ["LinuxDMABuf", "DMACore", "CLibDRM", "PCI"], exclude: ["Fixtures"],
             swiftSettings: strict),
         .testTarget(
             name: "DMABufTests",
-            dependencies: ["DMABuf", "DMADevices", "DMAScenario", "DMACore", "DMAMapping", "PCITopology"],
+            dependencies: ["DMABuf", "DMADevices", "DMAScenario", "DMACore", "DMAMapping", "PCI"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DMAScenarioTests",
-            dependencies: ["DMAScenario", "DMACore", "PCITopology"],
+            dependencies: ["DMAScenario", "DMACore", "PCI"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -151,18 +151,18 @@ let package = Package(
             dependencies: ["DMAConformance", "DMACore", "DMAMapping", "DMABuf"],
             swiftSettings: strict
         ),
-        .testTarget(name: "CUDADriverTests", dependencies: ["CUDADriver"], swiftSettings: strict),
+        .testTarget(name: "CUDATests", dependencies: ["CUDA"], swiftSettings: strict),
         // Fuzz corpus and regression replay, injected system-call faults, model fault injection.
         .testTarget(
             name: "ReliabilityTests",
             dependencies: [
-                "DMAFuzzTargets", "LinuxDMABuf", "DMABuf", "DMADevices", "DMAScenario", "DMAMapping", "DMACore", "PCITopology", "CLibDRM",
+                "DMAFuzzTargets", "LinuxDMABuf", "DMABuf", "DMADevices", "DMAScenario", "DMAMapping", "DMACore", "PCI", "CLibDRM",
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DMABufCLITests",
-            dependencies: ["DMABufCLI", "DMAMapping", "DMACore", "LinuxDMABuf", "PCITopology"],
+            dependencies: ["DMABufCLI", "DMAMapping", "DMACore", "LinuxDMABuf", "PCI"],
             swiftSettings: strict
         ),
     ]

@@ -23,7 +23,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "DMACore", package: "DMABufKit"),
                 .product(name: "DMAMapping", package: "DMABufKit"),
-                .product(name: "PCITopology", package: "DMABufKit"),
+                .product(name: "PCI", package: "DMABufKit"),
                 .product(name: "DMAScenario", package: "DMABufKit"),
                 .product(name: "LinuxDMABuf", package: "DMABufKit"),
             ],

@@ -4,7 +4,7 @@ fixtures, stories and documentation. Run from the repository root: python3 Fuzz/
 import os, re, struct, textwrap
 
 out = "Fuzz/corpus"
-fixtures = "Tests/PCITopologyTests/Fixtures"
+fixtures = "Tests/PCITests/Fixtures"
 
 def write(target, name, data):
     os.makedirs(f"{out}/{target}", exist_ok=True)
@@ -59,7 +59,7 @@ def manifest(tree, bdfs):
     return b"".join(records)
 write("sysfs", "q35-switch-path", manifest("qemu-q35", ["0000:00:00.0", "0000:00:10.0", "0000:02:00.0"]))
 write("sysfs", "h200-vm-two", manifest("h200-vm", ["0000:00:00.0", "0000:00:02.0"]))
-# Shapes the kernel tier met on Linux 7.3 under QEMU (Tests/PCITopologyTests/Fixtures/kernel-73): a
+# Shapes the kernel tier met on Linux 7.3 under QEMU (Tests/PCITests/Fixtures/kernel-73): a
 # root port, a switch's upstream and downstream ports and NVMe endpoints with controller memory
 # buffers behind them, and a second host bridge.
 write("sysfs", "k73-switch-nvme", manifest("kernel-73/switch-skylake-iommu/sys",

@@ -2,7 +2,7 @@ import DMACore
 import DMAScenario
 import Foundation
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 /// The fuzz targets of DMABufKit (RELIABILITY.md): one entry point per parser. libFuzzer drives
 /// them from the `Fuzz/` package (`make fuzz`); the root package's `ReliabilityTests` replays

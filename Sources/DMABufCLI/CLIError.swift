@@ -1,5 +1,5 @@
 import DMACore
-import PCITopology
+import PCI
 
 /// A failure the tool reports, and the one place its wording is made: `error: ERRNO: message` on
 /// standard error when an errno goes with it (a model error, a file that cannot be loaded), else

@@ -1,12 +1,12 @@
 import ArgumentParser
-import CUDADriver
+import CUDA
 import DMADevices
 import DMABuf
 import DMACore
 import DMAScenario
 import Foundation
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 /// What `dmabuf cuda-export` found, for `--json` and for `docs/gpu.md`.
 struct CUDAExportReport: Encodable {

@@ -2,7 +2,7 @@ import ArgumentParser
 import DMACore
 import Foundation
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 extension DMABufCommand {
     /// `dmabuf doctor`: will a transfer between two devices be zero-copy on this machine, and if

@@ -3,7 +3,7 @@ import DMACore
 import Foundation
 import Glibc
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 /// One pair judged twice: by the running kernel (a real transfer) and by the model (the rules of
 /// `drivers/pci/p2pdma.c` on the same sysfs tree).

@@ -2,7 +2,7 @@ import ArgumentParser
 import DMACore
 import Foundation
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 extension DMABufCommand {
     /// `dmabuf ls`: every dma-buf held by every process (``DMABufCensus``), from `/proc`.

@@ -2,7 +2,7 @@ import ArgumentParser
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 
 extension DMABufCommand {
     /// `dmabuf simulate`: run a scenario file or a built-in story.

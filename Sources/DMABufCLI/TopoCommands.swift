@@ -1,7 +1,7 @@
 import ArgumentParser
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 
 /// Where a topology comes from: `--sysfs DIR` (default `/sys`) or `--file F`, and the CPU.
 struct TopologySource: ParsableArguments {
@@ -54,7 +54,7 @@ extension DMABufCommand {
             discussion: """
                 Examples:
                   dmabuf topo                                   # this machine's /sys
-                  dmabuf topo --sysfs Tests/PCITopologyTests/Fixtures/h200-vm --cpu intel:0x6 --pairs
+                  dmabuf topo --sysfs Tests/PCITests/Fixtures/h200-vm --cpu intel:0x6 --pairs
                   dmabuf topo --file topo.yaml --json
                   dmabuf topo --sysfs /sys --export-yaml > topo.yaml
                   dmabuf topo explain 0000:04:00.0 0000:05:00.0 --file topo.yaml
@@ -113,7 +113,7 @@ extension DMABufCommand {
                 abstract: "Explain the P2P verdict for one provider and one client, hop by hop, with the remedy.",
                 discussion: """
                     Examples:
-                      dmabuf topo explain 0000:00:06.0 0000:00:05.0 --sysfs Tests/PCITopologyTests/Fixtures/h200-vm
+                      dmabuf topo explain 0000:00:06.0 0000:00:05.0 --sysfs Tests/PCITests/Fixtures/h200-vm
                       dmabuf topo explain 04:00.0 05:00.0 --file topo.yaml --json
                     """
             )

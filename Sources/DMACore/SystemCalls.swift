@@ -5,7 +5,7 @@
 #endif
 
 // The one system-call layer of the package (the swift-system way, `Internals/Syscalls.swift`):
-// every call a module makes into the kernel (LinuxDMABuf's devices and fds, PCITopology's sysfs
+// every call a module makes into the kernel (LinuxDMABuf's devices and fds, the PCI module's sysfs
 // reader) goes through `SystemCalls`, which retries EINTR where that is correct and lets a
 // test-only interceptor answer in the kernel's place. The interceptor is a task-local value, so
 // tests that run in parallel cannot see each other's mocks. It lives in DMACore, the one module

@@ -1,5 +1,5 @@
 import DMACore
-import PCITopology
+import PCI
 
 /// The machine of the stories (DESIGN.md §4), as a topology file:
 ///

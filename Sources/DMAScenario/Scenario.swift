@@ -1,6 +1,6 @@
 import DMACore
 import DMADevices
-import PCITopology
+import PCI
 internal import Yams
 
 /// A scenario file (`dmabuf simulate FILE`, format in `docs/scenarios.md`): a topology, buffers
@@ -143,7 +143,7 @@ extension Scenario {
     ]
 
     /// Parses a scenario.
-    /// - Throws: `InputFileError` (PCITopology's one load error, as a topology file's) naming the
+    /// - Throws: `InputFileError` (the PCI module's one load error, as a topology file's) naming the
     ///   file, line and column of anything malformed, with its errno (`EINVAL`; `E2BIG` past the
     ///   YAML limits).
     public static func parse(_ text: String, file: String) throws(InputFileError) -> Scenario {

@@ -3,7 +3,7 @@ import DMACore
 import DMADevices
 import DMAMapping
 import Foundation
-import PCITopology
+import PCI
 
 /// Runs scenarios on a ``SimulatedMachine``.
 public enum ScenarioRunner {

@@ -2,7 +2,7 @@ import DMABuf
 import DMACore
 import DMADevices
 import DMAMapping
-import PCITopology
+import PCI
 import Synchronization
 
 /// A whole simulated machine: a PCI topology, physical memory holding RAM and every memory BAR of

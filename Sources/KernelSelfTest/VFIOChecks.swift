@@ -14,7 +14,7 @@ import DMAScenario
 import Foundation
 import Glibc
 import LinuxDMABuf
-import PCITopology
+import PCI
 
 /// One row of the table: a VFIO region and its ranges as user space passes them.
 struct VFIOCase {

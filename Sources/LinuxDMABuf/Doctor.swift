@@ -1,5 +1,5 @@
 import DMACore
-import PCITopology
+import PCI
 
 /// Whether a transfer between two devices will be zero-copy, as `dmabuf doctor` judges it.
 public enum DoctorVerdict: String, Sendable, Hashable, Codable, Comparable {

@@ -1,6 +1,6 @@
 import DMACore
 import Glibc
-import PCITopology
+import PCI
 
 /// A machine's root folder as `dmabuf doctor` reads it: the live `/`, or a captured copy holding
 /// `sys/`, `proc/` and `boot/` (what `dmabuf doctor --capture` writes). Every path the doctor

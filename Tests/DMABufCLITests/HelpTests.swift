@@ -35,7 +35,7 @@ struct HelpTests {
     @Test("Output to a pipe has no colour and no box drawing")
     func plainWhenPiped() throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("PCITopologyTests/Fixtures/qemu-q35").path
+            .appendingPathComponent("PCITests/Fixtures/qemu-q35").path
         let topo = try runDMABuf(["topo", "--sysfs", fixtures, "--cpu", "intel:0x6"]).stdout
         #expect(!topo.contains("├") && !topo.contains("\u{1B}["))
         let trace = try runDMABuf(["simulate", "--story", "2"]).stdout

@@ -206,7 +206,7 @@ struct LsKernelTopologyTests {
     static func machine() throws -> (Tree, String) {
         let tree = try LsKernelCLITests.snapshot()
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("PCITopologyTests/Fixtures/kernel-73/oracle-skylake-iommu/sys")
+            .appendingPathComponent("PCITests/Fixtures/kernel-73/oracle-skylake-iommu/sys")
         let sys = tree.path + "/sys"
         try FileManager.default.copyItem(atPath: fixture.path, toPath: sys)
         // The guest's CPU (Skylake: no P2P through a host bridge that is not whitelisted).

@@ -2,7 +2,7 @@
 import DMACore
 import Foundation
 import LinuxDMABuf
-import PCITopology
+import PCI
 import Testing
 
 /// `dmabuf p2p test` and `dmabuf topo --verify`: how the kernel's answer is held against the
@@ -83,7 +83,7 @@ struct P2PTestCommandTests {
     @Test("The tool: --verify on a YAML file is bad input; a tree with no p2pmem has nothing to test; p2p test names the missing device")
     func tool() throws {
         let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("PCITopologyTests/Fixtures/kernel-73/switch-epyc-noiommu/sys").path
+            .appendingPathComponent("PCITests/Fixtures/kernel-73/switch-epyc-noiommu/sys").path
         let yaml = try runDMABuf(["topo", "--verify", "--file", "/nonexistent.yaml"])
         #expect(yaml.status == 2)
         let copy = try runDMABuf(["topo", "--verify", "--sysfs", fixture, "--cpu", "amd:0x17"])

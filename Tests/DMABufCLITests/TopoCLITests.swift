@@ -4,7 +4,7 @@ import Testing
 @Suite("dmabuf topo")
 struct TopoCLITests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("PCITopologyTests/Fixtures")
+        .deletingLastPathComponent().appendingPathComponent("PCITests/Fixtures")
     static let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("docs")
 

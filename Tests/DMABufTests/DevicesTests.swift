@@ -2,7 +2,7 @@ import DMABuf
 import DMACore
 import DMADevices
 import DMAMapping
-import PCITopology
+import PCI
 import Testing
 
 @Suite("GPU VRAM exporter (amdgpu_dma_buf.c)")

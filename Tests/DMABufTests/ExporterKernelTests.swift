@@ -3,7 +3,7 @@ import DMACore
 import DMADevices
 import DMAMapping
 import DMAScenario
-import PCITopology
+import PCI
 import Testing
 
 private typealias R = VFIOBARExporter.Range

@@ -28,8 +28,8 @@ struct PublicSurfaceTests {
 
     @Test("the package's helpers are not public", arguments: [
         ("Sources/DMACore/PthreadMutex.swift", "PthreadMutex / ModelMutex"),
-        ("Sources/PCITopology/YAMLSupport.swift", "YAMLReader / YAMLMapping"),
-        ("Sources/PCITopology/YAMLReader+Limits.swift", "YAMLLimits"),
+        ("Sources/PCI/YAMLSupport.swift", "YAMLReader / YAMLMapping"),
+        ("Sources/PCI/YAMLReader+Limits.swift", "YAMLLimits"),
         ("Sources/DMACore/SystemCalls.swift", "the system-call layer"),
         ("Fuzz/Targets/SysfsManifest.swift", "the fuzz targets' sysfs manifest"),
     ])
@@ -51,6 +51,22 @@ struct PublicSurfaceTests {
     func yamsImport() throws {
         for (path, text) in try Self.swiftFiles("Sources") + Self.swiftFiles("Fuzz/Targets") {
             #expect(!text.contains("\nimport Yams") && !text.hasPrefix("import Yams") && !text.contains("public import Yams"), "\(path) imports Yams publicly")
+        }
+    }
+
+    /// A module named like a type it declares makes `Module.Type` ambiguous for its users (Swift
+    /// resolves `PCITopology.x` to the type, so the module's other names cannot be qualified). The
+    /// PCI model's module was called `PCITopology`, like its main class, until this test.
+    @Test("no module declares a type with the module's own name")
+    func moduleNames() throws {
+        let modules = try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("Sources").path)
+        #expect(modules.contains("PCI"))
+        for module in modules {
+            for (path, text) in try Self.swiftFiles("Sources/" + module) {
+                let declaration = try Regex(#"(?m)^\s*(public\s+|package\s+)?(final\s+)?(class|struct|enum|protocol|actor)\s+"# + module + #"\b"#)
+                let clash = text.firstMatch(of: declaration) != nil
+                #expect(!clash, "\(path) declares a type named like its module \(module)")
+            }
         }
     }
 }

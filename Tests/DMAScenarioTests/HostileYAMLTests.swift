@@ -1,7 +1,7 @@
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [O] class 3: YAML that expands or nests without bound. Every loader of YAML (a topology

@@ -1,7 +1,7 @@
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [N] item 6: topology files (YAML and sysfs), scenario files and the files a person names

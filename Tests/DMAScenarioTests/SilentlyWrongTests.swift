@@ -1,7 +1,7 @@
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [O] class 7: inputs that were accepted and then gave a wrong result without a word.

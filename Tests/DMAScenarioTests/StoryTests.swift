@@ -1,7 +1,7 @@
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// The steps of a run without the setup entries.
@@ -185,7 +185,7 @@ struct ScenarioBadInputTests {
     @Test("A scenario on a sysfs copy: the H200 VM gives no P2P, so a GPU buffer is moved for any importer")
     func sysfsTopology() throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("PCITopologyTests/Fixtures/h200-vm").path
+            .appendingPathComponent("PCITests/Fixtures/h200-vm").path
         let result = try ScenarioRunner.run(try Scenario.parse("""
             topology: {sysfs: "\(fixtures)"}
             cpu: intel:0x6

@@ -1,7 +1,7 @@
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [O] class 6: every error about a file names the file and, for YAML, the line and column;

@@ -1,7 +1,7 @@
 import DMACore
 import Foundation
 @testable import LinuxDMABuf
-import PCITopology
+import PCI
 import Testing
 
 /// `dmabuf doctor`'s facts and verdicts on captured roots (Fixtures/doctor, README.md there says
@@ -9,7 +9,7 @@ import Testing
 @Suite struct DoctorTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/doctor").path
     static let oracle = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("../PCITopologyTests/Fixtures/kernel-73").standardizedFileURL.path
+        .appendingPathComponent("../PCITests/Fixtures/kernel-73").standardizedFileURL.path
 
     static func facts(_ name: String) throws -> DoctorFacts {
         try DoctorFacts.gather(root: DoctorRoot("\(fixtures)/\(name)"))

@@ -4,7 +4,7 @@ import DMADevices
 import DMAMapping
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 import Synchronization
 import Testing
 

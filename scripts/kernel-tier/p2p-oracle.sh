@@ -11,7 +11,7 @@
 # the model computed from the guest's own /sys; the tier fails on any disagreement, on a guest that
 # reports no pair, or when fewer pairs were asked than the topology has.
 # Each run's tree, cpuinfo and verdicts land in OUT/RUN (the layout of
-# Tests/PCITopologyTests/Fixtures/kernel-73, where KernelOracleTests reads them without booting).
+# Tests/PCITests/Fixtures/kernel-73, where KernelOracleTests reads them without booting).
 #
 # In every guest `dmabuf doctor --json` is held to the same verdicts (doctor-check.py), after a
 # software RDMA device (rdma_rxe on a dummy link) is made; its --capture is diagnosed again on the

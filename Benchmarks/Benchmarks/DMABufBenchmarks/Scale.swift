@@ -2,7 +2,7 @@ import Benchmark
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 
 /// Row 7 (issue [O], scale): every command near-linear in its input. Each large input is measured
 /// next to one a tenth (or a quarter) of its size in the same run; report.py prints the cost per

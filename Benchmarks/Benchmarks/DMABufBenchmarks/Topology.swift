@@ -3,7 +3,7 @@ import CBaselines
 import DMACore
 import DMAScenario
 import Foundation
-import PCITopology
+import PCI
 
 /// A topology of `count` endpoints with one 2 MiB BAR each, on the root buses of one host bridge.
 func flatTopology(endpoints count: Int) -> PCITopology {

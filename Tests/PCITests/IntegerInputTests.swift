@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [O] class 5 in the topology layer: numbers the kernel cannot write are refused where

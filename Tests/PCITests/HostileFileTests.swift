@@ -1,7 +1,7 @@
 import DMACore
 import Foundation
 import Glibc
-@testable import PCITopology
+@testable import PCI
 import Testing
 
 /// Issue [O] class 1: files that never end or are not files. Every attribute of a sysfs tree is

@@ -1,7 +1,7 @@
 import DMACore
 import Foundation
 import Glibc
-import PCITopology
+import PCI
 import Synchronization
 import Testing
 

@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 
 /// Builds a sysfs copy in a temporary folder, the way `drivers/pci/pci-sysfs.c` lays it out, so
 /// tests can make any topology, including broken ones.

@@ -1,5 +1,5 @@
 import DMACore
-import PCITopology
+import PCI
 import Testing
 
 /// The verdict walk works on indices and depths (no function copied); this holds it to the

@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// The real Linux kernel as the judge of the model's P2P rules, without booting it: each folder

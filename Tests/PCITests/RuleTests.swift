@@ -1,7 +1,7 @@
 import DMACore
 import DMAMapping
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Each test names the rule of drivers/pci/p2pdma.c it checks.

@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-@testable import PCITopology
+@testable import PCI
 import Testing
 
 /// The sysfs reader's own file access (plain system calls instead of Foundation, for speed): its

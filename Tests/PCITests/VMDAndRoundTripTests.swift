@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 /// Issue [O] class 7: Intel VMD domains got the wrong parent and host bridge, and an exported YAML

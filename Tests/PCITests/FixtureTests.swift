@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 @Suite("Real sysfs trees: the cloud H200 VM and QEMU q35")

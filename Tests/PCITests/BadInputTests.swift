@@ -1,6 +1,6 @@
 import DMACore
 import Foundation
-import PCITopology
+import PCI
 import Testing
 
 @Suite("Bad topology input: a clear error naming the file or line, never a crash or a hang")

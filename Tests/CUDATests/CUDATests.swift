@@ -1,4 +1,4 @@
-import CUDADriver
+import CUDA
 import Foundation
 import Testing
 
