@@ -2,14 +2,15 @@ import ArgumentParser
 import DMACore
 import Foundation
 import LinuxDMABuf
+import PCI
 
 /// `--kernel VERSION|auto`: the kernel whose rules a command follows (docs/kernel-versions.md).
-/// Without it the commands follow the newest rules (7.1) and print exactly what they always did.
+/// Without it the commands follow the newest rules (7.3) and print exactly what they always did.
 struct KernelOption: ParsableArguments {
     @Option(
         name: .customLong("kernel"),
         help: ArgumentHelp(
-            "Follow the rules of this kernel: MAJOR.MINOR (6.12, 7.1), MAJOR.MINOR+move-notify (CONFIG_DMABUF_MOVE_NOTIFY=y, before 7.1), or auto (the running kernel and its config; the newest, 7.1, when it cannot be read). Default: the newest, 7.1.",
+            "Follow the rules of this kernel: MAJOR.MINOR (6.12, 7.1), MAJOR.MINOR+move-notify (CONFIG_DMABUF_MOVE_NOTIFY=y, before 7.1), or auto (the running kernel and its config; the newest, 7.3, when it cannot be read). Default: the newest, 7.3.",
             valueName: "VERSION|auto"))
     var kernel: String?
 
@@ -53,5 +54,7 @@ func renderKernelRules(_ rules: KernelRules) -> String {
         : "; GPU VRAM can be shared peer-to-peer"
     out += "; P2P through the host bridge is mapped with \(rules.mmioMapCall)"
     out += rules.has(.vfioDMABufExport) ? "; VFIO dma-buf export exists" : "; no VFIO dma-buf export (6.19)"
+    out += "; the P2PDMA host-bridge whitelist has \(P2PHostBridgeWhitelist.entries(in: rules.version).count) entries"
+    out += rules.has(.p2pAMDZenCPU) ? " and AMD Zen CPUs route through any host bridge" : " and no CPU rule (cpu_supports_p2pdma, 5.9)"
     return out + ".\n"
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DMACore
 import Foundation
+import LinuxDMABuf
 import PCI
 
 /// Where a topology comes from: `--sysfs DIR` (default `/sys`) or `--file F`, and the CPU.
@@ -91,17 +92,20 @@ extension DMABufCommand {
             package init() {}
 
             package func run() throws {
-                let topology = try source.load()
+                let rules = try kernel.rules()
+                let topology = try source.load().following(rules?.version ?? .newest)
                 if verify {
                     guard source.file == nil else { throw CLIError("--verify asks the running kernel: give a sysfs tree (the default /sys), not --file") }
-                    try verifyEveryPair(sysfs: source.sysfs ?? "/sys", topology: topology, kprobe: kprobe, json: json)
+                    // The running kernel judges, so the model follows its release unless told otherwise.
+                    let judged = rules == nil ? topology.following(KernelConfig.runningRules().version) : topology
+                    try verifyEveryPair(sysfs: source.sysfs ?? "/sys", topology: judged, kprobe: kprobe, json: json)
                 } else if exportYAML {
                     print(YAMLTopology.export(topology), terminator: "")
                 } else if json {
-                    try printJSON(WithKernelRules(value: TopologyReport(topology), rules: try kernel.rules()))
+                    try printJSON(WithKernelRules(value: TopologyReport(topology), rules: rules))
                 } else {
                     print(renderTopology(topology, pairs: pairs), terminator: "")
-                    if let rules = try kernel.rules() { print(renderKernelRules(rules), terminator: "") }
+                    if let rules { print(renderKernelRules(rules), terminator: "") }
                     print(renderRunningKernelFacts(sysfs: source.file == nil ? source.sysfs ?? "/sys" : nil), terminator: "")
                 }
             }
@@ -126,7 +130,8 @@ extension DMABufCommand {
             package init() {}
 
             package func run() throws {
-                let topology = try source.load()
+                let rules = try kernel.rules()
+                let topology = try source.load().following(rules?.version ?? .newest)
                 let explanation: P2PExplanation
                 func address(_ text: String, _ role: String) throws -> PCIAddress {
                     do { return try PCIAddress(parsing: text) } catch { throw CLIError("<\(role)> \(error.message)", errno: error.errno) }
@@ -138,7 +143,6 @@ extension DMABufCommand {
                         error.message + " (arguments: <provider> '\(ErrorText.printable(provider))', <client> '\(ErrorText.printable(client))')",
                         errno: error.errno)
                 }
-                let rules = try kernel.rules()
                 if json {
                     try printJSON(WithKernelRules(value: explanation, rules: rules))
                 } else {
@@ -154,14 +158,14 @@ extension DMABufCommand {
 /// The topology as a tree like `lspci -t`, then the verdict matrix when asked.
 func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
     var out = "CPU \(topology.cpu): "
-    out += topology.cpu.supportsP2PThroughHostBridge
+    out += topology.cpuSupportsP2P
         ? "AMD Zen or newer, so P2P through the host bridge is allowed (cpu_supports_p2pdma)\n"
         : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
     let tree = TreeIndex(topology)
     for bridge in topology.hostBridges {
         out += "\n\(bridge)"
         if let device = topology.hostBridgeDevice(bridge) {
-            let entry = P2PHostBridgeWhitelist.entry(vendor: device.vendor, device: device.device)
+            let entry = topology.whitelistEntry(bridge)
             out += "  host bridge \(device.address.short) [\(device.ids)]: "
             out += entry.map { "whitelisted (\($0.comment)\($0.sameHostBridgeOnly ? ", same host bridge only" : ""))" } ?? "not on the P2PDMA whitelist"
         } else {
@@ -329,6 +333,7 @@ package struct TopologyProbeSection: ProbeSection {
         let topology: PCITopology
         do {
             topology = try SysfsTopologyLoader.load(root: environment.sysRoot, cpu: TopologySource.hostCPU())
+                .following(KernelConfig.runningRules(procRoot: environment.procRoot, bootRoot: environment.bootRoot).version)
         } catch {
             let message = "\(error)"
             return ProbeSectionReport(

@@ -28,9 +28,10 @@ public struct KernelVersion: Hashable, Comparable, Sendable, CustomStringConvert
         self.init(major, minor)
     }
 
-    /// The newest release whose rules the model follows, and its default: 7.1 (later releases
-    /// up to the 7.3 of the kernel tier change none of the rules in ``KernelRule``).
-    public static let newest = KernelVersion(7, 1)
+    /// The newest release whose rules the model follows, and its default: 7.3, the release of the
+    /// kernel tier (its P2PDMA host-bridge whitelist has entries from 7.2 and 7.3; the dma-buf
+    /// rules of ``KernelRule`` last changed in 7.1).
+    public static let newest = KernelVersion(7, 3)
 
     public static func < (a: KernelVersion, b: KernelVersion) -> Bool { (a.major, a.minor) < (b.major, b.minor) }
 
@@ -73,6 +74,27 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// before, `amdgpu_dma_buf_pin` pins in GTT only and `amdgpu_dma_buf_map` refuses a buffer
     /// pinned anywhere else with `EBUSY`.
     case gpuPinsInVRAM = "amdgpu-pins-in-vram"
+    /// Two devices with no upstream bridge in common reach each other when the root bus of each
+    /// has an AMD Zen root complex (1022:1450) at 00.0 (5.2, `root_complex_whitelist` in
+    /// `drivers/pci/p2pdma.c`): distance 0x1000 plus the hops, mapped with bus addresses as every
+    /// P2P mapping was then. Before (4.20–5.1), devices below different root ports never reach
+    /// each other.
+    case p2pAMDRootComplex = "p2pdma-amd-root-complex"
+    /// The host-bridge whitelist (5.4, `pci_p2pdma_whitelist` in `drivers/pci/p2pdma.c`) and the
+    /// map types: a pair with no common upstream bridge, or with ACS redirect on its path, goes
+    /// through the host bridge (`PCI_P2PDMA_MAP_THRU_HOST_BRIDGE`, mapped by the DMA API) when the
+    /// host bridges are listed, both without `REQ_SAME_HOST_BRIDGE` when they differ. Before, ACS
+    /// redirect on the path refuses the pair. Each entry of the table names its own release
+    /// (`P2PHostBridgeWhitelist` in the `PCI` module).
+    case p2pHostBridgeWhitelist = "p2pdma-host-bridge-whitelist"
+    /// `cpu_supports_p2pdma` (5.9, `drivers/pci/p2pdma.c`): with an AMD CPU of family 0x17 (Zen)
+    /// or newer every host bridge routes P2P, whatever the whitelist says; the table's AMD
+    /// entries (1022:1450, 15d0, 1630) are gone from then on.
+    case p2pAMDZenCPU = "p2pdma-amd-zen-cpu"
+    /// A host bridge's whitelist identity (`pci_host_bridge_dev`) may be a PCIe root port at any
+    /// devfn when it is the first device on the root bus (5.19, `drivers/pci/p2pdma.c`); before,
+    /// only a device at devfn 00.0.
+    case p2pRootPortIdentity = "p2pdma-root-port-identity"
 
     /// The release the rule came in.
     public var introduced: KernelVersion {
@@ -83,6 +105,10 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .vfioDMABufExport: KernelVersion(6, 19)
         case .revocableAttachments: KernelVersion(7, 1)
         case .gpuPinsInVRAM: KernelVersion(6, 15)
+        case .p2pAMDRootComplex: KernelVersion(5, 2)
+        case .p2pHostBridgeWhitelist: KernelVersion(5, 4)
+        case .p2pAMDZenCPU: KernelVersion(5, 9)
+        case .p2pRootPortIdentity: KernelVersion(5, 19)
         }
     }
 
@@ -95,6 +121,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .vfioDMABufExport: "drivers/vfio/pci/vfio_pci_dmabuf.c"
         case .revocableAttachments: "drivers/dma-buf/dma-buf.c"
         case .gpuPinsInVRAM: "drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c"
+        case .p2pAMDRootComplex, .p2pHostBridgeWhitelist, .p2pAMDZenCPU, .p2pRootPortIdentity: "drivers/pci/p2pdma.c"
         }
     }
 
@@ -111,6 +138,12 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
             "invalidate_mappings (was move_notify, required until then) is optional; VFIO refuses importers that cannot be revoked"
         case .gpuPinsInVRAM:
             "amdgpu pins in VRAM when every attachment has P2P and maps a VRAM-pinned buffer for any importer; before, it pins in GTT only and a buffer pinned elsewhere is EBUSY at map"
+        case .p2pAMDRootComplex:
+            "devices below different root ports of AMD Zen root complexes (1022:1450) reach each other, at distance 0x1000 plus hops, by bus address; before, never"
+        case .p2pHostBridgeWhitelist:
+            "whitelisted host bridges route P2P without a common bridge or across ACS redirect (THRU_HOST_BRIDGE); before, ACS redirect refuses the pair"
+        case .p2pAMDZenCPU: "an AMD Zen or newer CPU routes P2P through any host bridge; the AMD whitelist entries are removed"
+        case .p2pRootPortIdentity: "a root port first on the root bus stands for its host bridge in the whitelist; before, only a device at 00.0"
         }
     }
 
@@ -135,7 +168,7 @@ public enum MoveNotifyConfig: String, Hashable, Sendable, CustomStringConvertibl
 }
 
 /// The rule set of one kernel: its release and the configuration the rules depend on. Every
-/// version-dependent rule of the model (``KernelRule``) consults one; ``newest`` (7.1) is the
+/// version-dependent rule of the model (``KernelRule``) consults one; ``newest`` (7.3) is the
 /// default everywhere, so a caller that names no kernel gets the behaviour the model always had.
 public struct KernelRules: Hashable, Sendable, CustomStringConvertible {
     /// The release.
@@ -155,7 +188,7 @@ public struct KernelRules: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The rules the model follows unless told otherwise: 7.1's.
+    /// The rules the model follows unless told otherwise: 7.3's.
     public static let newest = KernelRules(.newest)
 
     /// The rules of a running kernel: its release (`/proc/sys/kernel/osrelease`) and, where the
@@ -167,7 +200,7 @@ public struct KernelRules: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Parses a `--kernel` or `kernel:` value: `6.12`, `6.12+move-notify` (the option set), a
-    /// release string; `newest` for 7.1.
+    /// release string; `newest` for 7.3.
     /// - Throws: `EINVAL` for anything else, naming the forms accepted.
     public init(parsing text: String) throws(DMAError) {
         if text == "newest" {

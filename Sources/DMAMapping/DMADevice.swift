@@ -38,14 +38,14 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     /// The ops that map for it (`get_dma_ops`).
     public let ops: any DMAOps
     /// The rules of the kernel the device's machine runs: the mapping and debug rules that changed
-    /// between releases ask it (`KernelRules.newest`, 7.1, unless given).
+    /// between releases ask it (`KernelRules.newest`, 7.3, unless given).
     public let kernel: KernelRules
 
     /// Creates the device of the PCI function at `pciAddress`.
     /// - Note: About the arguments:
     ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
     ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
-    ///   - kernel: the release whose mapping rules apply (7.1 unless given).
+    ///   - kernel: the release whose mapping rules apply (the newest, 7.3, unless given).
     /// - Throws: `EINVAL` for a zero maximum segment size or a segment boundary mask that is not
     ///   of the form 2^n − 1.
     public init(
@@ -81,7 +81,7 @@ public final class DMADevice: Sendable, Hashable, CustomStringConvertible {
     ///   - name: the device's PCI address as text.
     ///   - ops: the ops that map for it; look them up in a ``DMAOpsRegistry``.
     ///   - maxSegmentSize: 64 KiB by default, as the kernel's default `dma_parms`.
-    ///   - kernel: the release whose mapping rules apply (7.1 unless given).
+    ///   - kernel: the release whose mapping rules apply (the newest, 7.3, unless given).
     /// - Throws: `EINVAL` for a name that is not a PCI address, a zero maximum segment size or a
     ///   segment boundary mask that is not of the form 2^n − 1.
     public convenience init(

@@ -25,7 +25,8 @@ public final class SimulatedMachine: Sendable {
     private let devices = ModelMutex<[DMADevice]>([])
     private let buffers = ModelMutex<[DMABuffer]>([])
 
-    /// Builds the machine.
+    /// Builds the machine. Its topology judges P2P by the rules of `rules`' release
+    /// (`PCITopology.following`), whatever release the topology was loaded for.
     /// - Throws: `EINVAL` when two BARs overlap RAM.
     public init(
         topology: PCITopology, registry: DMAOpsRegistry = .builtIn(), debug: DMADebug = DMADebug(), rules: KernelRules = .newest
@@ -37,7 +38,7 @@ public final class SimulatedMachine: Sendable {
         for provider in topology.providers {
             try memory.addBAR(name: "\(provider.owner) BAR\(provider.barIndex)", provider: provider)
         }
-        self.topology = topology
+        self.topology = topology.following(rules.version)
         self.memory = memory
         self.registry = registry
         self.debug = debug

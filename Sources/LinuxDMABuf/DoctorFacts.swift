@@ -250,7 +250,9 @@ public struct DoctorFacts: Sendable {
         let flags = cpuText.split(separator: "\n").first { $0.hasPrefix("flags") }.map { $0.split(separator: " ").map(String.init) } ?? []
         let confidential = flags.contains("tdx_guest") ? DoctorFact("TDX guest", source: "/proc/cpuinfo (flag tdx_guest)") : nil
 
-        let topology = try SysfsTopologyLoader.load(root: root.file("/sys"), cpu: cpuInfo)
+        // The P2PDMA rules of the machine's own release (the newest when it cannot be read).
+        let p2pRelease = release.flatMap { KernelVersion(parsing: $0) } ?? .newest
+        let topology = try SysfsTopologyLoader.load(root: root.file("/sys"), cpu: cpuInfo).following(p2pRelease)
         let devices = topology.functions.compactMap { function -> DoctorDeviceFacts? in
             guard !function.isBridge, let kind = kind(of: function) else { return nil }
             let bdf = function.address.description

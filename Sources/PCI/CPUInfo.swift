@@ -63,8 +63,12 @@ public struct CPUInfo: Hashable, Sendable, CustomStringConvertible {
         return CPUInfo(vendor: vendor, family: family ?? 0)
     }
 
-    /// `cpu_supports_p2pdma`: an AMD CPU of family 0x17 or newer.
-    public var supportsP2PThroughHostBridge: Bool { vendor == .amd && family >= 0x17 }
+    /// `cpu_supports_p2pdma` (`drivers/pci/p2pdma.c`, from 5.9): an AMD CPU of family 0x17 (Zen)
+    /// or newer routes P2P through any host bridge. Before 5.9 no CPU does (AMD root complexes
+    /// were whitelist entries then).
+    public func supportsP2PThroughHostBridge(kernel: KernelVersion = .newest) -> Bool {
+        kernel >= KernelRule.p2pAMDZenCPU.introduced && vendor == .amd && family >= 0x17
+    }
 
     /// `intel:0x6`.
     public var description: String { "\(vendor.rawValue):0x\(String(family, radix: 16))" }

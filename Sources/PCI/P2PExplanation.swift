@@ -28,6 +28,8 @@ public struct P2PExplanation: Sendable, Encodable {
         public let sameHostBridgeOnly: Bool
         /// The entry's comment.
         public let whitelistEntry: String?
+        /// The release the entry came in, when it is listed.
+        public let listedFrom: String?
     }
 
     /// The provider.
@@ -52,7 +54,7 @@ public struct P2PExplanation: Sendable, Encodable {
     public let sameHostBridge: Bool
     /// The CPU.
     public let cpu: String
-    /// Whether the CPU rule alone allows the host-bridge route (`cpu_supports_p2pdma`).
+    /// Whether the CPU rule alone allows the host-bridge route (`cpu_supports_p2pdma`, from 5.9).
     public let cpuSupportsP2P: Bool
     /// The outcome.
     public let verdict: P2PVerdict
@@ -87,10 +89,11 @@ extension PCITopology {
         let hostB = client.hostBridge
 
         func hostBridgeFacts(_ name: String, _ device: PCIFunction?) -> P2PExplanation.HostBridgeFacts {
-            let entry = device.flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
+            let entry = whitelistEntry(name)
             return .init(
                 name: name, device: device?.address.description, ids: device?.ids, whitelisted: entry != nil,
-                sameHostBridgeOnly: entry?.sameHostBridgeOnly ?? false, whitelistEntry: entry?.comment)
+                sameHostBridgeOnly: entry?.sameHostBridgeOnly ?? false, whitelistEntry: entry?.comment,
+                listedFrom: entry?.introduced.description)
         }
 
         var remedy: String?
@@ -101,10 +104,21 @@ extension PCITopology {
             if common != nil, !acsList.isEmpty {
                 let unknown = acsUnknown.isEmpty ? "" : " (ACS state unknown for \(acsUnknown.map(\.description).joined(separator: ", ")): read config space as root)"
                 remedy = "ACS redirect is set between the client and provider; to disable it for this path, add the kernel parameter: pci=disable_acs_redir=\(acsList.map(\.description).joined(separator: ";"))" + unknown
+            } else if mapType == .notSupported && kernel < KernelRule.p2pHostBridgeWhitelist.introduced {
+                remedy =
+                    "Linux \(kernel) routes P2P only below a common bridge, or between AMD Zen root complexes (1022:1450, from 5.2); the host-bridge whitelist came in 5.4 (drivers/pci/p2pdma.c)"
             } else if mapType == .notSupported {
-                let culprits = [devA, devB].compactMap { $0 }.filter { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) == nil }
+                let culprits = [devA, devB].compactMap { $0 }.filter { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device, kernel: kernel) == nil }
+                let zen = cpu.supportsP2PThroughHostBridge(kernel: .newest)
+                let cpuRule =
+                    zen && !cpuSupportsP2P
+                    ? "the CPU (\(cpu)) is an AMD Zen, but cpu_supports_p2pdma came in 5.9 (Linux \(kernel) here)"
+                    : "the CPU (\(cpu)) is not an AMD Zen or newer"
                 if let first = culprits.first {
-                    remedy = "host bridge \(first.ids) is not whitelisted for P2PDMA (pci_p2pdma_whitelist in drivers/pci/p2pdma.c), and the CPU (\(cpu)) is not an AMD Zen or newer"
+                    remedy = "host bridge \(first.ids) is not whitelisted for P2PDMA (pci_p2pdma_whitelist in drivers/pci/p2pdma.c), and \(cpuRule)"
+                    if let later = P2PHostBridgeWhitelist.anyRelease(vendor: first.vendor, device: first.device), later.introduced > kernel {
+                        remedy! += "; its table lists \(later.ids) (\(later.comment)) from Linux \(later.introduced): this kernel is \(kernel)"
+                    }
                 } else if devA == nil || devB == nil {
                     remedy = "the host bridge has no identity device (no device at 00.0 and no root port first on the root bus), so it cannot be whitelisted"
                 } else {
@@ -118,7 +132,7 @@ extension PCITopology {
             providerPath: w.providerPath.map { hop(functions[$0]) }, clientPath: w.clientPath.map { hop(functions[$0]) },
             commonUpstream: common?.address, acsRedirect: acsList, acsUnknown: acsUnknown,
             providerHostBridge: hostBridgeFacts(hostA, devA), clientHostBridge: hostBridgeFacts(hostB, devB),
-            sameHostBridge: hostA == hostB, cpu: cpu.description, cpuSupportsP2P: cpu.supportsP2PThroughHostBridge,
+            sameHostBridge: hostA == hostB, cpu: cpu.description, cpuSupportsP2P: cpuSupportsP2P,
             verdict: verdict, link: link(provider, client), remedy: remedy)
     }
 

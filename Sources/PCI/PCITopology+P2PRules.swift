@@ -103,15 +103,26 @@ extension PCITopology {
         let hostBridgeOK =
             bridgeA == bridgeB ? whitelisted(bridgeA, same: true) : whitelisted(bridgeA, same: false) && whitelisted(bridgeB, same: false)
         let mapType: P2PMapType
+        var distance = distA + distB
         if w.common != nil && !redirects {
             mapType = .busAddress
-        } else if cpu.supportsP2PThroughHostBridge || hostBridgeOK {
+        } else if kernel < KernelRule.p2pHostBridgeWhitelist.introduced {
+            // 4.20–5.3 (upstream_bridge_distance): ACS redirect on the path refuses the pair; with
+            // no common bridge only two AMD Zen root complexes (5.2, root_complex_whitelist) reach
+            // each other, 0x1000 further, and mapped by bus address like every P2P page then.
+            let amdRootComplexes =
+                kernel >= KernelRule.p2pAMDRootComplex.introduced && w.common == nil
+                && hostBridgeEntries[bridgeA]?.vendor == P2PHostBridgeWhitelist.amd
+                && hostBridgeEntries[bridgeB]?.vendor == P2PHostBridgeWhitelist.amd
+            mapType = amdRootComplexes ? .busAddress : .notSupported
+            distance += 0x1000
+        } else if cpuSupportsP2P || hostBridgeOK {
             mapType = .throughHostBridge
         } else {
             mapType = .notSupported
         }
         w.verdict = P2PVerdict(
-            mapType: mapType, distance: mapType == .notSupported ? -1 : distA + distB, acsUnknown: unknown && w.common != nil)
+            mapType: mapType, distance: mapType == .notSupported ? -1 : distance, acsUnknown: unknown && w.common != nil)
         return w
     }
 }

@@ -10,6 +10,10 @@ import Synchronization
 public final class PCITopology: P2PTopology, Sendable {
     /// The CPU the host-bridge rule reads.
     public let cpu: CPUInfo
+    /// The release whose P2PDMA rules the verdicts follow (the whitelist, the CPU rule, the
+    /// host bridge's identity device, ACS; `KernelRule`'s `p2pdma-*` rules): the newest unless
+    /// the topology was made for another (``following(_:)``).
+    public let kernel: KernelVersion
     /// Every function, sorted by address.
     public let functions: [PCIFunction]
     /// Things a reader should know: unreadable config spaces, assumptions made.
@@ -42,11 +46,25 @@ public final class PCITopology: P2PTopology, Sendable {
     let hostBridgeEntries: [P2PHostBridgeWhitelist.Entry?]
 
     /// Builds a topology and checks it.
+    /// - Parameters:
+    ///   - cpu: the CPU the host-bridge rule reads.
+    ///   - functions: every function.
+    ///   - warnings: what a reader should know of how it was read.
+    ///   - kernel: the release whose P2PDMA rules the verdicts follow.
     /// - Throws: `EINVAL` for a duplicate address, a parent that is not in the topology, a parent
     ///   chain that loops, a host bridge that differs from the parent's, or two BARs that overlap
     ///   (in CPU addresses, or in bus addresses below one host bridge).
-    public convenience init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = []) throws(DMAError) {
-        do { try self.init(checking: cpu, functions: functions, warnings: warnings) } catch { throw error.error }
+    public convenience init(cpu: CPUInfo, functions: [PCIFunction], warnings: [String] = [], kernel: KernelVersion = .newest) throws(DMAError) {
+        do { try self.init(checking: cpu, functions: functions, warnings: warnings, kernel: kernel) } catch { throw error.error }
+    }
+
+    /// The same machine judged by the P2PDMA rules of another release (a new topology with its own
+    /// verdict cache; `self` when `kernel` is already its release).
+    public func following(_ kernel: KernelVersion) -> PCITopology {
+        guard kernel != self.kernel else { return self }
+        // The functions passed every check when this topology was made, and none depends on the
+        // release.
+        return try! PCITopology(checking: cpu, functions: functions, warnings: warnings, kernel: kernel)
     }
 
     /// A check of ``init(cpu:functions:warnings:)`` that failed, with the function it is about, so
@@ -61,7 +79,7 @@ public final class PCITopology: P2PTopology, Sendable {
     }
 
     /// ``init(cpu:functions:warnings:)``, saying which function a refusal is about.
-    init(checking cpu: CPUInfo, functions: [PCIFunction], warnings: [String]) throws(Problem) {
+    init(checking cpu: CPUInfo, functions: [PCIFunction], warnings: [String], kernel: KernelVersion = .newest) throws(Problem) {
         func problem(_ address: PCIAddress, bars: Bool = false, _ message: String) -> Problem {
             Problem(address: address, inBARs: bars, error: DMAError(.invalidArgument, .EINVAL, message))
         }
@@ -133,15 +151,18 @@ public final class PCITopology: P2PTopology, Sendable {
             }
         }
         // pci_host_bridge_dev, once per host bridge: the first device on its root bus, when that is
-        // devfn 00.0 or a PCIe root port.
+        // devfn 00.0 or (from 5.19) a PCIe root port. Before 5.14 the kernel looked up devfn 00.0
+        // itself (pci_get_slot), which is the same device: a root bus lists its devices by devfn.
         var firstOnRootBus: [String: PCIFunction] = [:]
         for function in functions where function.parent == nil {
             if let first = firstOnRootBus[function.hostBridge], first.address < function.address { continue }
             firstOnRootBus[function.hostBridge] = function
         }
-        let identities = firstOnRootBus.filter { $0.value.address.devfn == 0 || $0.value.portType == .rootPort }
+        let rootPortsStand = kernel >= KernelRule.p2pRootPortIdentity.introduced
+        let identities = firstOnRootBus.filter { $0.value.address.devfn == 0 || (rootPortsStand && $0.value.portType == .rootPort) }
         self.identities = identities
         self.cpu = cpu
+        self.kernel = kernel
         let sorted = functions.sorted { $0.address < $1.address }
         self.functions = sorted
         self.byAddress = byAddress
@@ -150,7 +171,7 @@ public final class PCITopology: P2PTopology, Sendable {
         let bridgeNames = Array(Set(sorted.map(\.hostBridge))).sorted()
         let bridgeIndex = Dictionary(uniqueKeysWithValues: bridgeNames.enumerated().map { ($1, $0) })
         self.hostBridgeEntries = bridgeNames.map { name in
-            identities[name].flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
+            identities[name].flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device, kernel: kernel) }
         }
         var nodes = sorted.map { function in
             Node(
@@ -201,8 +222,17 @@ public final class PCITopology: P2PTopology, Sendable {
     public var hostBridges: [String] { Array(Set(functions.map(\.hostBridge))).sorted() }
 
     /// The device that stands for a host bridge in the whitelist (`pci_host_bridge_dev`): the first
-    /// device on the root bus if it is devfn 00.0 or a PCIe root port, else none.
+    /// device on the root bus if it is devfn 00.0 or (from 5.19) a PCIe root port, else none.
     public func hostBridgeDevice(_ hostBridge: String) -> PCIFunction? { identities[hostBridge] }
+
+    /// The whitelist entry of a host bridge's identity device in ``kernel``'s table, if any.
+    public func whitelistEntry(_ hostBridge: String) -> P2PHostBridgeWhitelist.Entry? {
+        identities[hostBridge].flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device, kernel: kernel) }
+    }
+
+    /// Whether the CPU alone routes P2P through any host bridge under ``kernel``
+    /// (`cpu_supports_p2pdma`, from 5.9).
+    public var cpuSupportsP2P: Bool { cpu.supportsP2PThroughHostBridge(kernel: kernel) }
 
     /// The P2P provider whose BAR holds `address`.
     /// - Complexity: O(log n) in the number of BARs.

@@ -104,7 +104,7 @@ public struct TopologyReport: Encodable, Equatable, Sendable {
         cpu = topology.cpu.description
         hostBridges = topology.hostBridges.map { name in
             let device = topology.hostBridgeDevice(name)
-            let entry = device.flatMap { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device) }
+            let entry = topology.whitelistEntry(name)
             return HostBridge(
                 name: name, device: device?.address.description, ids: device?.ids, whitelisted: entry != nil,
                 sameHostBridgeOnly: entry?.sameHostBridgeOnly ?? false)

@@ -14,7 +14,7 @@ struct KernelVersionTests {
         }
         #expect(KernelVersion(6, 9) < KernelVersion(6, 12))
         #expect(KernelVersion(6, 19) < KernelVersion(7, 0))
-        #expect(KernelVersion.newest == KernelVersion(7, 1))
+        #expect(KernelVersion.newest == KernelVersion(7, 3))
         #expect(KernelRules.newest.version == .newest)
     }
 
@@ -24,7 +24,8 @@ struct KernelVersionTests {
         #expect(
             table == [
                 .moveNotifyAlwaysOn: "7.1", .noMappingCacheAtAttach: "6.15", .mapPhysMMIO: "6.18", .vfioDMABufExport: "6.19",
-                .revocableAttachments: "7.1", .gpuPinsInVRAM: "6.15",
+                .revocableAttachments: "7.1", .gpuPinsInVRAM: "6.15", .p2pAMDRootComplex: "5.2", .p2pHostBridgeWhitelist: "5.4",
+                .p2pAMDZenCPU: "5.9", .p2pRootPortIdentity: "5.19",
             ])
         for rule in KernelRule.allCases {
             #expect(rule.kernelFile.hasPrefix("drivers/") || rule.kernelFile.hasPrefix("kernel/"), "\(rule)")

@@ -49,7 +49,7 @@ struct RandomTreeTests {
         let same = provider.hostBridge == client.hostBridge
         let hostOK = same ? listed(provider, same: true) : listed(provider, same: false) && listed(client, same: false)
         let type: P2PMapType =
-            common != nil && !acs ? .busAddress : (t.cpu.supportsP2PThroughHostBridge || hostOK ? .throughHostBridge : .notSupported)
+            common != nil && !acs ? .busAddress : (t.cpuSupportsP2P || hostOK ? .throughHostBridge : .notSupported)
         return P2PVerdict(mapType: type, distance: type == .notSupported ? -1 : distA + distB, acsUnknown: unknown && common != nil)
     }
 

@@ -82,7 +82,7 @@ struct RuleTests {
         #expect(try Self.verdict(try Self.build(devices), "0000:03:00.0", "0000:04:00.0").mapType == .notSupported)
     }
 
-    @Test("Every whitelist entry, with its same-host-bridge flag (pci_p2pdma_whitelist)", arguments: P2PHostBridgeWhitelist.entries)
+    @Test("Every whitelist entry, with its same-host-bridge flag (pci_p2pdma_whitelist)", arguments: P2PHostBridgeWhitelist.entries())
     func whitelist(entry: P2PHostBridgeWhitelist.Entry) throws {
         let device = entry.device ?? 0x4242
         // One host bridge: every entry allows the host-bridge route.
