@@ -53,7 +53,7 @@ extension DMABufCommand {
 
 /// The stories' traces and the summary table.
 func renderStories(_ outcomes: [StoryOutcome], traces: Bool, rules: KernelRules? = nil) -> String {
-    var out = "DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux \(rules?.description ?? "7.1")\n"
+    var out = "DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux \(rules?.description ?? KernelRules.newest.description)\n"
     out += "(topology: dmabuf topo explain … on the built-in machine; scenarios: dmabuf simulate --story N)\n\n"
     if traces {
         for outcome in outcomes {

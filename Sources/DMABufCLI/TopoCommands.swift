@@ -158,9 +158,12 @@ extension DMABufCommand {
 /// The topology as a tree like `lspci -t`, then the verdict matrix when asked.
 func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
     var out = "CPU \(topology.cpu): "
-    out += topology.cpuSupportsP2P
+    out +=
+        topology.cpuSupportsP2P
         ? "AMD Zen or newer, so P2P through the host bridge is allowed (cpu_supports_p2pdma)\n"
-        : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
+        : topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
+            ? "an AMD Zen, but Linux \(topology.kernel) has no cpu_supports_p2pdma (5.9): P2P through a host bridge needs a whitelisted host bridge\n"
+            : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
     let tree = TreeIndex(topology)
     for bridge in topology.hostBridges {
         out += "\n\(bridge)"
@@ -303,7 +306,14 @@ func renderExplanation(_ e: P2PExplanation, topology: PCITopology) -> String {
         }
         out += "Host bridge of the provider: \(facts(e.providerHostBridge))\n"
         if !e.sameHostBridge { out += "Host bridge of the client:   \(facts(e.clientHostBridge))\n" }
-        out += "CPU \(e.cpu): " + (e.cpuSupportsP2P ? "AMD Zen or newer, P2P through the host bridge allowed.\n" : "not an AMD Zen or newer (cpu_supports_p2pdma is false).\n")
+        let zenBeforeTheRule = !e.cpuSupportsP2P && topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
+        out += "CPU \(e.cpu): "
+        out +=
+            e.cpuSupportsP2P
+            ? "AMD Zen or newer, P2P through the host bridge allowed.\n"
+            : zenBeforeTheRule
+                ? "an AMD Zen, but Linux \(topology.kernel) has no cpu_supports_p2pdma (5.9).\n"
+                : "not an AMD Zen or newer (cpu_supports_p2pdma is false).\n"
     }
     out += "\nVerdict: \(e.verdict.mapType.rawValue), distance \(e.verdict.distance)"
     out += " (nvidia-smi link class: \(e.link.rawValue))\n"

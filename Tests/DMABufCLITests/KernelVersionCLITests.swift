@@ -32,7 +32,7 @@ struct KernelVersionCLITests {
         #expect(text.status == 0 && text.stdout.contains("follows Linux 6.12 (CONFIG_DMABUF_MOVE_NOTIFY y)"))
     }
 
-    @Test("Without --kernel the demo follows 7.1 and its JSON has no kernelRules key (the output is as it always was)")
+    @Test("Without --kernel the demo follows the newest release, 7.3, and its JSON has no kernelRules key")
     func demoDefault() throws {
         let result = try runDMABuf(["demo", "--json"])
         #expect(result.status == 0)
@@ -40,7 +40,7 @@ struct KernelVersionCLITests {
         #expect(objects.count == 6 && objects.allSatisfy { $0["kernelRules"] == nil })
         #expect(objects[0]["mapType"] as? String == "bus-address")
         let text = try runDMABuf(["demo", "--story", "1"])
-        #expect(text.stdout.hasPrefix("DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux 7.1\n"))
+        #expect(text.stdout.hasPrefix("DMABufKit: six stories of sharing device memory, on a simulated machine that follows Linux 7.3\n"))
         #expect(!text.stdout.contains("Kernel rules:"))
     }
 
@@ -92,6 +92,25 @@ struct KernelVersionCLITests {
         let explainJSON = try runDMABuf(["topo", "explain", "0000:00:06.0", "0000:00:03.0", "--sysfs", sysfs, "--cpu", "intel:0x6", "--json", "--kernel", "auto"])
         #expect(explainJSON.status == 0)
         #expect((try JSONSerialization.jsonObject(with: Data(explainJSON.stdout.utf8)) as? [String: Any])?["kernelRules"] != nil)
+    }
+
+    @Test("topo explain --kernel follows that release's P2PDMA host-bridge rules: an AMD Zen CPU routes from 5.9 (cpu_supports_p2pdma), not on 5.8")
+    func topoHostBridgeRulesPerRelease() throws {
+        let sysfs = TopoCLITests.fixtures.appendingPathComponent("h200-vm").path
+        func explain(_ kernel: String) throws -> (status: Int32, stdout: String, json: [String: Any]?) {
+            let text = try runDMABuf(["topo", "explain", "0000:00:06.0", "0000:00:03.0", "--sysfs", sysfs, "--cpu", "amd:0x19", "--kernel", kernel])
+            let json = try runDMABuf(["topo", "explain", "0000:00:06.0", "0000:00:03.0", "--sysfs", sysfs, "--cpu", "amd:0x19", "--kernel", kernel, "--json"])
+            return (text.status, text.stdout, try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        }
+        let old = try explain("5.8")
+        #expect(old.status == 0 && old.stdout.contains("an AMD Zen, but Linux 5.8 has no cpu_supports_p2pdma (5.9)"), "\(old.stdout)")
+        #expect(old.stdout.contains("the P2PDMA host-bridge whitelist has 12 entries and no CPU rule"))
+        #expect((old.json?["verdict"] as? [String: Any])?["mapType"] as? String == "not-supported")
+        let new = try explain("5.9")
+        #expect((new.json?["verdict"] as? [String: Any])?["mapType"] as? String == "through-host-bridge")
+        #expect(new.json?["cpuSupportsP2P"] as? Bool == true)
+        let table = try runDMABuf(["topo", "--sysfs", sysfs, "--cpu", "amd:0x19", "--kernel", "5.8"])
+        #expect(table.stdout.contains("an AMD Zen, but Linux 5.8 has no cpu_supports_p2pdma (5.9)"))
     }
 
     @Test("A --kernel the model has no rules for is exit 2 (bad input) naming the forms accepted")
