@@ -50,6 +50,8 @@ import Testing
         ("sev-snp", "AMD SEV-SNP guest", "/sys/devices/platform/sev-guest"),
         ("sev-es-log", "AMD SEV-ES guest", "kernel log (/dev/kmsg): Memory Encryption Features active: AMD SEV SEV-ES"),
         ("s390-pv", "s390 Protected Virtualization guest", "/sys/firmware/uv/prot_virt_guest = 1"),
+        ("ppc-svm", "powerpc Secure Virtual Machine", "/sys/devices/system/cpu/svm = 1"),
+        ("arm-cca", "Arm CCA realm", "/sys/devices/platform/arm-cca-dev"),
         ("tdx-dev", "TDX guest", "/dev/tdx_guest"),
         ("tdx-flag", "TDX guest", "/proc/cpuinfo (flag tdx_guest)"),
     ])
@@ -207,7 +209,7 @@ import Testing
     }
 
     /// --capture keeps every marker and the log's state: the copy gives the same JSON.
-    @Test(arguments: ["sev-snp", "sev-es-log", "sme-host", "s390-pv", "tdx-dev", "tdx-flag", "amd-kvm"])
+    @Test(arguments: ["sev-snp", "sev-es-log", "sme-host", "s390-pv", "ppc-svm", "arm-cca", "tdx-dev", "tdx-flag", "amd-kvm"])
     func captureRoundTrip(name: String) throws {
         let original = try Self.root(name) { root in
             // The unreadable-log form too (a capture made without root).
