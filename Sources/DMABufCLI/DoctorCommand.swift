@@ -110,6 +110,9 @@ func renderDoctor(_ report: DoctorReport, details: Bool) -> String {
     }
     out += "  CPU \(report.cpu.value) [\(report.cpu.source)]\n"
     if let guest = report.confidentialGuest { out += "  \(guest.value) [\(guest.source)]\n" }
+    for fact in report.confidential.evidence where fact != report.confidentialGuest { out += "  \(fact.value) [\(fact.source)]\n" }
+    out += "  kernel log \(report.confidential.kernelLog.value) [\(report.confidential.kernelLog.source)]\n"
+    if let unknown = report.confidential.unknown { out += "  confidential guest unknown: \(unknown.value) [\(unknown.source)]\n" }
     for device in report.devices {
         var facts = [device.kind.rawValue, device.ids, "driver \(device.driver ?? "none")"]
         if let bits = device.dmaMaskBits { facts.append("\(bits)-bit DMA") }

@@ -83,6 +83,8 @@ public struct DoctorReport: Sendable, Codable {
     public let cpu: DoctorFact
     /// A confidential guest, when detected.
     public let confidentialGuest: DoctorFact?
+    /// What was read about confidential computing: the markers, the kernel log, an unknown.
+    public let confidential: DoctorConfidentialFacts
     /// The endpoints.
     public let devices: [DoctorDeviceFacts]
     /// The RDMA devices.
@@ -137,7 +139,7 @@ public enum Doctor {
         var counts: [String: Int] = [:]
         for pair in judged { counts[pair.verdict.rawValue, default: 0] += 1 }
         return DoctorReport(
-            kernel: facts.kernel, cpu: facts.cpu, confidentialGuest: facts.confidentialGuest, devices: facts.devices,
+            kernel: facts.kernel, cpu: facts.cpu, confidentialGuest: facts.confidentialGuest, confidential: facts.confidential, devices: facts.devices,
             rdma: facts.rdma, stack: facts.stack, pairs: judged, counts: counts)
     }
 
@@ -321,6 +323,17 @@ public enum Doctor {
                     "\(guest.value): device DMA of private memory always bounces through shared swiotlb buffers" + (bounced ? "" : "; P2P MMIO is not bounced"),
                     guest.source)
                 if bounced { copies = DoctorCopies(kind: "bounce", bytesPerTransfer: "every byte of every transfer, once per direction") }
+            } else if let unknown = facts.confidential.unknown {
+                // Plain SEV and SEV-ES leave no mark in /proc or /sys (no cpuinfo flag in a guest:
+                // early_detect_mem_encrypt in arch/x86/kernel/cpu/amd.c clears them), only the log.
+                add(
+                    .info, "confidential-unknown",
+                    "\(unknown.value): plain SEV and SEV-ES leave no mark an unprivileged process can read, and the kernel log was not readable; in such a guest every system-memory DMA bounces through swiotlb"
+                        + (bounced ? "" : " (P2P MMIO would not)"),
+                    unknown.source,
+                    DoctorRemedy(
+                        action: "as root: dmesg | grep -i 'memory encryption' (a line naming SEV or TDX means every system-memory DMA bounces), or run dmabuf doctor --capture as root",
+                        cost: "none: it only reads; the kernel log needs root or CAP_SYSLOG while kernel.dmesg_restrict = 1"))
             }
         }
 

@@ -5,7 +5,9 @@ import Glibc
 /// with `sys/`, `proc/` and `boot/`, so that `dmabuf doctor --root DIR` gives the same diagnosis
 /// elsewhere. Links stay links (with the machine's own relative text), so the copy has the shape
 /// of sysfs; `/proc/kallsyms` is copied only when no configuration file exists, and then only
-/// the lines of the symbols the doctor looks for.
+/// the lines of the symbols the doctor looks for. The kernel log is kept only in its lines about
+/// memory encryption (`dmesg.txt` at the top of the copy), or, when it could not be read, the
+/// errno's name (`dmesg.unreadable`); `/dev/tdx_guest` and `/dev/sev-guest` become empty files.
 public enum DoctorCapture {
     /// The attributes of a PCI function the topology loader and the doctor read (`driver_name`
     /// is not sysfs's: copies made before links could be kept hold the driver's name there).
@@ -65,6 +67,17 @@ public enum DoctorCapture {
             try writer.copyFile(folder + "/parent")
         }
         if source.exists("/sys/kernel/mm/memory_peers") { try writer.makeFolder("/sys/kernel/mm/memory_peers") }
+        // Confidential computing: the markers, and the kernel log's lines that say something about
+        // memory encryption (or why the log could not be read), so --root judges the same.
+        for file in DoctorConfidential.files { try writer.copyFile(file) }
+        for folder in DoctorConfidential.folders where source.exists(folder) { try writer.makeFolder(folder) }
+        // A device node cannot be copied; an empty file stands for it (only its presence is read).
+        for node in DoctorConfidential.deviceNodes where source.exists(node) { try writer.write(node, "") }
+        switch DoctorConfidential.kernelLog(source) {
+        case .lines(let lines): try writer.write(DoctorConfidential.logFile, lines.map { $0 + "\n" }.joined())
+        case .unreadable(let errno): try writer.write(DoctorConfidential.unreadableLogFile, errno + "\n")
+        case .notCaptured: break
+        }
         return writer.written
     }
 

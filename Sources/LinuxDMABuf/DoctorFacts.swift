@@ -194,9 +194,13 @@ public struct DoctorFacts: Sendable {
     public var kernel: DoctorKernelFacts
     /// The CPU (`/proc/cpuinfo`), as the P2P rules read it.
     public var cpu: DoctorFact
-    /// A confidential-computing guest, from the CPU flag only a guest has (`tdx_guest`,
-    /// `arch/x86/include/asm/cpufeatures.h`): every DMA of its private memory bounces.
+    /// A confidential-computing guest: the first marker of ``DoctorConfidentialFacts/evidence``
+    /// that proves one (s390 PV, powerpc SVM, Arm CCA, Intel TDX, AMD SEV-SNP, the kernel log's
+    /// SEV/SEV-ES/TDX line). Every streaming DMA of its private memory bounces through swiotlb.
     public var confidentialGuest: DoctorFact?
+    /// Everything read about confidential computing, with the kernel log's state and an
+    /// `unknown` when an AMD SEV or SEV-ES guest cannot be ruled out without root.
+    public var confidential: DoctorConfidentialFacts
     /// The P2P-capable endpoints, in address order.
     public var devices: [DoctorDeviceFacts]
     /// The RDMA devices.
@@ -247,8 +251,7 @@ public struct DoctorFacts: Sendable {
         let cpuText = root.text("/proc/cpuinfo") ?? ""
         let cpuInfo = CPUInfo.parse(procCPUInfo: cpuText) ?? CPUInfo(vendor: .other, family: 0)
         let cpu = DoctorFact(cpuInfo.description, source: cpuText.isEmpty ? "unknown (/proc/cpuinfo unreadable)" : "/proc/cpuinfo")
-        let flags = cpuText.split(separator: "\n").first { $0.hasPrefix("flags") }.map { $0.split(separator: " ").map(String.init) } ?? []
-        let confidential = flags.contains("tdx_guest") ? DoctorFact("TDX guest", source: "/proc/cpuinfo (flag tdx_guest)") : nil
+        let confidential = DoctorConfidential.gather(root: root, cpuText: cpuText, cpu: cpuInfo)
 
         // The P2PDMA rules of the machine's own release (the newest when it cannot be read).
         let p2pRelease = release.flatMap { KernelVersion(parsing: $0) } ?? .newest
@@ -289,7 +292,7 @@ public struct DoctorFacts: Sendable {
             nvidiaPeermem: modules.split(separator: "\n").contains { $0.hasPrefix("nvidia_peermem ") },
             memoryPeers: root.exists("/sys/kernel/mm/memory_peers"))
         return DoctorFacts(
-            root: root, kernel: kernel, cpu: cpu, confidentialGuest: confidential, devices: devices, rdma: rdma, stack: stack,
+            root: root, kernel: kernel, cpu: cpu, confidentialGuest: confidential.guest, confidential: confidential.facts, devices: devices, rdma: rdma, stack: stack,
             topology: topology)
     }
 
