@@ -73,6 +73,12 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// before, `amdgpu_dma_buf_pin` pins in GTT only and `amdgpu_dma_buf_map` refuses a buffer
     /// pinned anywhere else with `EBUSY`.
     case gpuPinsInVRAM = "amdgpu-pins-in-vram"
+    /// A pinned RDMA MR that can be revoked: `ib_umem_dmabuf_get_pinned_revocable_and_lock` pins
+    /// and maps like `ib_umem_dmabuf_get_pinned` but gives `invalidate_mappings`, which revokes the
+    /// MR for good (unmap, unpin, every later map `EINVAL`), so exporters that must be able to
+    /// revoke (VFIO) accept it (7.1, `drivers/infiniband/core/umem_dmabuf.c`, used by irdma);
+    /// before, the call does not exist.
+    case revocablePinnedMR = "rdma-revocable-pinned-mr"
 
     /// The release the rule came in.
     public var introduced: KernelVersion {
@@ -83,6 +89,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .vfioDMABufExport: KernelVersion(6, 19)
         case .revocableAttachments: KernelVersion(7, 1)
         case .gpuPinsInVRAM: KernelVersion(6, 15)
+        case .revocablePinnedMR: KernelVersion(7, 1)
         }
     }
 
@@ -95,6 +102,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .vfioDMABufExport: "drivers/vfio/pci/vfio_pci_dmabuf.c"
         case .revocableAttachments: "drivers/dma-buf/dma-buf.c"
         case .gpuPinsInVRAM: "drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c"
+        case .revocablePinnedMR: "drivers/infiniband/core/umem_dmabuf.c"
         }
     }
 
@@ -111,6 +119,8 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
             "invalidate_mappings (was move_notify, required until then) is optional; VFIO refuses importers that cannot be revoked"
         case .gpuPinsInVRAM:
             "amdgpu pins in VRAM when every attachment has P2P and maps a VRAM-pinned buffer for any importer; before, it pins in GTT only and a buffer pinned elsewhere is EBUSY at map"
+        case .revocablePinnedMR:
+            "a pinned RDMA MR may have invalidate_mappings, which revokes it for good (unmap, unpin, later maps EINVAL), so VFIO accepts it; before, no such MR"
         }
     }
 

@@ -35,7 +35,18 @@ import Synchronization
 ///   unmap (`vfio_pci_dma_buf_move`); the model cannot wait for what nothing will finish, so it
 ///   reports that wait as `ETIMEDOUT`. A revoke, like every move, runs with the reservation lock
 ///   held (``revoke(_:in:)``).
-/// VFIO has no `pin`: it is not a moving exporter.
+/// - `pin` per release (`drivers/vfio/pci/vfio_pci_dmabuf.c`): 6.19 and 7.0 give a `pin` that always
+///   fails with `EOPNOTSUPP` (and an `unpin` that does nothing), added late in 6.19 so that pinned
+///   importers cannot use the buffer. Having `pin` makes the buffer dynamic (`dma_buf_is_dynamic`),
+///   so a pinned importer attaches and then fails at `dma_buf_pin`, and with
+///   `CONFIG_DMABUF_MOVE_NOTIFY` off (the default; `drivers/vfio/pci/Kconfig` does not require it)
+///   `dma_buf_map_attachment` pins every attachment first (`drivers/dma-buf/dma-buf.c`), so every
+///   map is `EOPNOTSUPP` too: only a kernel with the option set maps a VFIO dma-buf. From 7.1
+///   (`KernelRule.revocableAttachments`, "vfio: Permit VFIO to work with pinned importers") VFIO
+///   has no `pin`: it is not dynamic, `dma_buf_pin` succeeds without asking it, and the attach
+///   refuses instead every importer that cannot be revoked, so a pinned importer is welcome
+///   exactly when it has `invalidate_mappings` (an RDMA MR from
+///   `ib_umem_dmabuf_get_pinned_revocable_and_lock`).
 public final class VFIOBARExporter: DMABufExporter {
     /// One requested range (`struct vfio_region_dma_range`).
     public struct Range: Hashable, Sendable {
@@ -86,6 +97,8 @@ public final class VFIOBARExporter: DMABufExporter {
     /// The machine's memory.
     public let memory: SimulatedMemory
     private let state: ModelMutex<State>
+    /// Whether the exporter has 6.19's always-failing `pin` (6.19 and 7.0).
+    private let hasFailingPin: Bool
     private let held = ExportedBuffer(whenReleased: "the VFIO dma-buf was released")
     private let book = MMIOMappingBook()
 
@@ -181,6 +194,7 @@ public final class VFIOBARExporter: DMABufExporter {
         self.physicalRanges = physical
         self.memory = memory
         self.state = ModelMutex(State(revoked: !memory.isDecoding(provider)))
+        self.hasFailingPin = !rules.has(.revocableAttachments)
         let buffer = try DMABuffer(name: name, size: total, exporter: self, rules: rules)
         held.hold(buffer)
     }
@@ -188,7 +202,23 @@ public final class VFIOBARExporter: DMABufExporter {
     /// The dma-buf.
     /// - Precondition: the buffer has not been released (``release()``).
     public var buffer: DMABuffer { held.buffer }
-    public var isDynamic: Bool { false }
+    /// `dma_buf_is_dynamic`: true on 6.19 and 7.0, whose `vfio_pci_dmabuf_ops` have a `pin` (one
+    /// that always fails); false from 7.1, which has none.
+    public var isDynamic: Bool { hasFailingPin }
+
+    /// `vfio_pci_dma_buf_pin`: on 6.19 and 7.0 it refuses every pin; from 7.1 the op does not
+    /// exist and `dma_buf_pin` succeeds without calling it (nothing to do: a BAR never moves).
+    /// - Throws: `EOPNOTSUPP` on 6.19 and 7.0, for a pinned importer's `dma_buf_pin` and, with
+    ///   `CONFIG_DMABUF_MOVE_NOTIFY` off, for the pin every `dma_buf_map_attachment` takes first.
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        guard hasFailingPin else { return }
+        throw DMAError(
+            .notSupported, .EOPNOTSUPP,
+            "vfio_pci_dma_buf_pin: a VFIO dma-buf cannot be pinned in Linux \(attachment.buffer.rules.version) (\(attachment) asked; pinned importers are refused until 7.1, which revokes revocable ones instead)")
+    }
+
+    /// `vfio_pci_dma_buf_unpin` (6.19, 7.0): does nothing; from 7.1 there is no such op.
+    public func unpin(_ attachment: DMABufAttachment) {}
 
     /// `release`: marks the export released and drops the reference to the buffer (the BAR stays
     /// the device's).

@@ -24,7 +24,7 @@ struct KernelVersionTests {
         #expect(
             table == [
                 .moveNotifyAlwaysOn: "7.1", .noMappingCacheAtAttach: "6.15", .mapPhysMMIO: "6.18", .vfioDMABufExport: "6.19",
-                .revocableAttachments: "7.1", .gpuPinsInVRAM: "6.15",
+                .revocableAttachments: "7.1", .gpuPinsInVRAM: "6.15", .revocablePinnedMR: "7.1",
             ])
         for rule in KernelRule.allCases {
             #expect(rule.kernelFile.hasPrefix("drivers/") || rule.kernelFile.hasPrefix("kernel/"), "\(rule)")
