@@ -69,7 +69,7 @@ public final class RDMAMemoryRegion: DMABufImporter {
         if revocable {
             guard buffer.rules.has(.revocablePinnedMR) else {
                 throw DMAError(
-                    .notInKernelVersion, .EOPNOTSUPP,
+                    .notSupported, .EOPNOTSUPP,
                     "a revocable pinned MR does not exist in Linux \(buffer.rules.version): ib_umem_dmabuf_get_pinned_revocable_and_lock came in \(KernelRule.revocablePinnedMR.introduced)")
             }
             guard pinned else {
@@ -325,8 +325,8 @@ public final class RDMANIC: Sendable {
     ///   - direction: the access it is registered for; the mapping is `DMA_BIDIRECTIONAL` anyway.
     ///   - offset: the first byte of the buffer the MR covers.
     ///   - length: the bytes it covers; the rest of the buffer from `offset` when `nil`.
-    /// - Throws: `DMAError.Code.notInKernelVersion` (`EOPNOTSUPP`) for `revocable` before 7.1 (the
-    ///   call does not exist); `EINVAL` for `revocable` without `pinned`, and for a window that
+    /// - Throws: `EOPNOTSUPP` for `revocable` before 7.1 (the call does not exist; the message
+    ///   names both releases); `EINVAL` for `revocable` without `pinned`, and for a window that
     ///   overflows, is empty or runs past the buffer; whatever attach, pin or map throw (VFIO's
     ///   `EOPNOTSUPP` for a pinned MR: at pin on 6.19 and 7.0, at attach from 7.1); `ETIMEDOUT` for
     ///   a kernel fence the map would wait for; nothing stays attached then.

@@ -214,7 +214,7 @@ public final class VFIOBARExporter: DMABufExporter {
         guard hasFailingPin else { return }
         throw DMAError(
             .notSupported, .EOPNOTSUPP,
-            "vfio_pci_dma_buf_pin: a VFIO dma-buf cannot be pinned in Linux \(attachment.buffer.rules.version) (\(attachment) asked; pinned importers are refused until 7.1, which revokes revocable ones instead)")
+            "vfio_pci_dma_buf_pin refuses every pin in Linux \(attachment.buffer.rules.version) (\(attachment)): a pinned importer's, and the one dma_buf_map_attachment takes first while CONFIG_DMABUF_MOVE_NOTIFY is not set; 7.1 drops the pin and refuses unrevocable importers at attach instead")
     }
 
     /// `vfio_pci_dma_buf_unpin` (6.19, 7.0): does nothing; from 7.1 there is no such op.
