@@ -31,7 +31,7 @@ import Synchronization
 /// - a reset, a cleared memory-enable bit or low-power entry revokes it: every importer is told
 ///   (`invalidate_mappings`) before memory decoding stops (the simulated device faults), maps fail
 ///   until ``restore()``, which tells the importers again; closing the device revokes for good and
-///   always tells them. From 7.1 a revoke also waits for the kernel fences and for every importer to
+///   always tells them. From 7.1 a revoke also waits for every fence and for every importer to
 ///   unmap (`vfio_pci_dma_buf_move`); the model cannot wait for what nothing will finish, so it
 ///   reports that wait as `ETIMEDOUT`. A revoke, like every move, runs with the reservation lock
 ///   held (``revoke(_:in:)``).
@@ -295,12 +295,14 @@ public final class VFIOBARExporter: DMABufExporter {
     ///
     /// The importers are told only when the state changes, except on close, which always tells
     /// them (`vfio_pci_dma_buf_cleanup`). From 7.1 (`KernelRule.revocableAttachments`, the same
-    /// series) the kernel then waits, with the lock held, for the kernel fences
-    /// (`dma_resv_wait_timeout`, `DMA_RESV_USAGE_KERNEL`) and for every importer to unmap; the
-    /// buffer is revoked by then (maps fail), but memory decoding goes off only after the wait.
+    /// series) the kernel then waits, with the lock held, for every fence of the buffer
+    /// (`dma_resv_wait_timeout` with `DMA_RESV_USAGE_BOOKKEEP` in the released code; an earlier
+    /// revision of the patch waited for `DMA_RESV_USAGE_KERNEL` only) and, once unlocked, for every
+    /// importer to unmap; the buffer is revoked by then (maps fail), but memory decoding goes off
+    /// only after the waits.
     /// - Returns: the importers told (empty when it was already revoked).
     /// - Throws: `ENODEV` after ``release()``; `DMAError/Code/lockNotHeld` when `context` does not
-    ///   hold the lock; `ETIMEDOUT` (7.1) when a kernel fence is pending or an importer kept a
+    ///   hold the lock; `ETIMEDOUT` (7.1) when any fence is pending or an importer kept a
     ///   mapping: the kernel would wait there for good; the buffer stays revoked with decoding on,
     ///   and a later revoke once the fence signalled or the mapping is gone finishes the job.
     @discardableResult
@@ -316,10 +318,10 @@ public final class VFIOBARExporter: DMABufExporter {
             if reason == .closed { $0.closed = true }
         }
         if buffer.rules.has(.revocableAttachments) {
-            if !buffer.resv.isIdle(for: .kernel) {
+            if !buffer.resv.isIdle(for: .bookkeep) {
                 throw DMAError(
                     .timedOut, .ETIMEDOUT,
-                    "vfio_pci_dma_buf_move: \(buffer.name) has an unsignalled kernel fence; Linux \(buffer.rules.version) waits for it before memory is disabled (ETIMEDOUT in the model)")
+                    "vfio_pci_dma_buf_move: \(buffer.name) has an unsignalled fence (DMA_RESV_USAGE_BOOKKEEP waits for all); Linux \(buffer.rules.version) waits for it before memory is disabled (ETIMEDOUT in the model)")
             }
             let holding = buffer.attachments.filter { !$0.mappings.isEmpty }
             if let first = holding.first {
