@@ -95,6 +95,12 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
     /// devfn when it is the first device on the root bus (5.19, `drivers/pci/p2pdma.c`); before,
     /// only a device at devfn 00.0.
     case p2pRootPortIdentity = "p2pdma-root-port-identity"
+    /// A pinned RDMA MR that can be revoked: `ib_umem_dmabuf_get_pinned_revocable_and_lock` pins
+    /// and maps like `ib_umem_dmabuf_get_pinned` but gives `invalidate_mappings`, which revokes the
+    /// MR for good (unmap, unpin, every later map `EINVAL`), so exporters that must be able to
+    /// revoke (VFIO) accept it (7.1, `drivers/infiniband/core/umem_dmabuf.c`, used by irdma);
+    /// before, the call does not exist.
+    case revocablePinnedMR = "rdma-revocable-pinned-mr"
 
     /// The release the rule came in.
     public var introduced: KernelVersion {
@@ -109,6 +115,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .p2pHostBridgeWhitelist: KernelVersion(5, 4)
         case .p2pAMDZenCPU: KernelVersion(5, 9)
         case .p2pRootPortIdentity: KernelVersion(5, 19)
+        case .revocablePinnedMR: KernelVersion(7, 1)
         }
     }
 
@@ -122,6 +129,7 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
         case .revocableAttachments: "drivers/dma-buf/dma-buf.c"
         case .gpuPinsInVRAM: "drivers/gpu/drm/amd/amdgpu/amdgpu_dma_buf.c"
         case .p2pAMDRootComplex, .p2pHostBridgeWhitelist, .p2pAMDZenCPU, .p2pRootPortIdentity: "drivers/pci/p2pdma.c"
+        case .revocablePinnedMR: "drivers/infiniband/core/umem_dmabuf.c"
         }
     }
 
@@ -144,6 +152,8 @@ public enum KernelRule: String, CaseIterable, Sendable, CustomStringConvertible 
             "whitelisted host bridges route P2P without a common bridge or across ACS redirect (THRU_HOST_BRIDGE); before, ACS redirect refuses the pair"
         case .p2pAMDZenCPU: "an AMD Zen or newer CPU routes P2P through any host bridge; the AMD whitelist entries are removed"
         case .p2pRootPortIdentity: "a root port first on the root bus stands for its host bridge in the whitelist; before, only a device at 00.0"
+        case .revocablePinnedMR:
+            "a pinned RDMA MR may have invalidate_mappings, which revokes it for good (unmap, unpin, later maps EINVAL), so VFIO accepts it; before, no such MR"
         }
     }
 

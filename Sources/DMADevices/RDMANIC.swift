@@ -16,7 +16,13 @@ import Synchronization
 ///   `ib_umem_dmabuf_unmap_pages`); the next access faults in again and re-maps.
 /// - A pinned MR (`ib_umem_dmabuf_get_pinned`) attaches the same way, then pins and maps at once,
 ///   so the memory never moves; it has no `invalidate_mappings` (7.1), so exporters that must be
-///   able to revoke (VFIO) refuse it at attach.
+///   able to revoke (VFIO) refuse it at attach. Before 7.1 it has a `move_notify` that only warns,
+///   so VFIO (6.19, 7.0) lets it attach and its `pin` refuses it (`EOPNOTSUPP`).
+/// - A revocable pinned MR (`ib_umem_dmabuf_get_pinned_revocable_and_lock`, 7.1, irdma's) pins and
+///   maps as a pinned MR does, but has an `invalidate_mappings` (`ib_umem_dmabuf_revoke_locked`)
+///   that revokes it for good: unmap, unpin, and every later map is `EINVAL`, even after the
+///   exporter makes the memory reachable again. So VFIO accepts it, and a VFIO revoke ends (every
+///   importer has unmapped) instead of waiting for good.
 /// - Every map (`ib_umem_dmabuf_map_pages`) is `DMA_BIDIRECTIONAL` whatever the access, trims the
 ///   table to the window (the first entry advanced to the page holding `offset`, the last cut at
 ///   the page after the window's end), and then waits for the kernel fences (a migration copy):
@@ -28,6 +34,8 @@ public final class RDMAMemoryRegion: DMABufImporter {
     public let buffer: DMABuffer
     /// Whether it is a pinned MR.
     public let pinned: Bool
+    /// Whether it is a revocable pinned MR (`ib_umem_dmabuf_get_pinned_revocable_and_lock`, 7.1).
+    public let revocable: Bool
     /// The access the MR was registered for (its mappings are bidirectional whatever it is).
     public let direction: DMADirection
     /// The first byte of the buffer the MR covers (`umem.address`).
@@ -36,10 +44,10 @@ public final class RDMAMemoryRegion: DMABufImporter {
     public let length: UInt64
     public var allowPeerToPeer: Bool { true }
     /// A pinned MR has no `invalidate_mappings` (7.1 removed the warning stub), so it cannot be
-    /// revoked; a dynamic MR has mlx5's callback. Before 7.1 a pinned MR has a `move_notify` that
-    /// only warns (`ib_umem_dmabuf_unsupported_move_notify`, `umem_dmabuf.c`): the callback was
-    /// required then.
-    public var canInvalidate: Bool { !pinned || !buffer.rules.has(.revocableAttachments) }
+    /// revoked, unless it is a revocable one (`ib_umem_dmabuf_attach_pinned_revocable_ops`, 7.1);
+    /// a dynamic MR has mlx5's callback. Before 7.1 a pinned MR has a `move_notify` that only warns
+    /// (`ib_umem_dmabuf_unsupported_move_notify`, `umem_dmabuf.c`): the callback was required then.
+    public var canInvalidate: Bool { !pinned || revocable || !buffer.rules.has(.revocableAttachments) }
 
     private struct State {
         var attachment: DMABufAttachment?
@@ -54,9 +62,22 @@ public final class RDMAMemoryRegion: DMABufImporter {
 
     private let state = ModelMutex(State())
 
-    init(device: DMADevice, buffer: DMABuffer, pinned: Bool, direction: DMADirection, offset: UInt64, length: UInt64?)
+    init(device: DMADevice, buffer: DMABuffer, pinned: Bool, revocable: Bool, direction: DMADirection, offset: UInt64, length: UInt64?)
         throws(DMAError)
     {
+        // ib_umem_dmabuf_get_pinned_revocable_and_lock came in 7.1 (drivers/infiniband/core/umem_dmabuf.c).
+        if revocable {
+            guard buffer.rules.has(.revocablePinnedMR) else {
+                throw DMAError(
+                    .notSupported, .EOPNOTSUPP,
+                    "a revocable pinned MR does not exist in Linux \(buffer.rules.version): ib_umem_dmabuf_get_pinned_revocable_and_lock came in \(KernelRule.revocablePinnedMR.introduced)")
+            }
+            guard pinned else {
+                throw DMAError(
+                    .invalidArgument, .EINVAL,
+                    "a revocable MR is a pinned MR (ib_umem_dmabuf_get_pinned_revocable_and_lock); a dynamic MR is always invalidated, never revoked")
+            }
+        }
         let length = length ?? (offset < buffer.size ? buffer.size - offset : 0)
         // ib_umem_dmabuf_get_with_dma_device: the window must not overflow, must hold a page, and
         // must lie inside the buffer.
@@ -75,6 +96,7 @@ public final class RDMAMemoryRegion: DMABufImporter {
         self.device = device
         self.buffer = buffer
         self.pinned = pinned
+        self.revocable = revocable
         self.direction = direction
         self.offset = offset
         self.length = length
@@ -132,7 +154,16 @@ public final class RDMAMemoryRegion: DMABufImporter {
         return out
     }
 
+    /// `invalidate_mappings`: a dynamic MR drops its mapping (the next access faults in again); a
+    /// revocable pinned MR is revoked for good (`ib_umem_dmabuf_revoke_locked`: unmap, unpin, later
+    /// maps `EINVAL`); before 7.1 a pinned MR's `move_notify` only warns
+    /// (``unsupportedInvalidations``).
     public func invalidateMappings(_ attachment: DMABufAttachment, in context: ReservationContext) {
+        if revocable {
+            state.withLock { $0.invalidations += 1 }
+            try? revokeLocked(attachment, in: context)
+            return
+        }
         if pinned {
             state.withLock { $0.unsupportedInvalidations += 1 }
             return
@@ -224,7 +255,8 @@ public final class RDMAMemoryRegion: DMABufImporter {
     }
 
     /// `ib_umem_dmabuf_revoke` (mlx5 revokes an MR it deregisters): with the lock, unmap, unpin,
-    /// and refuse every later map with `EINVAL`. A second call does nothing.
+    /// and refuse every later map with `EINVAL`. A second call does nothing. An exporter's
+    /// `invalidate_mappings` does the same to a revocable pinned MR.
     public func revoke() throws(DMAError) {
         guard let attachment = state.withLock({ $0.attachment }) else { return }
         try buffer.resv.withLock { (context) throws(DMAError) in try revokeLocked(attachment, in: context) }
@@ -281,20 +313,28 @@ public final class RDMANIC: Sendable {
     }
 
     /// Registers `[offset, offset + length)` of `buffer` as an MR (the whole buffer by default):
-    /// dynamic by default (`ib_umem_dmabuf_get`), pinned on request (`ib_umem_dmabuf_get_pinned`).
-    /// Either way it is mapped before this returns (`mlx5_ib_reg_user_mr_dmabuf`).
+    /// dynamic by default (`ib_umem_dmabuf_get`), pinned on request (`ib_umem_dmabuf_get_pinned`),
+    /// pinned and revocable on request (`ib_umem_dmabuf_get_pinned_revocable_and_lock`, 7.1, as
+    /// irdma registers). Either way it is mapped before this returns (`mlx5_ib_reg_user_mr_dmabuf`).
     /// - Parameters:
     ///   - buffer: the dma-buf.
     ///   - pinned: a pinned MR instead of a dynamic one.
+    ///   - revocable: with `pinned`, a pinned MR that has `invalidate_mappings`, which revokes it for
+    ///     good (`drivers/infiniband/core/umem_dmabuf.c`, 7.1): VFIO accepts it where it refuses a
+    ///     plain pinned MR.
     ///   - direction: the access it is registered for; the mapping is `DMA_BIDIRECTIONAL` anyway.
     ///   - offset: the first byte of the buffer the MR covers.
     ///   - length: the bytes it covers; the rest of the buffer from `offset` when `nil`.
-    /// - Throws: `EINVAL` for a window that overflows, is empty or runs past the buffer; whatever
-    ///   attach, pin or map throw; `ETIMEDOUT` for a kernel fence the map would wait for; nothing
-    ///   stays attached then.
+    /// - Throws: `EOPNOTSUPP` for `revocable` before 7.1 (the call does not exist; the message
+    ///   names both releases); `EINVAL` for `revocable` without `pinned`, and for a window that
+    ///   overflows, is empty or runs past the buffer; whatever attach, pin or map throw (VFIO's
+    ///   `EOPNOTSUPP` for a pinned MR: at pin on 6.19 and 7.0, at attach from 7.1); `ETIMEDOUT` for
+    ///   a kernel fence the map would wait for; nothing stays attached then.
     public func registerMR(
-        _ buffer: DMABuffer, pinned: Bool = false, direction: DMADirection = .bidirectional, offset: UInt64 = 0, length: UInt64? = nil
+        _ buffer: DMABuffer, pinned: Bool = false, revocable: Bool = false, direction: DMADirection = .bidirectional, offset: UInt64 = 0,
+        length: UInt64? = nil
     ) throws(DMAError) -> RDMAMemoryRegion {
-        try RDMAMemoryRegion(device: device, buffer: buffer, pinned: pinned, direction: direction, offset: offset, length: length)
+        try RDMAMemoryRegion(
+            device: device, buffer: buffer, pinned: pinned, revocable: revocable, direction: direction, offset: offset, length: length)
     }
 }

@@ -31,11 +31,22 @@ import Synchronization
 /// - a reset, a cleared memory-enable bit or low-power entry revokes it: every importer is told
 ///   (`invalidate_mappings`) before memory decoding stops (the simulated device faults), maps fail
 ///   until ``restore()``, which tells the importers again; closing the device revokes for good and
-///   always tells them. From 7.1 a revoke also waits for the kernel fences and for every importer to
+///   always tells them. From 7.1 a revoke also waits for every fence and for every importer to
 ///   unmap (`vfio_pci_dma_buf_move`); the model cannot wait for what nothing will finish, so it
 ///   reports that wait as `ETIMEDOUT`. A revoke, like every move, runs with the reservation lock
 ///   held (``revoke(_:in:)``).
-/// VFIO has no `pin`: it is not a moving exporter.
+/// - `pin` per release (`drivers/vfio/pci/vfio_pci_dmabuf.c`): 6.19 and 7.0 give a `pin` that always
+///   fails with `EOPNOTSUPP` (and an `unpin` that does nothing), added late in 6.19 so that pinned
+///   importers cannot use the buffer. Having `pin` makes the buffer dynamic (`dma_buf_is_dynamic`),
+///   so a pinned importer attaches and then fails at `dma_buf_pin`, and with
+///   `CONFIG_DMABUF_MOVE_NOTIFY` off (the default; `drivers/vfio/pci/Kconfig` does not require it)
+///   `dma_buf_map_attachment` pins every attachment first (`drivers/dma-buf/dma-buf.c`), so every
+///   map is `EOPNOTSUPP` too: only a kernel with the option set maps a VFIO dma-buf. From 7.1
+///   (`KernelRule.revocableAttachments`, "vfio: Permit VFIO to work with pinned importers") VFIO
+///   has no `pin`: it is not dynamic, `dma_buf_pin` succeeds without asking it, and the attach
+///   refuses instead every importer that cannot be revoked, so a pinned importer is welcome
+///   exactly when it has `invalidate_mappings` (an RDMA MR from
+///   `ib_umem_dmabuf_get_pinned_revocable_and_lock`).
 public final class VFIOBARExporter: DMABufExporter {
     /// One requested range (`struct vfio_region_dma_range`).
     public struct Range: Hashable, Sendable {
@@ -86,6 +97,8 @@ public final class VFIOBARExporter: DMABufExporter {
     /// The machine's memory.
     public let memory: SimulatedMemory
     private let state: ModelMutex<State>
+    /// Whether the exporter has 6.19's always-failing `pin` (6.19 and 7.0).
+    private let hasFailingPin: Bool
     private let held = ExportedBuffer(whenReleased: "the VFIO dma-buf was released")
     private let book = MMIOMappingBook()
 
@@ -181,6 +194,7 @@ public final class VFIOBARExporter: DMABufExporter {
         self.physicalRanges = physical
         self.memory = memory
         self.state = ModelMutex(State(revoked: !memory.isDecoding(provider)))
+        self.hasFailingPin = !rules.has(.revocableAttachments)
         let buffer = try DMABuffer(name: name, size: total, exporter: self, rules: rules)
         held.hold(buffer)
     }
@@ -188,7 +202,23 @@ public final class VFIOBARExporter: DMABufExporter {
     /// The dma-buf.
     /// - Precondition: the buffer has not been released (``release()``).
     public var buffer: DMABuffer { held.buffer }
-    public var isDynamic: Bool { false }
+    /// `dma_buf_is_dynamic`: true on 6.19 and 7.0, whose `vfio_pci_dmabuf_ops` have a `pin` (one
+    /// that always fails); false from 7.1, which has none.
+    public var isDynamic: Bool { hasFailingPin }
+
+    /// `vfio_pci_dma_buf_pin`: on 6.19 and 7.0 it refuses every pin; from 7.1 the op does not
+    /// exist and `dma_buf_pin` succeeds without calling it (nothing to do: a BAR never moves).
+    /// - Throws: `EOPNOTSUPP` on 6.19 and 7.0, for a pinned importer's `dma_buf_pin` and, with
+    ///   `CONFIG_DMABUF_MOVE_NOTIFY` off, for the pin every `dma_buf_map_attachment` takes first.
+    public func pin(_ attachment: DMABufAttachment, in context: ReservationContext) throws(DMAError) {
+        guard hasFailingPin else { return }
+        throw DMAError(
+            .notSupported, .EOPNOTSUPP,
+            "vfio_pci_dma_buf_pin refuses every pin in Linux \(attachment.buffer.rules.version) (\(attachment)): a pinned importer's, and the one dma_buf_map_attachment takes first while CONFIG_DMABUF_MOVE_NOTIFY is not set; 7.1 drops the pin and refuses unrevocable importers at attach instead")
+    }
+
+    /// `vfio_pci_dma_buf_unpin` (6.19, 7.0): does nothing; from 7.1 there is no such op.
+    public func unpin(_ attachment: DMABufAttachment) {}
 
     /// `release`: marks the export released and drops the reference to the buffer (the BAR stays
     /// the device's).
@@ -265,12 +295,14 @@ public final class VFIOBARExporter: DMABufExporter {
     ///
     /// The importers are told only when the state changes, except on close, which always tells
     /// them (`vfio_pci_dma_buf_cleanup`). From 7.1 (`KernelRule.revocableAttachments`, the same
-    /// series) the kernel then waits, with the lock held, for the kernel fences
-    /// (`dma_resv_wait_timeout`, `DMA_RESV_USAGE_KERNEL`) and for every importer to unmap; the
-    /// buffer is revoked by then (maps fail), but memory decoding goes off only after the wait.
+    /// series) the kernel then waits, with the lock held, for every fence of the buffer
+    /// (`dma_resv_wait_timeout` with `DMA_RESV_USAGE_BOOKKEEP` in the released code; an earlier
+    /// revision of the patch waited for `DMA_RESV_USAGE_KERNEL` only) and, once unlocked, for every
+    /// importer to unmap; the buffer is revoked by then (maps fail), but memory decoding goes off
+    /// only after the waits.
     /// - Returns: the importers told (empty when it was already revoked).
     /// - Throws: `ENODEV` after ``release()``; `DMAError/Code/lockNotHeld` when `context` does not
-    ///   hold the lock; `ETIMEDOUT` (7.1) when a kernel fence is pending or an importer kept a
+    ///   hold the lock; `ETIMEDOUT` (7.1) when any fence is pending or an importer kept a
     ///   mapping: the kernel would wait there for good; the buffer stays revoked with decoding on,
     ///   and a later revoke once the fence signalled or the mapping is gone finishes the job.
     @discardableResult
@@ -286,10 +318,10 @@ public final class VFIOBARExporter: DMABufExporter {
             if reason == .closed { $0.closed = true }
         }
         if buffer.rules.has(.revocableAttachments) {
-            if !buffer.resv.isIdle(for: .kernel) {
+            if !buffer.resv.isIdle(for: .bookkeep) {
                 throw DMAError(
                     .timedOut, .ETIMEDOUT,
-                    "vfio_pci_dma_buf_move: \(buffer.name) has an unsignalled kernel fence; Linux \(buffer.rules.version) waits for it before memory is disabled (ETIMEDOUT in the model)")
+                    "vfio_pci_dma_buf_move: \(buffer.name) has an unsignalled fence (DMA_RESV_USAGE_BOOKKEEP waits for all); Linux \(buffer.rules.version) waits for it before memory is disabled (ETIMEDOUT in the model)")
             }
             let holding = buffer.attachments.filter { !$0.mappings.isEmpty }
             if let first = holding.first {

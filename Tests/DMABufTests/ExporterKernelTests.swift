@@ -113,7 +113,9 @@ struct VFIOKernelTests {
 
     @Test("drivers/vfio/pci/vfio_pci_dmabuf.c, 7.1: a revoke waits for every importer to unmap and for the kernel fences before memory decoding goes off; 7.0 does not wait")
     func revokeWaits() throws {
-        for (rules, waits) in [(KernelRules(KernelVersion(7, 0)), false), (KernelRules(KernelVersion(7, 1)), true)] {
+        // 7.0 with CONFIG_DMABUF_MOVE_NOTIFY: without it every map of a VFIO dma-buf pins first and
+        // 7.0's vfio_pci_dma_buf_pin refuses (VFIOPinnedImporterTests).
+        for (rules, waits) in [(KernelRules(KernelVersion(7, 0), moveNotify: true), false), (KernelRules(KernelVersion(7, 1)), true)] {
             let rig = try Rig(rules: rules)
             let vfio = try fourRanges(rig)
             let careless = RecordingImporter()
@@ -143,6 +145,19 @@ struct VFIOKernelTests {
             #expect(!rig.machine.memory.isDecoding(vfio.provider))
             try vfio.buffer.detach(attachment)
         }
+    }
+
+    @Test("drivers/vfio/pci/vfio_pci_dmabuf.c, 7.1 (vfio_pci_dma_buf_move): the revoke waits for every fence (DMA_RESV_USAGE_BOOKKEEP), not only the kernel's", arguments: [DMAFenceUsage.write, .read, .bookkeep])
+    func revokeWaitsForEveryFence(usage: DMAFenceUsage) throws {
+        let rig = try Rig()
+        let vfio = try fourRanges(rig)
+        let fence = DMAFence(context: 9, seqno: 1)
+        try vfio.buffer.resv.withLock { (c) throws(DMAError) in try vfio.buffer.resv.addFence(fence, usage: usage, by: c) }
+        let error = #expect(throws: DMAError.self) { try vfio.buffer.resv.withLock { (c) throws(DMAError) in try vfio.revoke(.reset, in: c) } }
+        #expect(error?.errno == .ETIMEDOUT && vfio.isRevoked && rig.machine.memory.isDecoding(vfio.provider), "\(usage)")
+        fence.signal()
+        #expect(try vfio.buffer.resv.withLock { (c) throws(DMAError) in try vfio.revoke(.reset, in: c) }.isEmpty, "already revoked: nobody is told again")
+        #expect(!rig.machine.memory.isDecoding(vfio.provider))
     }
 
     @Test("drivers/vfio/pci/vfio_pci_dmabuf.c (vfio_pci_core_feature_dma_buf): no get_dmabuf_phys is EOPNOTSUPP, SET is EINVAL, a device being unregistered is ENODEV after the range checks")

@@ -120,7 +120,7 @@ struct KernelRuleTests {
         #expect(try new.machine.vfioBuffer(name: "bar", device: "0000:09:00.0", bar: 2, ranges: range).buffer.size == 4096)
     }
 
-    @Test("drivers/dma-buf/dma-buf.c, 7.1 (dma_buf_attach_revocable): VFIO refuses an importer that cannot be revoked; 6.19 and 7.0 accept it")
+    @Test("drivers/dma-buf/dma-buf.c, 7.1 (dma_buf_attach_revocable): VFIO refuses an importer that cannot be revoked at attach; 6.19 and 7.0 let it attach and refuse its pin (vfio_pci_dma_buf_pin)")
     func revocableAttachmentsFrom71() throws {
         let range = [VFIOBARExporter.Range(offset: 0, length: 4096)]
         let new = try Rig(rules: Self.linux71)
@@ -130,14 +130,20 @@ struct KernelRuleTests {
         }
         #expect(refused?.errno == .EOPNOTSUPP)
         let pinnedMR = #expect(throws: DMAError.self) { try RDMANIC(name: "nic", device: try new.nearNIC()).registerMR(vfio71.buffer, pinned: true) }
-        #expect(pinnedMR?.errno == .EOPNOTSUPP)
-        // 7.0: VFIO checks peer2peer only, and a pinned MR still has its warn-only move_notify.
-        let old = try Rig(rules: KernelRules(KernelVersion(7, 0)))
+        #expect(pinnedMR?.errno == .EOPNOTSUPP && pinnedMR?.message.contains("dma_buf_attach_revocable") == true)
+        // 7.0 (with CONFIG_DMABUF_MOVE_NOTIFY, so that maps work at all): VFIO checks peer2peer
+        // only at attach; its pin refuses the pinned MR, which is torn down.
+        let old = try Rig(rules: KernelRules(KernelVersion(7, 0), moveNotify: true))
         let vfio70 = try old.machine.vfioBuffer(name: "bar", device: "0000:09:00.0", bar: 2, ranges: range)
-        let mr = try RDMANIC(name: "nic", device: try old.nearNIC()).registerMR(vfio70.buffer, pinned: true)
-        let told = try vfio70.buffer.resv.withLock { (c) throws(DMAError) in try vfio70.revoke(.reset, in: c) }
+        let atPin = #expect(throws: DMAError.self) { try RDMANIC(name: "nic", device: try old.nearNIC()).registerMR(vfio70.buffer, pinned: true) }
+        #expect(atPin?.errno == .EOPNOTSUPP && atPin?.message.contains("vfio_pci_dma_buf_pin") == true, "\(String(describing: atPin))")
+        #expect(vfio70.buffer.attachments.isEmpty)
+        // The pinned MR's move_notify before 7.1 only warns (ib_umem_dmabuf_unsupported_move_notify):
+        // an exporter that moves pinned memory anyway is told, and the MR keeps its mapping.
+        let gpu = try old.gpuBuffer()
+        let mr = try RDMANIC(name: "nic", device: try old.nearNIC()).registerMR(gpu.buffer, pinned: true)
+        let told = try gpu.buffer.resv.withLock { (c) throws(DMAError) in try gpu.buffer.invalidateMappings(in: c) }
         #expect(told.count == 1 && mr.unsupportedInvalidations == 1 && mr.invalidations == 0 && mr.mapping != nil, "the stub warns and keeps the mapping")
-        try vfio70.restore()
         try mr.deregister()
     }
 

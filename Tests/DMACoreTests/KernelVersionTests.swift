@@ -25,7 +25,7 @@ struct KernelVersionTests {
             table == [
                 .moveNotifyAlwaysOn: "7.1", .noMappingCacheAtAttach: "6.15", .mapPhysMMIO: "6.18", .vfioDMABufExport: "6.19",
                 .revocableAttachments: "7.1", .gpuPinsInVRAM: "6.15", .p2pAMDRootComplex: "5.2", .p2pHostBridgeWhitelist: "5.4",
-                .p2pAMDZenCPU: "5.9", .p2pRootPortIdentity: "5.19",
+                .p2pAMDZenCPU: "5.9", .p2pRootPortIdentity: "5.19", .revocablePinnedMR: "7.1",
             ])
         for rule in KernelRule.allCases {
             #expect(rule.kernelFile.hasPrefix("drivers/") || rule.kernelFile.hasPrefix("kernel/"), "\(rule)")
