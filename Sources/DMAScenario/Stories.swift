@@ -215,6 +215,17 @@ public struct Story: Sendable {
               - {name: nic, device: "0000:04:00.0", kind: device, dynamic: true, allowPeerToPeer: true}
               - {name: mr, device: "0000:04:00.0", kind: rdma-dynamic}
               - {name: static-nic, device: "0000:04:00.0", kind: device, dynamic: false}
+            \(story6Steps)
+            """,
+        requires: .vfioDMABufExport, missingFeature: "VFIO dma-buf export (VFIO_DEVICE_FEATURE_DMA_BUF answers ENOTTY)",
+        whenMapsPin: (
+            kernel:
+                "without CONFIG_DMABUF_MOVE_NOTIFY (6.19, 7.0) every map pins first, and VFIO's pin refuses (vfio_pci_dma_buf_pin, EOPNOTSUPP): nothing can map the BAR; the reset still tells the attached importers",
+            replacements: [(story6Steps, story6StepsWhenMapsPin)]
+        ))
+
+    /// Story 6's steps under the newest rules.
+    static let story6Steps = """
             steps:
               # A static importer cannot do P2P, so VFIO refuses it.
               - attach: {importer: static-nic, buffer: bar, expect: {ok: false, errno: EOPNOTSUPP}}
@@ -235,6 +246,26 @@ public struct Story: Sendable {
               - unmap: {importer: nic, buffer: bar}
               - detach: {importer: nic, buffer: bar}
               - detach: {importer: mr, buffer: bar}
-            """,
-        requires: .vfioDMABufExport, missingFeature: "VFIO dma-buf export (VFIO_DEVICE_FEATURE_DMA_BUF answers ENOTTY)")
+            """
+
+    /// Story 6's steps where every map pins (6.19 and 7.0 without `CONFIG_DMABUF_MOVE_NOTIFY`,
+    /// `dma_buf_map_attachment` in `drivers/dma-buf/dma-buf.c`; `vfio_pci_dma_buf_pin` in
+    /// `drivers/vfio/pci/vfio_pci_dmabuf.c` refuses every pin until 7.1 drops it).
+    static let story6StepsWhenMapsPin = """
+            steps:
+              # A static importer cannot do P2P, so VFIO refuses it.
+              - attach: {importer: static-nic, buffer: bar, expect: {ok: false, errno: EOPNOTSUPP}}
+              - attach: {importer: nic, buffer: bar, expect: {peerToPeer: true}}
+              # Without MOVE_NOTIFY the map pins first, and VFIO's pin refuses.
+              - map: {importer: nic, buffer: bar, expect: {ok: false, errno: EOPNOTSUPP}}
+              # mlx5 maps the MR at registration: the same refusal fails the registration.
+              - attach: {importer: mr, buffer: bar, expect: {ok: false, errno: EOPNOTSUPP}}
+              - device-write: {importer: nic, buffer: bar, length: 4KiB, expect: {ok: false, errno: ENODEV}}
+              # The device is reset: the one attached importer is told.
+              - revoke: {buffer: bar, reason: reset, expect: {notified: [nic]}}
+              - device-write: {importer: nic, buffer: bar, length: 4KiB, expect: {ok: false, errno: ENODEV}}
+              - map: {importer: nic, buffer: bar, expect: {ok: false, errno: EOPNOTSUPP}}
+              - restore: {buffer: bar}
+              - detach: {importer: nic, buffer: bar}
+            """
 }

@@ -263,6 +263,18 @@ struct StoryKernelTests {
         #expect(new.notified == ["mr", "nic"] && new.errno == .ENODEV)
     }
 
+    @Test("Story 6 on 6.19 and 7.0 without MOVE_NOTIFY: every map pins first and VFIO's pin refuses (vfio_pci_dma_buf_pin, drivers/vfio/pci/vfio_pci_dmabuf.c), so nothing maps; with the option it goes as on 7.1")
+    func story6WhenMapsPin() throws {
+        for version in [KernelVersion(6, 19), KernelVersion(7, 0)] {
+            let off = try Self.outcome(6, KernelRules(version))
+            #expect(off.notified == ["nic"] && off.errno == .EOPNOTSUPP && off.mapType == nil, "\(version)")
+            #expect(off.kernel.contains("VFIO's pin refuses"))
+            #expect(off.result.steps.filter { $0.op == .step(.map) }.allSatisfy { $0.errno == .EOPNOTSUPP })
+            let on = try Self.outcome(6, KernelRules(version, moveNotify: true))
+            #expect(on.notified == ["mr", "nic"] && on.errno == .ENODEV, "\(version)+move-notify")
+        }
+    }
+
     @Test("With no kernel named the stories run under the newest rules and say nothing about them")
     func defaultIsNewest() throws {
         for story in Story.all {
