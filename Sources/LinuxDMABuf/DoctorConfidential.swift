@@ -165,47 +165,16 @@ enum DoctorConfidential {
         return .notCaptured
     }
 
-    /// The most records read from `/dev/kmsg` (a log that grows as fast as it is read ends here).
-    static let maxRecords = 1 << 20
-
-    /// Every message of `/dev/kmsg`, read without blocking: opened `O_NONBLOCK`, read record by
-    /// record until `EAGAIN` (caught up). Opening needs what `syslog(2)`'s `SYSLOG_ACTION_READ_ALL`
-    /// needs (`devkmsg_open`, `kernel/printk/printk.c`): with `kernel.dmesg_restrict` = 1, root or
-    /// CAP_SYSLOG; otherwise `EPERM`. A record overwritten while reading is `EPIPE`; the next read
-    /// goes on from the oldest one left.
+    /// Every message of `/dev/kmsg` from its oldest record, read without blocking
+    /// (``KernelLogCursor``).
     /// - Returns: the messages, or the errno of the open or of a read.
     static func readKmsg() -> Result<[String], Errno> {
-        let fd: Int32
-        switch SystemCalls.open(kmsg, O_RDONLY | O_NONBLOCK) {
-        case .success(let opened): fd = opened
-        case .failure(let errno): return .failure(errno)
+        do {
+            var cursor = try KernelLogCursor(path: kmsg, fromStart: true)
+            return cursor.readMessages()
+        } catch {
+            return .failure(error.errno)
         }
-        defer { _ = SystemCalls.close(fd) }
-        // A record is at most 8 KiB of text with its prefix (CONSOLE_EXT_LOG_MAX); a smaller buffer is EINVAL.
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 1)
-        defer { buffer.deallocate() }
-        var messages: [String] = []
-        for _ in 0..<maxRecords {
-            switch SystemCalls.read(fd, buffer) {
-            case .success(0): return .success(messages)
-            case .success(let count):
-                if let message = kmsgMessage(UnsafeRawBufferPointer(rebasing: buffer[..<count])) { messages.append(message) }
-            case .failure(let errno) where errno == .EAGAIN: return .success(messages)
-            case .failure(let errno) where errno.rawValue == EPIPE: continue
-            case .failure(let errno): return .failure(errno)
-            }
-        }
-        return .success(messages)
-    }
-
-    /// The text of one `/dev/kmsg` record (`Documentation/ABI/testing/dev-kmsg`): a prefix
-    /// `LEVEL,SEQ,USEC,FLAGS[,…];`, the message up to the first newline, then continuation lines
-    /// (` KEY=value`) that are dropped. `nil` for a record without the `;`.
-    /// - Parameter record: the bytes one read returned.
-    static func kmsgMessage(_ record: UnsafeRawBufferPointer) -> String? {
-        let bytes = record.prefix { $0 != UInt8(ascii: "\n") }
-        guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) else { return nil }
-        return String(decoding: bytes[(semicolon + 1)...], as: UTF8.self)
     }
 
     /// A log line without `dmesg`'s `[    0.123456] ` time stamp and without trailing blanks

@@ -82,43 +82,65 @@ public enum PCIBlockDevices {
     }
 }
 
-/// The kernel log since a point: `/dev/kmsg` opened without blocking and moved to its end, then
-/// read record by record (`prio,seq,usec,flags;text`, `Documentation/ABI/testing/dev-kmsg`). The
-/// P2PDMA core prints why a pair cannot be used (`pci_p2pdma_distance_many` and
-/// `calc_map_type_and_dist` in `drivers/pci/p2pdma.c`) once per pair.
+/// The kernel log, read without blocking: `/dev/kmsg` opened `O_NONBLOCK` (at its end, or at its
+/// oldest record), then read record by record until it has nothing more (`EAGAIN`)
+/// (`prio,seq,usec,flags;text`, `Documentation/ABI/testing/dev-kmsg`). The P2PDMA core prints why
+/// a pair cannot be used (`pci_p2pdma_distance_many` and `calc_map_type_and_dist` in
+/// `drivers/pci/p2pdma.c`) once per pair; the doctor reads the boot's memory-encryption lines.
+/// Opening needs what `syslog(2)`'s `SYSLOG_ACTION_READ_ALL` needs (`devkmsg_open`,
+/// `kernel/printk/printk.c`): with `kernel.dmesg_restrict` = 1, root or `CAP_SYSLOG`.
 public struct KernelLogCursor: ~Copyable {
     private let fd: Int32
+    /// The most records one ``newMessages()`` reads (a log that grows as fast as it is read ends there).
+    static let maxRecords = 1 << 20
 
-    /// Opens `/dev/kmsg` at its end. Fails with `EPERM`/`EACCES` when the log is restricted
-    /// (`kernel.dmesg_restrict`) and the caller lacks `CAP_SYSLOG`, with `ENOENT` when absent.
-    public init(path: String = "/dev/kmsg") throws(DMAError) {
+    /// Opens `/dev/kmsg` at its end, or at its oldest record with `fromStart`.
+    /// - Throws: the open's errno: `EPERM`/`EACCES` when the log is restricted
+    ///   (`kernel.dmesg_restrict`) and the caller lacks `CAP_SYSLOG`, `ENOENT` when absent.
+    public init(path: String = "/dev/kmsg", fromStart: Bool = false) throws(DMAError) {
         switch SystemCalls.open(path, O_RDONLY | O_NONBLOCK) {
         case .failure(let errno):
             throw DMAError(.notFound, errno, "\(path): cannot open the kernel log (\(errno.name)); root, or CAP_SYSLOG, reads it")
         case .success(let fd):
             self.fd = fd
-            _ = SystemCalls.lseek(fd, 0, SEEK_END)
+            if !fromStart { _ = SystemCalls.lseek(fd, 0, SEEK_END) }
         }
     }
 
     /// The messages logged since the cursor was made or last read, without their headers.
     public mutating func newMessages() -> [String] {
+        (try? readMessages().get()) ?? []
+    }
+
+    /// The messages logged since the cursor was made or last read, or the errno of a read that
+    /// failed. A record overwritten while reading (`EPIPE`) is skipped: the next read goes on from
+    /// the oldest one left.
+    public mutating func readMessages() -> Result<[String], Errno> {
+        // A record is at most 8 KiB of text with its prefix (CONSOLE_EXT_LOG_MAX); a smaller buffer is EINVAL.
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 1)
+        defer { buffer.deallocate() }
         var messages: [String] = []
-        var record = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let count = record.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if Glibc.errno == EINTR { continue }
-                if Glibc.errno == EPIPE { continue }  // records were overwritten; go on with the next
-                break
+        for _ in 0..<Self.maxRecords {
+            switch SystemCalls.read(fd, buffer) {
+            case .success(0): return .success(messages)
+            case .success(let count):
+                if let message = Self.message(UnsafeRawBufferPointer(rebasing: buffer[..<count])) { messages.append(message) }
+            case .failure(let errno) where errno == .EAGAIN: return .success(messages)
+            case .failure(let errno) where errno.rawValue == EPIPE: continue
+            case .failure(let errno): return .failure(errno)
             }
-            if count == 0 { break }
-            let text = String(decoding: record[0..<count], as: UTF8.self)
-            guard let semicolon = text.firstIndex(of: ";") else { continue }
-            let body = text[text.index(after: semicolon)...].split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            messages.append(String(body))
         }
-        return messages
+        return .success(messages)
+    }
+
+    /// The text of one record: a prefix `LEVEL,SEQ,USEC,FLAGS[,…];`, the message up to the first
+    /// newline, then continuation lines (` KEY=value`) that are dropped. `nil` for a record
+    /// without the `;`.
+    /// - Parameter record: the bytes one read returned.
+    public static func message(_ record: UnsafeRawBufferPointer) -> String? {
+        let bytes = record.prefix { $0 != UInt8(ascii: "\n") }
+        guard let semicolon = bytes.firstIndex(of: UInt8(ascii: ";")) else { return nil }
+        return String(decoding: bytes[(semicolon + 1)...], as: UTF8.self)
     }
 
     deinit { _ = SystemCalls.close(fd) }

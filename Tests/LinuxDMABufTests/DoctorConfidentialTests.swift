@@ -194,8 +194,8 @@ import Testing
     /// A /dev/kmsg record: the prefix and the continuation lines are not the message.
     @Test func kmsgRecord() {
         let record = Array("6,812,412345,-;Memory Encryption Features active: AMD SEV\n SUBSYSTEM=cpu\n".utf8)
-        #expect(record.withUnsafeBytes { DoctorConfidential.kmsgMessage($0) } == "Memory Encryption Features active: AMD SEV")
-        #expect(Array("no prefix\n".utf8).withUnsafeBytes { DoctorConfidential.kmsgMessage($0) } == nil)
+        #expect(record.withUnsafeBytes { KernelLogCursor.message($0) } == "Memory Encryption Features active: AMD SEV")
+        #expect(Array("no prefix\n".utf8).withUnsafeBytes { KernelLogCursor.message($0) } == nil)
     }
 
     /// The live log is read without blocking and without root: it returns (readable or with an
