@@ -373,6 +373,26 @@ public enum Doctor {
         let hostBridge = e.providerHostBridge.whitelisted && (e.sameHostBridge || e.clientHostBridge.whitelisted)
             ? "host bridge \(e.providerHostBridge.ids ?? e.providerHostBridge.name) is on the P2PDMA whitelist"
             : "the host bridge (\(e.providerHostBridge.ids ?? "no identity device")) is not on the P2PDMA whitelist"
+        // The host-bridge rules of the machine's release (drivers/pci/p2pdma.c): an AMD Zen before
+        // 5.9 has no cpu_supports_p2pdma, and a host bridge may be listed only from a later release.
+        let kernel = facts.topology.kernel
+        let zenTooOld = !e.cpuSupportsP2P && facts.topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
+        let cpuClause =
+            zenTooOld
+            ? "the CPU (\(e.cpu)) is an AMD Zen, but Linux \(kernel) has no cpu_supports_p2pdma (it came in 5.9)"
+            : "the CPU (\(e.cpu)) is not an AMD Zen or newer"
+        let listedLater = [e.providerHostBridge, e.clientHostBridge].lazy
+            .compactMap { facts.topology.hostBridgeDevice($0.name) }
+            .compactMap { P2PHostBridgeWhitelist.anyRelease(vendor: $0.vendor, device: $0.device) }
+            .first { $0.introduced > kernel && $0.removed == nil }
+        let newerKernel: DoctorRemedy? =
+            zenTooOld
+            ? DoctorRemedy(action: "boot Linux 5.9 or newer: an AMD Zen or newer CPU routes P2P through any host bridge there (cpu_supports_p2pdma)", cost: "a different kernel and a reboot")
+            : listedLater.map {
+                DoctorRemedy(
+                    action: "boot Linux \($0.introduced) or newer, whose P2PDMA whitelist lists host bridge \($0.ids) (\($0.comment)); this machine runs \(kernel)",
+                    cost: "a different kernel and a reboot")
+            }
         switch e.verdict.mapType {
         case .busAddress:
             add(.info, "route", "bus address: \(e.commonUpstream?.description ?? "a common upstream bridge") is upstream of both and no ACS redirect on the path, so the switch routes the transfer", configs, nil)
@@ -383,13 +403,14 @@ public enum Doctor {
             add(.info, "route", text, "\(configs), /proc/cpuinfo", e.commonUpstream != nil && !acs.isEmpty ? acsRemedy : nil)
         case .notSupported:
             if e.commonUpstream != nil, !acs.isEmpty {
-                block("acs-redirect", why + ", so the transfer must go up to the host bridge, where " + hostBridge + " and the CPU (\(e.cpu)) is not an AMD Zen (drivers/pci/p2pdma.c)", configs, acsRemedy)
+                block("acs-redirect", why + ", so the transfer must go up to the host bridge, where " + hostBridge + " and " + cpuClause + " (drivers/pci/p2pdma.c)", configs, acsRemedy)
             } else {
                 block(
                     "host-bridge",
-                    "no common upstream bridge, \(e.sameHostBridge ? "" : "two host bridges, ")\(hostBridge) and the CPU (\(e.cpu)) is not an AMD Zen or newer, so the kernel refuses the pair (drivers/pci/p2pdma.c)",
+                    "no common upstream bridge, \(e.sameHostBridge ? "" : "two host bridges, ")\(hostBridge) and \(cpuClause), so the kernel refuses the pair (drivers/pci/p2pdma.c)",
                     "\(configs), /proc/cpuinfo",
-                    DoctorRemedy(action: "place both devices below one PCIe switch (a common upstream bridge routes by bus address)", cost: "moving hardware between slots"))
+                    newerKernel
+                        ?? DoctorRemedy(action: "place both devices below one PCIe switch (a common upstream bridge routes by bus address)", cost: "moving hardware between slots"))
             }
         }
         if !e.acsUnknown.isEmpty {

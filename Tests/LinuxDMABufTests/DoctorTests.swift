@@ -185,6 +185,24 @@ import Testing
         #expect(translated.reasons.contains { $0.code == "iommu-domain" && $0.text.contains("group 7, domain DMA-FQ") && $0.source == "/sys/kernel/iommu_groups/7/type" })
     }
 
+    /// The host-bridge rules of the machine's own release (drivers/pci/p2pdma.c): the AMD Zen CPU
+    /// of the root routes through the host bridge from 5.9 (cpu_supports_p2pdma), not on 5.8, and
+    /// the doctor then names the release that would.
+    @Test func hostBridgeRulesOfTheRunningRelease() throws {
+        func judge(_ release: String) throws -> DoctorPairReport {
+            let root = try Self.maskRoot(bits: 64, domain: nil, release: release)
+            defer { try? FileManager.default.removeItem(atPath: root) }
+            return Doctor.judge(provider: "0000:00:06.0", client: "0000:00:03.0", try DoctorFacts.gather(root: DoctorRoot(root)))
+        }
+        let old = try judge("5.8.18")
+        #expect(old.verdict == .no && old.route == "not-supported")
+        let reason = try #require(old.reasons.first { $0.code == "host-bridge" })
+        #expect(reason.text.contains("is an AMD Zen, but Linux 5.8 has no cpu_supports_p2pdma (it came in 5.9)"))
+        #expect(reason.remedy?.action.hasPrefix("boot Linux 5.9 or newer") == true)
+        let new = try judge("5.9.16")
+        #expect(new.verdict == .zeroCopy && new.route == "through-host-bridge")
+    }
+
     /// amdgpu migrates what it cannot share: degraded, with the copy named.
     @Test func migratingExporter() throws {
         func judge(config: String, release: String, swiotlb: Bool = false) throws -> DoctorPairReport {
