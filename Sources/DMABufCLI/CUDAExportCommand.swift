@@ -123,7 +123,7 @@ extension DMABufCommand {
         private func modelTopology(gpu: CUDADriver.Device, bytes: UInt64, into report: inout CUDAExportReport) {
             do {
                 let cpuInfo = try cpu.map { try CPUInfo(parsing: $0) } ?? TopologySource.hostCPU()
-                let topology = try SysfsTopologyLoader.load(root: sysfs, cpu: cpuInfo).following(KernelConfig.runningRules().version)
+                let topology = try SysfsTopologyLoader.load(root: sysfs, cpu: cpuInfo).following(KernelConfig.runningVersion())
                 report.warnings = topology.warnings
                 let gpuAddress = try PCIAddress(parsing: gpu.pciBusID)
                 report.topology = TopologyReport(topology).pairs.filter { $0.provider == gpuAddress.description }

@@ -663,7 +663,7 @@ func joinTopology(_ view: inout DMABufKernelView, sysfs: String, procRoot: Strin
         let cpuinfo = FileManager.default.contents(atPath: "\(procRoot)/cpuinfo").map { String(decoding: $0.prefix(1 << 20), as: UTF8.self) }
         let cpu = cpuinfo.flatMap { CPUInfo.parse(procCPUInfo: $0) } ?? TopologySource.hostCPU()
         // Judged by the P2PDMA rules of the release whose /proc this is.
-        topology = try SysfsTopologyLoader.load(root: sysfs, cpu: cpu).following(KernelConfig.runningRules(procRoot: procRoot).version)
+        topology = try SysfsTopologyLoader.load(root: sysfs, cpu: cpu).following(KernelConfig.runningVersion(procRoot: procRoot))
     } catch {
         for index in view.buffers.indices where !view.buffers[index].attachedDevices.isEmpty {
             view.buffers[index].routes = view.buffers[index].attachedDevices.map {

@@ -93,12 +93,12 @@ extension DMABufCommand {
 
             package func run() throws {
                 let rules = try kernel.rules()
-                let topology = try source.load().following(rules?.version ?? .newest)
+                // With --verify the running kernel judges, so the model follows its release unless told otherwise.
+                let release = rules?.version ?? (verify ? KernelConfig.runningVersion() : .newest)
+                let topology = try source.load().following(release)
                 if verify {
                     guard source.file == nil else { throw CLIError("--verify asks the running kernel: give a sysfs tree (the default /sys), not --file") }
-                    // The running kernel judges, so the model follows its release unless told otherwise.
-                    let judged = rules == nil ? topology.following(KernelConfig.runningRules().version) : topology
-                    try verifyEveryPair(sysfs: source.sysfs ?? "/sys", topology: judged, kprobe: kprobe, json: json)
+                    try verifyEveryPair(sysfs: source.sysfs ?? "/sys", topology: topology, kprobe: kprobe, json: json)
                 } else if exportYAML {
                     print(YAMLTopology.export(topology), terminator: "")
                 } else if json {
@@ -161,7 +161,7 @@ func renderTopology(_ topology: PCITopology, pairs: Bool) -> String {
     out +=
         topology.cpuSupportsP2P
         ? "AMD Zen or newer, so P2P through the host bridge is allowed (cpu_supports_p2pdma)\n"
-        : topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
+        : topology.cpuRuleMissing
             ? "an AMD Zen, but Linux \(topology.kernel) has no cpu_supports_p2pdma (5.9): P2P through a host bridge needs a whitelisted host bridge\n"
             : "P2P through a host bridge needs a whitelisted host bridge (cpu_supports_p2pdma is false)\n"
     let tree = TreeIndex(topology)
@@ -306,12 +306,11 @@ func renderExplanation(_ e: P2PExplanation, topology: PCITopology) -> String {
         }
         out += "Host bridge of the provider: \(facts(e.providerHostBridge))\n"
         if !e.sameHostBridge { out += "Host bridge of the client:   \(facts(e.clientHostBridge))\n" }
-        let zenBeforeTheRule = !e.cpuSupportsP2P && topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
         out += "CPU \(e.cpu): "
         out +=
             e.cpuSupportsP2P
             ? "AMD Zen or newer, P2P through the host bridge allowed.\n"
-            : zenBeforeTheRule
+            : topology.cpuRuleMissing
                 ? "an AMD Zen, but Linux \(topology.kernel) has no cpu_supports_p2pdma (5.9).\n"
                 : "not an AMD Zen or newer (cpu_supports_p2pdma is false).\n"
     }
@@ -343,7 +342,7 @@ package struct TopologyProbeSection: ProbeSection {
         let topology: PCITopology
         do {
             topology = try SysfsTopologyLoader.load(root: environment.sysRoot, cpu: TopologySource.hostCPU())
-                .following(KernelConfig.runningRules(procRoot: environment.procRoot, bootRoot: environment.bootRoot).version)
+                .following(KernelConfig.runningVersion(procRoot: environment.procRoot))
         } catch {
             let message = "\(error)"
             return ProbeSectionReport(

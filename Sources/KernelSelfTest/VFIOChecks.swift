@@ -82,7 +82,7 @@ func vfioMain(_ arguments: [String]) -> Int32 {
     do {
         let cpuinfo = String(decoding: (try? SystemCalls.readFile("/proc/cpuinfo").get()) ?? [], as: UTF8.self)
         topology = try SysfsTopologyLoader.load(root: "/sys", cpu: CPUInfo.parse(procCPUInfo: cpuinfo) ?? CPUInfo(vendor: .other, family: 0))
-            .following(KernelConfig.runningRules().version)
+            .following(KernelConfig.runningVersion())
         machine = try SimulatedMachine(topology: topology)
     } catch {
         runner.check("vfio.model", false, "the model of this guest: \(error)")

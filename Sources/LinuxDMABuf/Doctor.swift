@@ -376,7 +376,7 @@ public enum Doctor {
         // The host-bridge rules of the machine's release (drivers/pci/p2pdma.c): an AMD Zen before
         // 5.9 has no cpu_supports_p2pdma, and a host bridge may be listed only from a later release.
         let kernel = facts.topology.kernel
-        let zenTooOld = !e.cpuSupportsP2P && facts.topology.cpu.supportsP2PThroughHostBridge(kernel: .newest)
+        let zenTooOld = facts.topology.cpuRuleMissing
         let cpuClause =
             zenTooOld
             ? "the CPU (\(e.cpu)) is an AMD Zen, but Linux \(kernel) has no cpu_supports_p2pdma (it came in 5.9)"

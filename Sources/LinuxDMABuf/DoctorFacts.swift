@@ -254,8 +254,8 @@ public struct DoctorFacts: Sendable {
         let confidential = DoctorConfidential.gather(root: root, cpuText: cpuText, cpu: cpuInfo)
 
         // The P2PDMA rules of the machine's own release (the newest when it cannot be read).
-        let p2pRelease = release.flatMap { KernelVersion(parsing: $0) } ?? .newest
-        let topology = try SysfsTopologyLoader.load(root: root.file("/sys"), cpu: cpuInfo).following(p2pRelease)
+        let topology = try SysfsTopologyLoader.load(root: root.file("/sys"), cpu: cpuInfo)
+            .following(KernelConfig.runningVersion(procRoot: root.file("/proc")))
         let devices = topology.functions.compactMap { function -> DoctorDeviceFacts? in
             guard !function.isBridge, let kind = kind(of: function) else { return nil }
             let bdf = function.address.description

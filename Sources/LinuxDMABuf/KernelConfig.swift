@@ -57,6 +57,13 @@ public struct KernelConfig: Sendable, Hashable, Codable {
         return String(decoding: bytes, as: UTF8.self).trimmingSuffix("\n")
     }
 
+    /// The running kernel's release as the model's rules read it (`PROCROOT/sys/kernel/osrelease`),
+    /// the newest when it cannot be read or parsed. What the P2P rules need: unlike
+    /// ``runningRules(procRoot:bootRoot:)`` it reads no configuration.
+    public static func runningVersion(procRoot: String = "/proc") -> KernelVersion {
+        release(procRoot: procRoot).flatMap(KernelVersion.init(parsing:)) ?? .newest
+    }
+
     /// The rules of the running kernel (`--kernel auto`): its release from
     /// `PROCROOT/sys/kernel/osrelease` and `CONFIG_DMABUF_MOVE_NOTIFY` from its configuration
     /// (``read(procRoot:bootRoot:)``; unreadable counts as off, the option's default). The newest

@@ -67,8 +67,12 @@ public struct CPUInfo: Hashable, Sendable, CustomStringConvertible {
     /// or newer routes P2P through any host bridge. Before 5.9 no CPU does (AMD root complexes
     /// were whitelist entries then).
     public func supportsP2PThroughHostBridge(kernel: KernelVersion = .newest) -> Bool {
-        kernel >= KernelRule.p2pAMDZenCPU.introduced && vendor == .amd && family >= 0x17
+        kernel >= KernelRule.p2pAMDZenCPU.introduced && isAMDZenOrNewer
     }
+
+    /// An AMD CPU of family 0x17 (Zen) or newer: the CPU `cpu_supports_p2pdma` names, whatever
+    /// the release.
+    public var isAMDZenOrNewer: Bool { vendor == .amd && family >= 0x17 }
 
     /// `intel:0x6`.
     public var description: String { "\(vendor.rawValue):0x\(String(family, radix: 16))" }

@@ -108,10 +108,9 @@ extension PCITopology {
                 remedy =
                     "Linux \(kernel) routes P2P only below a common bridge, or between AMD Zen root complexes (1022:1450, from 5.2); the host-bridge whitelist came in 5.4 (drivers/pci/p2pdma.c)"
             } else if mapType == .notSupported {
-                let culprits = [devA, devB].compactMap { $0 }.filter { P2PHostBridgeWhitelist.entry(vendor: $0.vendor, device: $0.device, kernel: kernel) == nil }
-                let zen = cpu.supportsP2PThroughHostBridge(kernel: .newest)
+                let culprits = [(hostA, devA), (hostB, devB)].compactMap { name, device in whitelistEntry(name) == nil ? device : nil }
                 let cpuRule =
-                    zen && !cpuSupportsP2P
+                    cpuRuleMissing
                     ? "the CPU (\(cpu)) is an AMD Zen, but cpu_supports_p2pdma came in 5.9 (Linux \(kernel) here)"
                     : "the CPU (\(cpu)) is not an AMD Zen or newer"
                 if let first = culprits.first {

@@ -38,14 +38,7 @@ public enum P2PHostBridgeWhitelist {
         }
 
         /// `8086:09a2` or `1ae0:*`.
-        public var ids: String {
-            "\(Self.hex4(vendor)):\(device.map(Self.hex4) ?? "*")"
-        }
-
-        private static func hex4(_ value: UInt16) -> String {
-            let digits = String(value, radix: 16)
-            return String(repeating: "0", count: 4 - digits.count) + digits
-        }
+        public var ids: String { "\(hex4(vendor)):\(device.map { hex4($0) } ?? "*")" }
     }
 
     static let amd: UInt16 = 0x1022

@@ -234,6 +234,10 @@ public final class PCITopology: P2PTopology, Sendable {
     /// (`cpu_supports_p2pdma`, from 5.9).
     public var cpuSupportsP2P: Bool { cpu.supportsP2PThroughHostBridge(kernel: kernel) }
 
+    /// Whether the CPU is an AMD Zen or newer but ``kernel`` predates `cpu_supports_p2pdma` (5.9),
+    /// so the CPU rule that a newer release would apply does not route anything here.
+    public var cpuRuleMissing: Bool { cpu.isAMDZenOrNewer && !cpuSupportsP2P }
+
     /// The P2P provider whose BAR holds `address`.
     /// - Complexity: O(log n) in the number of BARs.
     public func provider(containing address: PhysicalAddress) -> P2PProvider? {

@@ -243,6 +243,20 @@ struct LsKernelTopologyTests {
         #expect(vram.routes?.allSatisfy { $0.exporterDevice == "0000:04:00.0" } == true)
     }
 
+    @Test("The verdicts follow the release of the /proc read (drivers/pci/p2pdma.c): an AMD Zen routes across root ports from 5.9 (cpu_supports_p2pdma), not on 5.8")
+    func routesFollowTheRelease() throws {
+        func vramRoutes(_ release: String) throws -> [String?]? {
+            let (tree, sys) = try Self.machine()
+            try tree.write("proc/cpuinfo", "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n")
+            try tree.write("proc/sys/kernel/osrelease", release + "\n")
+            let json = try runDMABuf(["ls", "--kernel", "--json", "--proc", tree.path + "/proc", "--debugfs", tree.path + "/debugfs", "--sysfs", sys])
+            let view = try JSONDecoder().decode(DMABufKernelView.self, from: Data(json.stdout.utf8))
+            return view.buffers.first { $0.inode == 10 }?.routes?.map(\.mapType)
+        }
+        #expect(try vramRoutes("5.9.16") == ["bus-address", "through-host-bridge"])
+        #expect(try vramRoutes("5.8.18") == ["bus-address", "not-supported"])
+    }
+
     @Test("Without a PCI attachment nothing is joined and the JSON has no routes")
     func noPCI() throws {
         let tree = try LsKernelCLITests.snapshot()
